@@ -1,0 +1,1 @@
+"""The control plane: command line now; the API, console and metadata store later."""

@@ -1,0 +1,169 @@
+"""`conveyor`: run tasks from the command line.
+
+Exit codes: 0 every selected table loaded completely; 3 the task finished but rows were rejected
+(and logged); 1 the task failed; 2 the command line or task file is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from conveyor.errors import ConfigError, ConveyorError
+from conveyor.runner.fullload import FullLoad, RunResult
+from conveyor.runner.task import load_task
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REJECTED = 3
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Conveyor: migrate and replicate databases (PostgreSQL, MySQL/MariaDB, SQLite).",
+)
+err = Console(stderr=True)
+T = TypeVar("T")
+
+StateDir = Annotated[str, typer.Option("--state-dir", help="Where task state is kept.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+def guarded(debug: bool, action: Callable[[], T]) -> T:
+    """Run ``action``; user errors become one line on stderr and an exit code, never a traceback."""
+    try:
+        return action()
+    except ConfigError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ConveyorError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; run again with --resume to continue")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def exit_code(result: RunResult) -> int:
+    if not result.complete:
+        return EXIT_FAILED
+    return EXIT_REJECTED if result.rejected_rows else EXIT_OK
+
+
+def report(result: RunResult, as_json: bool, console: Console) -> None:
+    from conveyor.control.cli.progress import statistics_table
+
+    if as_json:
+        doc = {
+            "Status": "failed"
+            if not result.complete
+            else ("finished-with-errors" if result.rejected_rows else "finished"),
+            "StopReason": result.failed,
+            "TableStatistics": [t.dms() for t in result.tables],
+            "Warnings": result.warnings,
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    console.print(statistics_table(result.tables))
+    if result.failed:
+        console.print(f"task failed: {result.failed}", markup=False, highlight=False)
+    elif result.rejected_rows:
+        console.print(
+            f"{result.rejected_rows} rows were rejected; see the conveyor_apply_exceptions table on the target",
+            markup=False,
+        )
+
+
+def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
+    from conveyor.control.cli.progress import ProgressListener
+
+    task = load_task(task_file)
+    console = Console(stderr=as_json)
+    loader_listener = ProgressListener(console) if show_progress else None
+    runner = FullLoad(task, state_dir, resume=resume, listener=loader_listener)
+    if loader_listener is not None:
+        with loader_listener:
+            result = runner.run()
+    else:
+        result = runner.run()
+    report(result, as_json, console)
+    return exit_code(result)
+
+
+@app.command()
+def run(
+    task_file: Annotated[str, typer.Argument(help="Task file (YAML or JSON).")],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run (DMS resume-processing).")
+    ] = False,
+    state_dir: StateDir = ".conveyor",
+    as_json: Annotated[bool, typer.Option("--json", help="Print statistics as JSON (DMS field names).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Run a task: full load of the selected tables from source to target."""
+    show = not no_progress and sys.stderr.isatty() if as_json else not no_progress
+    code = guarded(debug, lambda: execute_task(task_file, state_dir, resume, as_json, show))
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    directory: Annotated[str, typer.Option("--dir", help="Where to put the sample databases.")] = "demo",
+    rows: Annotated[int, typer.Option("--rows", help="Approximate rows in the sample shop.")] = 100_000,
+    debug: Debug = False,
+) -> None:
+    """Generate a sample SQLite shop database and fully load it into a second SQLite database."""
+    from conveyor.control.cli.sample import generate
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    source, target = folder / "shop.db", folder / "shop-copy.db"
+    counts = generate(source, rows)
+    err.print(
+        f"generated {source} ({sum(counts.values()):,} rows: "
+        + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        + ")"
+    )
+    task_path = folder / "task.yaml"
+    task_path.write_text(
+        "name: demo-shop\n"
+        f"source: sqlite:///{source}\n"
+        f"target: sqlite:///{target}\n"
+        "migration_type: full-load\n"
+        "settings:\n  FullLoadSettings:\n    TargetTablePrepMode: DROP_AND_CREATE\n",
+        encoding="utf-8",
+    )
+    err.print(f"running {task_path}: {source} -> {target}")
+    code = guarded(debug, lambda: execute_task(str(task_path), str(folder / ".conveyor"), False, False, True))
+    raise typer.Exit(code)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

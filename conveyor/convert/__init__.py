@@ -1,0 +1,1 @@
+"""Schema conversion: source tables -> target tables with mapped types."""

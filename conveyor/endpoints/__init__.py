@@ -1,0 +1,1 @@
+"""Endpoints: one package per engine, all filling the roles in ``base``."""

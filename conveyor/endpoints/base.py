@@ -1,0 +1,164 @@
+"""The roles an engine plays, documented here and only here.
+
+A source engine provides an ``Introspector`` (what tables exist) and a ``Snapshot`` whose
+``SnapshotReader``s read table segments, all in one consistent view where the engine allows.
+A target engine provides ``Applier``s that create tables and load segments; each segment is
+committed in one target transaction together with its row in the target's control table, so a
+segment is either wholly there or not at all (this is what makes resume exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from conveyor.model.rows import Row, RowBatch
+from conveyor.model.schema import Table, TableId
+from conveyor.model.segments import Segment
+from conveyor.model.types import ColumnType
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an engine can do; checked by the contract tests against the roles it provides."""
+
+    transactional_ddl: bool
+    max_identifier_length: int
+    schemas: bool  # has a namespace level below the database (PostgreSQL schemas)
+    exported_snapshots: bool  # several connections can read one consistent snapshot
+    ctid_segments: bool = False
+    cdc: bool = False
+
+
+class PrepMode(StrEnum):
+    DROP_AND_CREATE = "DROP_AND_CREATE"
+    TRUNCATE_BEFORE_LOAD = "TRUNCATE_BEFORE_LOAD"
+    DO_NOTHING = "DO_NOTHING"
+
+
+class ErrorPolicy(StrEnum):
+    LOG_ERROR = "LOG_ERROR"
+    STOP_TASK = "STOP_TASK"
+    IGNORE_RECORD = "IGNORE_RECORD"
+    SUSPEND_TABLE = "SUSPEND_TABLE"
+
+
+@dataclass(slots=True)
+class RejectedRow:
+    table: TableId
+    key: dict[str, Any]
+    column: str | None
+    reason: str
+    row: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LoadResult:
+    rows: int = 0
+    bytes: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+
+class Introspector(Protocol):
+    def schemas(self) -> list[str]:
+        """Schemas (PostgreSQL), databases (MySQL) or ``main`` (SQLite) holding user tables."""
+        ...
+
+    def table_ids(self, schema: str) -> list[TableId]: ...
+
+    def table(self, table_id: TableId) -> Table:
+        """The full description; raises ``UserActionError`` when the table does not exist."""
+        ...
+
+
+class SnapshotReader(Protocol):
+    """Reads from one connection that sees the snapshot; used by one worker at a time."""
+
+    def estimate_rows(self, table: Table) -> int: ...
+
+    def key_bounds(self, table: Table, column: str) -> tuple[int, int] | None:
+        """Min and max of an integer key column, or None for an empty table."""
+        ...
+
+    def page_count(self, table: Table) -> int:
+        """Heap pages, for ctid segments (PostgreSQL only)."""
+        ...
+
+    def read(self, table: Table, segment: Segment, batch_rows: int, decode: bool = True) -> Iterator[RowBatch]:
+        """Rows of the segment in batches of at most ``batch_rows``: canonical values, or with
+        ``decode=False`` the driver's own values, for a target of the same engine and types."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Snapshot(Protocol):
+    """A consistent view of the source; ``reader()`` may be called from any worker thread."""
+
+    def reader(self) -> SnapshotReader: ...
+
+    def close(self) -> None: ...
+
+
+Encoder = Callable[[Any], Any]
+
+
+class Applier(Protocol):
+    """Writes to the target from one connection; used by one worker at a time."""
+
+    def map_type(self, column_type: ColumnType) -> str:
+        """The target's native type for a logical type (homogeneous: the source's own)."""
+        ...
+
+    def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
+        """Canonical value -> driver value for a target column; raises ``RowRejected``."""
+        ...
+
+    def start_task(self, task_name: str, fresh: bool) -> int:
+        """Create the control tables, take the next lease number and return it."""
+        ...
+
+    def done_segments(self, task_name: str) -> dict[tuple[str, int], tuple[int, int]]:
+        """(target table, segment number) -> (rows loaded, rows rejected) for segments committed by
+        earlier runs of the task."""
+        ...
+
+    def prepare(self, table: Table, native_types: list[str], mode: PrepMode) -> None:
+        """Create (or truncate) the target table with its primary key."""
+        ...
+
+    def load(
+        self,
+        task_name: str,
+        lease: int,
+        table: Table,
+        segment: int,
+        batches: Callable[[], Iterable[RowBatch]],
+        encoders: list[Encoder | None],
+        policy: ErrorPolicy,
+        on_progress: Callable[[int, int], None],
+        native_types: Sequence[str] = (),
+    ) -> LoadResult:
+        """Load one segment in one transaction together with its control row.
+
+        ``batches`` may be called again to re-read the segment when the target rejects a row
+        and the segment is reloaded row by row to find it.
+        """
+        ...
+
+    def finish(self, table: Table, native_types: list[str]) -> list[str]:
+        """Unique keys, secondary indexes and identity values after the data; returns warnings."""
+        ...
+
+    def add_foreign_keys(self, table: Table) -> list[str]: ...
+
+    def record_rejects(self, task_name: str, rejects: list[RejectedRow]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def describe_row(columns: tuple[str, ...], row: Row) -> dict[str, Any]:
+    """A row as a column -> value dict, for error records."""
+    return dict(zip(columns, row, strict=False))

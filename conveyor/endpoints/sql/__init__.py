@@ -1,0 +1,1 @@
+"""The SQL skeletons every engine fills with hooks: snapshot reader and applier."""

@@ -1,0 +1,451 @@
+"""The applier skeleton: owns the sequence of a segment load; engines fill the hooks.
+
+A segment is loaded in one target transaction, ending with the lease check and the segment's
+control row, so it commits whole or not at all. When the target rejects a row the skeleton rolls
+back and loads the segment again batch by batch and row by row under savepoints, so each bad row is
+found, recorded and (by policy) skipped while every good row still arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.endpoints.base import (
+    Encoder,
+    ErrorPolicy,
+    LoadResult,
+    PrepMode,
+    RejectedRow,
+    describe_row,
+)
+from conveyor.errors import RowRejected, TerminalError
+from conveyor.model.rows import Row, RowBatch
+from conveyor.model.schema import ForeignKey, Index, Key, Table, TableId
+from conveyor.model.types import ColumnType
+
+SEGMENTS_TABLE = "conveyor_segments"
+LEASES_TABLE = "conveyor_leases"
+EXCEPTIONS_TABLE = "conveyor_apply_exceptions"
+
+
+class StaleLease(TerminalError):
+    """Another run of the task took a newer lease; this one must stop writing."""
+
+
+class SqlApplier:
+    """Shared applier for DB-API targets. Subclasses set the class constants and hooks."""
+
+    #: placeholder for a bound parameter in the driver's paramstyle
+    param = "%s"
+    #: whether ALTER TABLE can add constraints after creation (SQLite cannot)
+    alter_constraints = True
+    #: whether index names live per schema (PostgreSQL, SQLite) rather than per table (MySQL)
+    index_names_per_schema = True
+    max_identifier_length = 63
+    #: native types of the control tables' columns
+    text_type = "TEXT"
+    bigint_type = "BIGINT"
+    timestamp_type = "TIMESTAMP"
+
+    def __init__(self, connection: Any, control_schema: str) -> None:
+        self.conn = connection
+        self.control_schema = control_schema
+        self._ensure_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- hooks for engines
+    def quote(self, name: str) -> str:
+        raise NotImplementedError
+
+    def map_type(self, column_type: ColumnType) -> str:
+        raise NotImplementedError
+
+    def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
+        raise NotImplementedError
+
+    def bulk_insert(
+        self, table: Table, columns: Sequence[str], natives: Sequence[str], batch: RowBatch, rows: list[Row]
+    ) -> None:
+        """Write rows fast; may raise the driver's errors (the skeleton classifies them)."""
+        raise NotImplementedError
+
+    def is_data_error(self, exc: BaseException) -> bool:
+        """True when the error is about a row's values (so other rows may still load)."""
+        raise NotImplementedError
+
+    def identity_clause(self, native: str) -> str:
+        """Column suffix making an integer column generate values (empty when the engine cannot)."""
+        return ""
+
+    def reset_identity_sql(self, table: Table, column: str) -> str | None:
+        """SQL moving the identity past the loaded maximum, if the engine needs one."""
+        return None
+
+    def drop_table_sql(self, table: Table) -> str:
+        return f"DROP TABLE IF EXISTS {self.qualified(table.id)}"
+
+    def truncate_sql(self, table: Table) -> str:
+        return f"TRUNCATE TABLE {self.qualified(table.id)}"
+
+    def table_exists(self, table_id: TableId) -> bool:
+        raise NotImplementedError
+
+    def upsert_control_sql(self) -> str:
+        """Insert a segment row, replacing an older one for the same key."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- naming
+    def qualified(self, table_id: TableId) -> str:
+        return f"{self.quote(table_id.schema)}.{self.quote(table_id.name)}"
+
+    def control(self, name: str) -> str:
+        return self.qualified(TableId(self.control_schema, name))
+
+    def params(self, count: int) -> str:
+        return ", ".join([self.param] * count)
+
+    def object_name(self, table: Table, name: str) -> str:
+        """Index/constraint name, made unique per schema where the target needs it."""
+        if self.index_names_per_schema and not name.startswith(table.id.name):
+            name = f"{table.id.name}_{name}"
+        return name[: self.max_identifier_length]
+
+    # ----------------------------------------------------------------- transactions
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur = self.conn.cursor()
+        if params:
+            cur.execute(sql, params)
+        else:
+            cur.execute(sql)
+        return cur
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def savepoint(self, name: str) -> None:
+        self.execute(f"SAVEPOINT {name}")
+
+    def rollback_to(self, name: str) -> None:
+        self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
+    # ----------------------------------------------------------------- control tables
+    def control_ddl(self) -> list[str]:
+        t, b, ts = self.text_type, self.bigint_type, self.timestamp_type
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.control(LEASES_TABLE)} "
+            f"(task_name VARCHAR(200) NOT NULL PRIMARY KEY, lease {b} NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.control(SEGMENTS_TABLE)} "
+            f"(task_name VARCHAR(200) NOT NULL, table_name VARCHAR(400) NOT NULL, segment {b} NOT NULL, "
+            f"rows_loaded {b} NOT NULL, rows_rejected {b} NOT NULL, lease {b} NOT NULL, "
+            f"finished_at {ts} NOT NULL, PRIMARY KEY (task_name, table_name, segment))",
+            f"CREATE TABLE IF NOT EXISTS {self.control(EXCEPTIONS_TABLE)} "
+            f"(task_name VARCHAR(200) NOT NULL, table_owner VARCHAR(200) NOT NULL, "
+            f"table_name VARCHAR(200) NOT NULL, error_time {ts} NOT NULL, row_key {t}, "
+            f"column_name VARCHAR(200), error {t} NOT NULL, statement {t})",
+        ]
+
+    def start_task(self, task_name: str, fresh: bool) -> int:
+        for ddl in self.control_ddl():
+            self.execute(ddl)
+        p = self.param
+        if fresh:
+            self.execute(f"DELETE FROM {self.control(SEGMENTS_TABLE)} WHERE task_name = {p}", (task_name,))
+        row = self.execute(
+            f"SELECT lease FROM {self.control(LEASES_TABLE)} WHERE task_name = {p}", (task_name,)
+        ).fetchone()
+        lease = (row[0] if row else 0) + 1
+        if row:
+            self.execute(
+                f"UPDATE {self.control(LEASES_TABLE)} SET lease = {p} WHERE task_name = {p}", (lease, task_name)
+            )
+        else:
+            self.execute(
+                f"INSERT INTO {self.control(LEASES_TABLE)} (task_name, lease) VALUES ({p}, {p})", (task_name, lease)
+            )
+        self.commit()
+        return lease
+
+    def done_segments(self, task_name: str) -> dict[tuple[str, int], tuple[int, int]]:
+        rows = self.execute(
+            f"SELECT table_name, segment, rows_loaded, rows_rejected FROM {self.control(SEGMENTS_TABLE)} "
+            f"WHERE task_name = {self.param}",
+            (task_name,),
+        ).fetchall()
+        self.commit()
+        return {(r[0], int(r[1])): (int(r[2]), int(r[3])) for r in rows}
+
+    def check_lease(self, task_name: str, lease: int) -> None:
+        """Fencing: inside the segment's transaction, lock the lease row and verify it is ours."""
+        p = self.param
+        cur = self.execute(
+            f"UPDATE {self.control(LEASES_TABLE)} SET lease = lease WHERE task_name = {p} AND lease = {p}",
+            (task_name, lease),
+        )
+        if cur.rowcount != 1:
+            raise StaleLease(f"task {task_name!r} was started again elsewhere (lease {lease} is stale); this run stops")
+
+    def record_rejects(self, task_name: str, rejects: list[RejectedRow]) -> None:
+        if not rejects:
+            return
+        now = datetime.now(UTC).replace(tzinfo=None)
+        cur = self.conn.cursor()
+        cur.executemany(
+            f"INSERT INTO {self.control(EXCEPTIONS_TABLE)} (task_name, table_owner, table_name, error_time, "
+            f"row_key, column_name, error, statement) VALUES ({self.params(8)})",
+            [
+                (task_name, r.table.schema, r.table.name, now, _to_json(r.key), r.column, r.reason, _to_json(r.row))
+                for r in rejects
+            ],
+        )
+
+    # ----------------------------------------------------------------- DDL
+    def column_sql(self, table: Table, index: int, native: str) -> str:
+        column = table.columns[index]
+        sql = f"{self.quote(column.name)} {native}"
+        if column.identity:
+            sql += self.identity_clause(native)
+        if not column.nullable:
+            sql += " NOT NULL"
+        return sql
+
+    def create_table_sql(self, table: Table, natives: Sequence[str]) -> str:
+        parts = [self.column_sql(table, i, n) for i, n in enumerate(natives)]
+        pk = self.primary_key_clause(table)
+        if pk:
+            parts.append(pk)
+        if not self.alter_constraints:
+            parts.extend(self.foreign_key_sql(fk) for fk in table.foreign_keys)
+        return f"CREATE TABLE {self.qualified(table.id)} ({', '.join(parts)})"
+
+    def primary_key_clause(self, table: Table) -> str | None:
+        if not table.primary_key:
+            return None
+        return f"PRIMARY KEY ({self.column_list(table.primary_key.columns)})"
+
+    def column_list(self, columns: Iterable[str]) -> str:
+        return ", ".join(self.quote(c) for c in columns)
+
+    def foreign_key_sql(self, fk: ForeignKey) -> str:
+        return (
+            f"FOREIGN KEY ({self.column_list(fk.columns)}) REFERENCES {self.qualified(fk.ref_table)} "
+            f"({self.column_list(fk.ref_columns)}) ON DELETE {fk.on_delete} ON UPDATE {fk.on_update}"
+        )
+
+    def prepare(self, table: Table, native_types: list[str], mode: PrepMode) -> None:
+        exists = self.table_exists(table.id)
+        if mode is PrepMode.DROP_AND_CREATE and exists:
+            self.execute(self.drop_table_sql(table))
+            exists = False
+        if not exists:
+            self.execute(self.create_table_sql(table, native_types))
+        elif mode is PrepMode.TRUNCATE_BEFORE_LOAD:
+            self.execute(self.truncate_sql(table))
+        self.commit()
+
+    def unique_sql(self, table: Table, key: Key) -> str:
+        name = self.quote(self.object_name(table, key.name))
+        return f"CREATE UNIQUE INDEX {name} ON {self.qualified(table.id)} ({self.column_list(key.columns)})"
+
+    def index_sql(self, table: Table, index: Index) -> str:
+        unique = "UNIQUE " if index.unique else ""
+        name = self.quote(self.object_name(table, index.name))
+        return f"CREATE {unique}INDEX {name} ON {self.qualified(table.id)} ({self.column_list(index.columns)})"
+
+    def finish(self, table: Table, native_types: list[str]) -> list[str]:
+        warnings: list[str] = []
+        statements = [self.unique_sql(table, k) for k in table.unique_keys]
+        statements += [self.index_sql(table, i) for i in table.indexes]
+        for column in table.columns:
+            if column.identity:
+                reset = self.reset_identity_sql(table, column.name)
+                if reset:
+                    statements.append(reset)
+        for sql in statements:
+            try:
+                self.execute(sql)
+                self.commit()
+            except Exception as exc:  # an index that cannot be built is reported, the data stays
+                self.rollback()
+                if not self.is_already_exists(exc):
+                    warnings.append(f"{table.id}: could not run {sql!r}: {first_line(exc)}")
+        return warnings
+
+    def is_already_exists(self, exc: BaseException) -> bool:
+        return "already exists" in str(exc).lower() or "duplicate key name" in str(exc).lower()
+
+    def add_foreign_keys(self, table: Table) -> list[str]:
+        if not self.alter_constraints:
+            return []
+        warnings: list[str] = []
+        for fk in table.foreign_keys:
+            name = self.quote(self.object_name(table, fk.name))
+            sql = f"ALTER TABLE {self.qualified(table.id)} ADD CONSTRAINT {name} {self.foreign_key_sql(fk)}"
+            try:
+                self.execute(sql)
+                self.commit()
+            except Exception as exc:
+                self.rollback()
+                if not self.is_already_exists(exc):
+                    warnings.append(f"{table.id}: foreign key {fk.name} not created: {first_line(exc)}")
+        return warnings
+
+    # ----------------------------------------------------------------- loading
+    def load(
+        self,
+        task_name: str,
+        lease: int,
+        table: Table,
+        segment: int,
+        batches: Callable[[], Iterable[RowBatch]],
+        encoders: list[Encoder | None],
+        policy: ErrorPolicy,
+        on_progress: Callable[[int, int], None],
+        native_types: Sequence[str] = (),
+    ) -> LoadResult:
+        active = [(i, fn) for i, fn in enumerate(encoders) if fn is not None]
+        try:
+            result = self._load(table, batches, active, policy, on_progress, native_types, careful=False)
+        except Exception as exc:
+            self.rollback()
+            if not self.is_data_error(exc):
+                raise
+            if policy is ErrorPolicy.STOP_TASK:
+                raise TerminalError(f"{table.id}: the target rejected a row: {first_line(exc)}") from exc
+            result = self._load(table, batches, active, policy, on_progress, native_types, careful=True)
+        try:
+            self.check_lease(task_name, lease)
+            self.execute(
+                self.upsert_control_sql(),
+                (
+                    task_name,
+                    str(table.id),
+                    segment,
+                    result.rows,
+                    len(result.rejected),
+                    lease,
+                    datetime.now(UTC).replace(tzinfo=None),
+                ),
+            )
+            if policy is ErrorPolicy.LOG_ERROR:
+                self.record_rejects(task_name, result.rejected)
+            self.commit()
+        except Exception:
+            self.rollback()
+            raise
+        return result
+
+    def _load(
+        self,
+        table: Table,
+        batches: Callable[[], Iterable[RowBatch]],
+        active: list[tuple[int, Encoder]],
+        policy: ErrorPolicy,
+        on_progress: Callable[[int, int], None],
+        native_types: Sequence[str],
+        careful: bool,
+    ) -> LoadResult:
+        result = LoadResult()
+        for batch in batches():
+            if batch.raw is not None:
+                rows: list[Row] = []
+            else:
+                rows = self.encode(table, batch, active, result.rejected)
+                if result.rejected and policy is ErrorPolicy.STOP_TASK:
+                    bad = result.rejected[0]
+                    raise TerminalError(f"{table.id}: row {bad.key} rejected: column {bad.column}: {bad.reason}")
+            if careful:
+                self._insert_careful(table, batch, rows, native_types, result)
+            else:
+                self.bulk_insert(table, batch.columns, native_types, batch, rows)
+                result.rows += len(batch) if batch.raw is not None else len(rows)
+            result.bytes += batch.byte_count
+            on_progress(len(batch) if batch.raw is not None else len(rows), batch.byte_count)
+        return result
+
+    def encode(
+        self, table: Table, batch: RowBatch, active: list[tuple[int, Encoder]], rejected: list[RejectedRow]
+    ) -> list[Row]:
+        if not active:
+            return batch.rows
+        out: list[Row] = []
+        append = out.append
+        for row in batch.rows:
+            values = list(row)
+            try:
+                for i, fn in active:
+                    v = values[i]
+                    if v is not None:
+                        values[i] = fn(v)
+            except RowRejected as exc:
+                rejected.append(
+                    self.rejected_row(table, batch.columns, row, exc.column or batch.columns[i], exc.reason)
+                )
+                continue
+            append(tuple(values))
+        return out
+
+    def rejected_row(
+        self, table: Table, columns: tuple[str, ...], row: Row, column: str | None, reason: str
+    ) -> RejectedRow:
+        data = describe_row(columns, row)
+        key_cols = table.row_key() or columns
+        return RejectedRow(table.id, {k: data.get(k) for k in key_cols}, column, reason, data)
+
+    def _insert_careful(
+        self, table: Table, batch: RowBatch, rows: list[Row], native_types: Sequence[str], result: LoadResult
+    ) -> None:
+        """Batch under a savepoint; when it fails, each row under its own savepoint."""
+        if batch.raw is not None:
+            raise TerminalError(f"{table.id}: the target rejected pass-through data; rerun without it")
+        self.savepoint("conveyor_batch")
+        try:
+            self.bulk_insert(table, batch.columns, native_types, batch, rows)
+            self.release("conveyor_batch")
+            result.rows += len(rows)
+            return
+        except Exception as exc:
+            self.rollback_to("conveyor_batch")
+            if not self.is_data_error(exc):
+                raise
+        single = RowBatch(batch.columns, [])
+        for row in rows:
+            single.rows = [row]
+            self.savepoint("conveyor_row")
+            try:
+                self.bulk_insert(table, batch.columns, native_types, single, [row])
+                self.release("conveyor_row")
+                result.rows += 1
+            except Exception as exc:
+                self.rollback_to("conveyor_row")
+                if not self.is_data_error(exc):
+                    raise
+                result.rejected.append(self.rejected_row(table, batch.columns, row, None, first_line(exc)))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)

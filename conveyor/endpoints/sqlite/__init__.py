@@ -1,0 +1,1 @@
+"""SQLite as source and target."""

@@ -1,0 +1,42 @@
+"""Errors, classified by what happens next.
+
+* ``UserActionError``: the user must fix something (config, credentials, privileges). One line,
+  naming the thing and the fix; the CLI prints it without a traceback.
+* ``TransientError``: retrying may succeed (connection reset, deadlock, serialization failure).
+* ``TerminalError``: the task cannot go on (a table vanished mid-load, a gap in a change log).
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base of every error Conveyor raises on purpose."""
+
+
+class UserActionError(ConveyorError):
+    """Something the user has to fix; the message says what and how."""
+
+
+class ConfigError(UserActionError):
+    """The task file or command line is wrong; ``path`` names the offending key."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class TransientError(ConveyorError):
+    """Worth retrying."""
+
+
+class TerminalError(ConveyorError):
+    """The task stops; retrying would not help."""
+
+
+class RowRejected(ConveyorError):
+    """A single row cannot be written to the target; handled by the task's error policy."""
+
+    def __init__(self, reason: str, column: str | None = None) -> None:
+        self.reason = reason
+        self.column = column
+        super().__init__(f"column {column}: {reason}" if column else reason)

@@ -1,0 +1,1 @@
+"""The common language of all engines: plain frozen dataclasses, no I/O."""

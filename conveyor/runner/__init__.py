@@ -1,0 +1,1 @@
+"""Runs tasks: the only code that writes checkpoints and statistics."""

@@ -1,0 +1,191 @@
+"""AWS DMS task settings: the keys Conveyor honours, typed; the rest of DMS's keys, named.
+
+A key that DMS does not define is an error with its path. A DMS key that Conveyor does not honour
+yet is reported in a warning, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conveyor.endpoints.base import ErrorPolicy, PrepMode
+from conveyor.endpoints.config import describe_validation_error
+from conveyor.errors import ConfigError
+
+#: Every key of DMS's task-settings document, by section (from the AWS DMS user guide).
+DMS_KEYS: dict[str, set[str]] = {
+    "TargetMetadata": {
+        "TargetSchema",
+        "SupportLobs",
+        "FullLobMode",
+        "LobChunkSize",
+        "LimitedSizeLobMode",
+        "LobMaxSize",
+        "InlineLobMaxSize",
+        "LoadMaxFileSize",
+        "ParallelLoadThreads",
+        "ParallelLoadBufferSize",
+        "ParallelLoadQueuesPerThread",
+        "ParallelApplyThreads",
+        "ParallelApplyBufferSize",
+        "ParallelApplyQueuesPerThread",
+        "BatchApplyEnabled",
+        "TaskRecoveryTableEnabled",
+    },
+    "FullLoadSettings": {
+        "TargetTablePrepMode",
+        "CreatePkAfterFullLoad",
+        "StopTaskCachedChangesApplied",
+        "StopTaskCachedChangesNotApplied",
+        "MaxFullLoadSubTasks",
+        "TransactionConsistencyTimeout",
+        "CommitRate",
+    },
+    "Logging": {"EnableLogging", "EnableLogContext", "LogComponents", "CloudWatchLogGroup", "CloudWatchLogStream"},
+    "ControlTablesSettings": {
+        "ControlSchema",
+        "HistoryTimeslotInMinutes",
+        "HistoryTableEnabled",
+        "SuspendedTablesTableEnabled",
+        "StatusTableEnabled",
+        "FullLoadExceptionTableEnabled",
+        "historyTimeslotInMinutes",
+    },
+    "StreamBufferSettings": {"StreamBufferCount", "StreamBufferSizeInMB", "CtrlStreamBufferSizeInMB"},
+    "ChangeProcessingDdlHandlingPolicy": {
+        "HandleSourceTableDropped",
+        "HandleSourceTableTruncated",
+        "HandleSourceTableAltered",
+    },
+    "ChangeProcessingTuning": {
+        "BatchApplyPreserveTransaction",
+        "BatchApplyTimeoutMin",
+        "BatchApplyTimeoutMax",
+        "BatchApplyMemoryLimit",
+        "BatchSplitSize",
+        "MinTransactionSize",
+        "CommitTimeout",
+        "MemoryLimitTotal",
+        "MemoryKeepTime",
+        "StatementCacheSize",
+    },
+    "ErrorBehavior": {
+        "DataErrorPolicy",
+        "DataTruncationErrorPolicy",
+        "DataErrorEscalationPolicy",
+        "DataErrorEscalationCount",
+        "TableErrorPolicy",
+        "TableErrorEscalationPolicy",
+        "TableErrorEscalationCount",
+        "RecoverableErrorCount",
+        "RecoverableErrorInterval",
+        "RecoverableErrorThrottling",
+        "RecoverableErrorThrottlingMax",
+        "RecoverableErrorStopRetryAfterThrottlingMax",
+        "ApplyErrorDeletePolicy",
+        "ApplyErrorInsertPolicy",
+        "ApplyErrorUpdatePolicy",
+        "ApplyErrorEscalationPolicy",
+        "ApplyErrorEscalationCount",
+        "ApplyErrorFailOnTruncationDdl",
+        "FailOnNoTablesCaptured",
+        "FailOnTransactionConsistencyBreached",
+        "FullLoadIgnoreConflicts",
+        "EventErrorPolicy",
+    },
+    "ValidationSettings": {
+        "EnableValidation",
+        "ValidationMode",
+        "ThreadCount",
+        "PartitionSize",
+        "FailureMaxCount",
+        "RecordFailureDelayInMinutes",
+        "RecordSuspendDelayInMinutes",
+        "MaxKeyColumnSize",
+        "TableFailureMaxCount",
+        "ValidationOnly",
+        "HandleCollationDiff",
+        "RecordFailureDelayLimitInMinutes",
+        "SkipLobColumns",
+        "ValidationPartialLobSize",
+        "ValidationQueryCdcDelaySeconds",
+    },
+    "BeforeImageSettings": {"EnableBeforeImage", "FieldName", "ColumnFilter"},
+    "CharacterSetSettings": {"CharacterReplacements", "CharacterSetSupport"},
+    "LoopbackPreventionSettings": {"EnableLoopbackPrevention", "SourceSchema", "TargetSchema"},
+    "TTSettings": {"EnableTT", "TTS3Settings", "TTRecordSettings"},
+    "PostProcessingRules": set(),
+    "FailTaskWhenCleanTaskResourceFailed": set(),
+}
+
+_STRICT = ConfigDict(extra="ignore", frozen=True)
+
+
+class FullLoadSettingsSection(BaseModel):
+    model_config = _STRICT
+    TargetTablePrepMode: PrepMode = Field(
+        PrepMode.DROP_AND_CREATE, description="What to do with existing target tables."
+    )
+    MaxFullLoadSubTasks: int = Field(8, ge=1, le=49, description="Tables or segments loaded at once.")
+    CommitRate: int = Field(10000, ge=1, le=100000, description="Rows read and written per batch.")
+
+
+class TargetMetadataSection(BaseModel):
+    model_config = _STRICT
+    TargetSchema: str = Field("", description="Schema (PostgreSQL) or database (MySQL) on the target; empty = default.")
+
+
+class ErrorBehaviorSection(BaseModel):
+    model_config = _STRICT
+    DataErrorPolicy: ErrorPolicy = Field(ErrorPolicy.LOG_ERROR, description="What to do with a row the target rejects.")
+    TableErrorPolicy: ErrorPolicy = Field(ErrorPolicy.SUSPEND_TABLE, description="What to do when a table fails.")
+
+
+class ControlTablesSettingsSection(BaseModel):
+    model_config = _STRICT
+    ControlSchema: str = Field(
+        "", description="Where Conveyor's control tables live on the target; empty = target schema."
+    )
+
+
+class TaskSettings(BaseModel):
+    model_config = _STRICT
+    FullLoadSettings: FullLoadSettingsSection = FullLoadSettingsSection()
+    TargetMetadata: TargetMetadataSection = TargetMetadataSection()
+    ErrorBehavior: ErrorBehaviorSection = ErrorBehaviorSection()
+    ControlTablesSettings: ControlTablesSettingsSection = ControlTablesSettingsSection()
+
+
+def honoured_keys() -> dict[str, set[str]]:
+    return {
+        name: set(field.annotation.model_fields)  # type: ignore[union-attr]
+        for name, field in TaskSettings.model_fields.items()
+    }
+
+
+def parse_settings(doc: Any, path: str = "settings") -> tuple[TaskSettings, list[str]]:
+    """DMS task settings -> typed settings and warnings for DMS keys not honoured yet."""
+    if doc is None:
+        return TaskSettings(), []
+    if not isinstance(doc, dict):
+        raise ConfigError("task settings are a JSON object in AWS DMS's format", path)
+    honoured = honoured_keys()
+    warnings: list[str] = []
+    for section, value in doc.items():
+        if section not in DMS_KEYS:
+            raise ConfigError("unknown key (not an AWS DMS task-settings section)", f"{path}.{section}")
+        if not isinstance(value, dict) or not DMS_KEYS[section]:
+            if section not in honoured:
+                warnings.append(f"{path}.{section} is not honoured yet and is ignored")
+            continue
+        for key in value:
+            if key not in DMS_KEYS[section]:
+                raise ConfigError("unknown key (not an AWS DMS task setting)", f"{path}.{section}.{key}")
+            if key not in honoured.get(section, set()):
+                warnings.append(f"{path}.{section}.{key} is not honoured yet and is ignored")
+    try:
+        return TaskSettings.model_validate(doc), warnings
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc), path) from None

@@ -1,0 +1,1 @@
+"""AWS DMS table mappings: which tables move, and how they are named on the target."""

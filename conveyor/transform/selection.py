@@ -1,0 +1,143 @@
+"""AWS DMS selection rules: include / exclude / explicit, with DMS's wildcards.
+
+``%`` matches any run of characters, ``_`` any one character and ``[_]`` a literal underscore.
+A table is selected when an include or explicit rule matches it and no exclude rule does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import ConfigError
+from conveyor.model.schema import TableId
+
+_RULE_KEYS = {
+    "rule-type",
+    "rule-id",
+    "rule-name",
+    "rule-action",
+    "object-locator",
+    "load-order",
+    "filters",
+    "description",
+}
+_LOCATOR_KEYS = {"schema-name", "table-name", "table-type"}
+#: rule types DMS defines that Conveyor does not carry out yet, with the reason given to the user
+_NOT_YET = {
+    "transformation": "transformation rules are not supported yet; remove the rule or rename on the target",
+    "table-settings": "table-settings rules are not supported yet; parallel load uses primary-key ranges",
+    "post-processing": "post-processing rules are not supported",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionRule:
+    rule_id: str
+    action: str  # include | exclude | explicit
+    schema: re.Pattern[str]
+    table: re.Pattern[str]
+    load_order: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TableMappings:
+    rules: tuple[SelectionRule, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.rules
+
+    def select(self, tables: list[TableId]) -> list[tuple[TableId, int]]:
+        """Selected tables with their load order, highest load order first (DMS loads those first)."""
+        chosen: list[tuple[TableId, int]] = []
+        for tid in tables:
+            if self.empty:
+                chosen.append((tid, 0))
+                continue
+            matching = [r for r in self.rules if r.schema.fullmatch(tid.schema) and r.table.fullmatch(tid.name)]
+            if not matching or any(r.action == "exclude" for r in matching):
+                continue
+            chosen.append((tid, max(r.load_order for r in matching)))
+        return sorted(chosen, key=lambda item: (-item[1], item[0]))
+
+    def schema_patterns(self) -> list[re.Pattern[str]]:
+        return [r.schema for r in self.rules if r.action != "exclude"]
+
+
+def wildcard(pattern: str) -> re.Pattern[str]:
+    """DMS wildcard -> regular expression."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("[_]", i):
+            out.append("_")
+            i += 3
+            continue
+        ch = pattern[i]
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def parse_mappings(doc: Any, path: str = "table_mappings") -> TableMappings:
+    if doc is None:
+        return TableMappings(())
+    if not isinstance(doc, dict):
+        raise ConfigError("table mappings are a JSON object with a 'rules' list", path)
+    unknown = set(doc) - {"rules"}
+    if unknown:
+        raise ConfigError("unknown key", f"{path}.{sorted(unknown)[0]}")
+    rules_doc = doc.get("rules", [])
+    if not isinstance(rules_doc, list):
+        raise ConfigError("must be a list of rules", f"{path}.rules")
+    rules = []
+    for i, rule in enumerate(rules_doc):
+        rules.append(_parse_rule(rule, f"{path}.rules[{i}]"))
+    return TableMappings(tuple(rules))
+
+
+def _parse_rule(rule: Any, path: str) -> SelectionRule:
+    if not isinstance(rule, dict):
+        raise ConfigError("a rule is a JSON object", path)
+    rule_id = str(rule.get("rule-id", "?"))
+    rule_type = rule.get("rule-type")
+    if rule_type in _NOT_YET:
+        raise ConfigError(f"rule-id {rule_id}: {_NOT_YET[rule_type]}", path)
+    if rule_type != "selection":
+        raise ConfigError(f"rule-id {rule_id}: unknown rule-type {rule_type!r}", f"{path}.rule-type")
+    for key in rule:
+        if key not in _RULE_KEYS:
+            raise ConfigError("unknown key", f"{path}.{key}")
+    if rule.get("filters"):
+        raise ConfigError(f"rule-id {rule_id}: source filters are not supported yet", f"{path}.filters")
+    action = rule.get("rule-action")
+    if action not in ("include", "exclude", "explicit"):
+        raise ConfigError(f"rule-id {rule_id}: rule-action must be include, exclude or explicit", f"{path}.rule-action")
+    locator = rule.get("object-locator")
+    if not isinstance(locator, dict):
+        raise ConfigError(
+            f"rule-id {rule_id}: object-locator with schema-name and table-name is required", f"{path}.object-locator"
+        )
+    for key in locator:
+        if key not in _LOCATOR_KEYS:
+            raise ConfigError("unknown key", f"{path}.object-locator.{key}")
+    if locator.get("table-type", "table") not in ("table", "all"):
+        raise ConfigError(
+            f"rule-id {rule_id}: only tables are migrated (views come with schema conversion)",
+            f"{path}.object-locator.table-type",
+        )
+    schema, table = locator.get("schema-name"), locator.get("table-name")
+    if not isinstance(schema, str) or not isinstance(table, str):
+        raise ConfigError(
+            f"rule-id {rule_id}: schema-name and table-name are required strings", f"{path}.object-locator"
+        )
+    if action == "explicit":
+        schema_re, table_re = re.compile(re.escape(schema)), re.compile(re.escape(table))
+    else:
+        schema_re, table_re = wildcard(schema), wildcard(table)
+    try:
+        load_order = int(rule.get("load-order", 0))
+    except (TypeError, ValueError):
+        raise ConfigError(f"rule-id {rule_id}: load-order must be an integer", f"{path}.load-order") from None
+    return SelectionRule(rule_id, action, schema_re, table_re, load_order)
