@@ -240,8 +240,11 @@ def decoder(t: ColumnType) -> Any:
 
 # --------------------------------------------------------------------------- encoding (target)
 def _enc_float(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        raise RowRejected("NaN cannot be stored in SQLite (it would become NULL)")
+    if isinstance(v, float):
+        if math.isnan(v):
+            raise RowRejected("NaN cannot be stored in SQLite (it would become NULL)")
+        if v == 0.0 and math.copysign(1.0, v) < 0:
+            raise RowRejected("-0.0 cannot be stored in SQLite (it would become 0.0)")
     return v
 
 
