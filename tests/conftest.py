@@ -6,10 +6,14 @@ destroyed at the end of the session.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Shared test helpers (oracle.py, tasks.py, e2e/alltypes.py) import as top-level modules.
+sys.path.insert(0, str(Path(__file__).parent / "e2e"))
 from servers import MariaDBServer, PostgresServer, unique_db_name
 
 

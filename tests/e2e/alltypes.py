@@ -181,9 +181,9 @@ def check_pair(
 
 
 def _schema(url: str, source: Source) -> str | None:
-    if url.startswith("postgres"):
-        return "public" if source.engine != "postgresql" else "public"
-    return None
+    """Where the table lands on the target: PostgreSQL keeps a PostgreSQL source's schema, and
+    puts other engines' tables in ``public``."""
+    return "public" if url.startswith("postgres") else None
 
 
 def decimal_text(value: Any) -> Any:

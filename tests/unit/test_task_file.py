@@ -21,7 +21,7 @@ def test_urls_and_settings() -> None:
 
 
 def test_unknown_top_level_key() -> None:
-    with pytest.raises(ConfigError, match="^sourse: unknown key"):
+    with pytest.raises(ConfigError, match=r"^sourse: unknown key"):
         task_from_document({**BASE, "sourse": "x"})
 
 
