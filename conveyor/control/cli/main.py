@@ -38,6 +38,12 @@ StateDir = Annotated[str, typer.Option("--state-dir", help="Where task state is 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 
 
+def say(line: str) -> None:
+    """One unwrapped line on stderr (errors must stay greppable, whatever the terminal width)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def guarded(debug: bool, action: Callable[[], T]) -> T:
     """Run ``action``; user errors become one line on stderr and an exit code, never a traceback."""
     try:
@@ -45,15 +51,15 @@ def guarded(debug: bool, action: Callable[[], T]) -> T:
     except ConfigError as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        say(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     except ConveyorError as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        say(f"error: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
-        err.print("interrupted; run again with --resume to continue")
+        say("interrupted; run again with --resume to continue")
         raise typer.Exit(130) from None
     except Exception as exc:
         if debug:
