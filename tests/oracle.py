@@ -148,9 +148,14 @@ def compare(source: list[Row], target: list[Row], key: Sequence[int] = ()) -> Di
 
 # --------------------------------------------------------------------------- reading
 def fetch(
-    url: str, table: str, columns: Sequence[str] | None = None, schema: str | None = None
+    url: str,
+    table: str,
+    columns: Sequence[str] | None = None,
+    schema: str | None = None,
+    casts: dict[str, str] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """All rows of a table with the plain driver for the URL's engine."""
+    """All rows of a table with the plain driver for the URL's engine; ``casts`` (PostgreSQL only)
+    reads a column as another type, e.g. an interval as text, since psycopg's timedelta folds months."""
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme.startswith("sqlite"):
@@ -166,7 +171,16 @@ def fetch(
 
         with psycopg.connect(url, autocommit=True) as pconn:
             pconn.execute("SET TimeZone = 'UTC'")
-            cols_sql = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
+            cols_sql = (
+                sql.SQL(", ").join(
+                    sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL((casts or {})[c]))
+                    if c in (casts or {})
+                    else sql.Identifier(c)
+                    for c in columns
+                )
+                if columns
+                else sql.SQL("*")
+            )
             name = sql.Identifier(schema, table) if schema else sql.Identifier(table)
             return list(pconn.execute(sql.SQL("SELECT {} FROM {}").format(cols_sql, name)).fetchall())
     if scheme.startswith(("mysql", "mariadb")):

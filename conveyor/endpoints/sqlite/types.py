@@ -13,7 +13,7 @@ import json
 import math
 import re
 import uuid
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -260,6 +260,8 @@ def _enc_int(v: Any) -> Any:
 
 def _enc_any(v: Any) -> Any:
     """Non-SQLite Python values (dates, UUIDs, lists, Decimals) as the text SQLite keeps."""
+    if isinstance(v, timedelta):  # a MySQL TIME outside 00:00..24:00 (canonical TIME is datetime.time)
+        raise RowRejected(f"TIME value {v} is outside 00:00:00..24:00:00")
     if isinstance(v, datetime):
         return v.isoformat(sep=" ")
     if isinstance(v, date | time):
