@@ -33,6 +33,10 @@ class TerminalError(ConveyorError):
     """The task stops; retrying would not help."""
 
 
+class StopTask(TerminalError):
+    """The task's policy says stop the whole task (e.g. ``DataErrorPolicy: STOP_TASK``)."""
+
+
 class RowRejected(ConveyorError):
     """A single row cannot be written to the target; handled by the task's error policy."""
 

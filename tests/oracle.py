@@ -80,8 +80,11 @@ def canonical(value: Any, as_json: bool = False) -> str:
     if isinstance(value, dict):
         return canonical(value, as_json=True)
     if isinstance(value, str):
-        if _ISO.match(value):
+        match = _ISO.match(value)
+        if match:
             try:
+                if match.group(1) is None:
+                    return canonical(date.fromisoformat(value))
                 return canonical(datetime.fromisoformat(value.replace("Z", "+00:00")))
             except ValueError:
                 pass

@@ -1,7 +1,7 @@
 """Generates the reference pages in docs/ from the code's own data.
 
-    python -m conveyor.control.docs          # rewrite docs/*.md
-    python -m conveyor.control.docs --check  # fail when docs/ is out of date (the tests run this)
+python -m conveyor.control.docs          # rewrite docs/*.md
+python -m conveyor.control.docs --check  # fail when docs/ is out of date (the tests run this)
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -30,31 +31,55 @@ def _fields(model: type[BaseModel]) -> list[str]:
 
 
 def task_file_page() -> str:
-    lines = [GENERATED, "# Task file reference", "",
-             "A task file is YAML or JSON with these keys: `name`, `source`, `target`, `migration_type` "
-             "(`full-load`; `cdc` and `full-load-and-cdc` come with change data capture), `table_mappings` "
-             "(AWS DMS table-mapping JSON) and `settings` (AWS DMS task settings). Unknown keys are errors "
-             "naming their path.", "", "## Endpoints", "",
-             "A URL (`postgresql://user:pass@host:5432/db?sslmode=verify-full&sslrootcert=ca.pem`, "
-             "`mysql://user:pass@host:3306/db?ssl-mode=VERIFY_CA&ssl-ca=ca.pem`, `sqlite:///file.db`) or a map "
-             "of these fields. `${VAR}` is replaced by the environment variable (percent-encoded inside URLs).", ""]
+    lines = [
+        GENERATED,
+        "# Task file reference",
+        "",
+        "A task file is YAML or JSON with these keys: `name`, `source`, `target`, `migration_type` "
+        "(`full-load`; `cdc` and `full-load-and-cdc` come with change data capture), `table_mappings` "
+        "(AWS DMS table-mapping JSON) and `settings` (AWS DMS task settings). Unknown keys are errors "
+        "naming their path.",
+        "",
+        "## Endpoints",
+        "",
+        "A URL (`postgresql://user:pass@host:5432/db?sslmode=verify-full&sslrootcert=ca.pem`, "
+        "`mysql://user:pass@host:3306/db?ssl-mode=VERIFY_CA&ssl-ca=ca.pem`, `sqlite:///file.db`) or a map "
+        "of these fields. `${VAR}` is replaced by the environment variable (percent-encoded inside URLs).",
+        "",
+    ]
     for model in (PostgresConfig, MySQLConfig, SQLiteConfig):
-        lines += [f"### {model.model_fields['engine'].default}", "", "| field | default | meaning |", "|---|---|---|",
-                  *_fields(model), ""]
-    lines += ["## Table mappings", "",
-              "Selection rules as in AWS DMS: `rule-action` `include`, `exclude` or `explicit`; `object-locator` "
-              "with `schema-name` and `table-name` (`%` any characters, `_` one character, `[_]` a literal "
-              "underscore); `load-order` (higher loads first). No mappings selects every table: every user "
-              "schema of a PostgreSQL source, the URL's database on MySQL, `main` on SQLite. Transformation, "
-              "table-settings rules and source filters are refused with their rule-id until they are "
-              "supported.", "", "## Task settings honoured", ""]
+        lines += [
+            f"### {model.model_fields['engine'].default}",
+            "",
+            "| field | default | meaning |",
+            "|---|---|---|",
+            *_fields(model),
+            "",
+        ]
+    lines += [
+        "## Table mappings",
+        "",
+        "Selection rules as in AWS DMS: `rule-action` `include`, `exclude` or `explicit`; `object-locator` "
+        "with `schema-name` and `table-name` (`%` any characters, `_` one character, `[_]` a literal "
+        "underscore); `load-order` (higher loads first). No mappings selects every table: every user "
+        "schema of a PostgreSQL source, the URL's database on MySQL, `main` on SQLite. Transformation, "
+        "table-settings rules and source filters are refused with their rule-id until they are "
+        "supported.",
+        "",
+        "## Task settings honoured",
+        "",
+    ]
     honoured = honoured_keys()
     for section, field in TaskSettings.model_fields.items():
-        model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
-        lines += [f"### {section}", "", "| key | default | meaning |", "|---|---|---|", *_fields(model), ""]
-    lines += ["## AWS DMS settings not honoured yet", "",
-              "These keys are accepted (so DMS task settings load unchanged) and named in a warning when present.", ""]
+        section_model = field.annotation
+        assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
+        lines += [f"### {section}", "", "| key | default | meaning |", "|---|---|---|", *_fields(section_model), ""]
+    lines += [
+        "## AWS DMS settings not honoured yet",
+        "",
+        "These keys are accepted (so DMS task settings load unchanged) and named in a warning when present.",
+        "",
+    ]
     for section, keys in DMS_KEYS.items():
         rest = sorted(keys - honoured.get(section, set()))
         if section not in honoured or rest:
@@ -102,24 +127,32 @@ SAMPLES: list[ColumnType] = [
 ]
 
 
-def _types_module(engine: str) -> object:
+def _types_module(engine: str) -> Any:
     package = {"postgresql": "postgres"}.get(engine, engine)
     return import_module(f"conveyor.endpoints.{package}.types")
 
 
 def type_mappings_page() -> str:
-    lines = [GENERATED, "# Type mappings", "",
-             "Types go hub and spoke: each engine maps its native types to a logical type and back "
-             "(`conveyor/model/types.py`), so a pair of engines never needs its own table. Between two "
-             "databases of the same engine, columns keep their exact native type and values are not "
-             "converted at all.", "", "## Logical type -> target type", "",
-             "| logical type | canonical value | " + " | ".join(ENGINES) + " |", "|---|---|" + "---|" * len(ENGINES)]
+    lines = [
+        GENERATED,
+        "# Type mappings",
+        "",
+        "Types go hub and spoke: each engine maps its native types to a logical type and back "
+        "(`conveyor/model/types.py`), so a pair of engines never needs its own table. Between two "
+        "databases of the same engine, columns keep their exact native type and values are not "
+        "converted at all.",
+        "",
+        "## Logical type -> target type",
+        "",
+        "| logical type | canonical value | " + " | ".join(ENGINES) + " |",
+        "|---|---|" + "---|" * len(ENGINES),
+    ]
     modules = {e: _types_module(e) for e in ENGINES}
     for sample in SAMPLES:
-        natives = [f"`{getattr(modules[e], 'to_native')(sample)}`" for e in ENGINES]
+        natives = [f"`{modules[e].to_native(sample)}`" for e in ENGINES]
         lines.append(f"| {sample.describe()} | {CANONICAL_PYTHON[sample.logical]} | " + " | ".join(natives) + " |")
     for engine in ENGINES:
-        table = getattr(modules[engine], "NATIVE_TO_LOGICAL")
+        table = modules[engine].NATIVE_TO_LOGICAL
         lines += ["", f"## {engine}: native type -> logical type", "", "| native | logical |", "|---|---|"]
         lines += [f"| `{native.lower()}` | {logical.value} |" for native, logical in sorted(table.items())]
         notes = (getattr(modules[engine], "__doc__", "") or "").strip()

@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.convert.plan import TablePlan, plan_table
 from conveyor.endpoints.base import Applier, ErrorPolicy, Snapshot, SnapshotReader
 from conveyor.endpoints.registry import engine_for
-from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
+from conveyor.errors import ConveyorError, StopTask, TerminalError, TransientError, UserActionError
 from conveyor.model.rows import RowBatch
 from conveyor.model.schema import TableId
 from conveyor.model.segments import Segment
@@ -281,7 +281,7 @@ class FullLoad:
         if (
             isinstance(error, UserActionError)
             or self.task.settings.ErrorBehavior.TableErrorPolicy is ErrorPolicy.STOP_TASK
-            or getattr(error, "stops_task", False)
+            or isinstance(error, StopTask)
         ):
             self._stop_reason = f"{plan.target.id}: {error}"
             self._stop.set()

@@ -1,3 +1,5 @@
+import itertools
+
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import ColumnType, LogicalType
 from conveyor.runner.segments import plan_segments
@@ -31,7 +33,7 @@ def test_key_ranges_cover_everything_with_open_ends() -> None:
     segments = plan_segments(Bounds(1, 1_000_000), KEYED, 1_000_000, ctid=False, rows_per_segment=100_000)
     assert len(segments) == 10
     assert segments[0].lo is None and segments[-1].hi is None
-    for a, b in zip(segments, segments[1:], strict=False):
+    for a, b in itertools.pairwise(segments):
         assert a.hi == b.lo  # contiguous: no gap, no overlap
     assert [s.number for s in segments] == list(range(10))
 

@@ -94,7 +94,10 @@ def report(result: RunResult, as_json: bool, console: Console) -> None:
         return
     console.print(statistics_table(result.tables))
     if result.failed:
-        console.print(f"task failed: {result.failed}", markup=False, highlight=False)
+        say(f"error: task stopped: {result.failed}")
+    elif not result.complete:
+        failed = [t for t in result.tables if t.error]
+        say(f"error: {len(failed)} table(s) failed: " + "; ".join(f"{t.schema}.{t.table}: {t.error}" for t in failed))
     elif result.rejected_rows:
         console.print(
             f"{result.rejected_rows} rows were rejected; see the conveyor_apply_exceptions table on the target",

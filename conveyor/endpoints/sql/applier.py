@@ -23,7 +23,7 @@ from conveyor.endpoints.base import (
     RejectedRow,
     describe_row,
 )
-from conveyor.errors import RowRejected, TerminalError
+from conveyor.errors import RowRejected, StopTask, TerminalError
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import ForeignKey, Index, Key, Table, TableId
 from conveyor.model.types import ColumnType
@@ -320,7 +320,7 @@ class SqlApplier:
             if not self.is_data_error(exc):
                 raise
             if policy is ErrorPolicy.STOP_TASK:
-                raise TerminalError(f"{table.id}: the target rejected a row: {first_line(exc)}") from exc
+                raise StopTask(f"{table.id}: the target rejected a row: {first_line(exc)}") from exc
             result = self._load(table, batches, active, policy, on_progress, native_types, careful=True)
         try:
             self.check_lease(task_name, lease)
@@ -362,7 +362,7 @@ class SqlApplier:
                 rows = self.encode(table, batch, active, result.rejected)
                 if result.rejected and policy is ErrorPolicy.STOP_TASK:
                     bad = result.rejected[0]
-                    raise TerminalError(f"{table.id}: row {bad.key} rejected: column {bad.column}: {bad.reason}")
+                    raise StopTask(f"{table.id}: row {bad.key} rejected: column {bad.column}: {bad.reason}")
             if careful:
                 self._insert_careful(table, batch, rows, native_types, result)
             else:
