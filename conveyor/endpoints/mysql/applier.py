@@ -1,0 +1,198 @@
+"""Writing MySQL / MariaDB tables: LOAD DATA LOCAL INFILE from memory, one transaction per segment.
+
+LOAD DATA was measured against multi-row INSERTs (PyMySQL's ``executemany``) on 200k rows of an
+11-column mixed table on MariaDB 10.11: about 55k rows/s against 21k rows/s, the client spending
+9 µs a row instead of 30 µs. With LOCAL the server cannot stop reading the client's file, so it
+turns errors into warnings and clips or skips the row; Conveyor therefore fails a batch on any
+warning, with the first warning's text, and the skeleton rolls back and reloads row by row, where
+the row that warns is rejected. Nothing is clipped silently.
+
+Tables are created InnoDB, utf8mb4 with the binary collation (keys distinct by case stay distinct,
+as in PostgreSQL and SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pymysql
+
+from conveyor.endpoints.base import Encoder
+from conveyor.endpoints.mysql import types
+from conveyor.endpoints.mysql.connect import is_mariadb, quote
+from conveyor.endpoints.mysql.errors import error_code
+from conveyor.endpoints.mysql.protocol import LOCAL_NAME, tsv_payload
+from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, first_line
+from conveyor.errors import TerminalError
+from conveyor.model.rows import Row, RowBatch
+from conveyor.model.schema import Table, TableId
+from conveyor.model.types import ColumnType
+
+#: errors about a row's values: out of range, bad value, too long, duplicate key, NULL into NOT
+#: NULL, bad date, invalid JSON, failed CHECK, missing parent row, ...
+DATA_ERRORS = frozenset(
+    {1048, 1062, 1261, 1262, 1263, 1264, 1265, 1292, 1300, 1366, 1367, 1406, 1411, 1416, 1452, 1690, 3140, 3819, 4025}
+)
+#: a foreign key name taken by another table (names are per database in InnoDB)
+DUPLICATE_CONSTRAINT = frozenset({1005, 1022, 1826})
+TABLE_OPTIONS = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+
+
+class LoadWarning(pymysql.err.DataError):
+    """LOAD DATA reported a warning (a value clipped, a row skipped): the batch is not taken."""
+
+    def __str__(self) -> str:
+        code, text = (*self.args, 0, "")[:2]
+        return f"{text} (MySQL {code})" if code else str(text)
+
+
+class MySQLApplier(SqlApplier):
+    param = "%s"
+    alter_constraints = True
+    index_names_per_schema = False  # index names are per table
+    max_identifier_length = 64
+    text_type = "LONGTEXT"
+    bigint_type = "BIGINT"
+    timestamp_type = "DATETIME(6)"  # TIMESTAMP may auto-update, and ends in 2038
+
+    def __init__(self, connection: Any, control_schema: str) -> None:
+        super().__init__(connection, control_schema)
+        self.mariadb = is_mariadb(connection)
+        self._statements: dict[tuple[Any, ...], tuple[str, list[int]]] = {}
+
+    # ----------------------------------------------------------------- hooks
+    def quote(self, name: str) -> str:
+        return quote(name)
+
+    def map_type(self, column_type: ColumnType) -> str:
+        return types.to_native(column_type, self.mariadb)
+
+    def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
+        return types.encoder(column_type, native)
+
+    def control_ddl(self) -> list[str]:
+        return [ddl + TABLE_OPTIONS for ddl in super().control_ddl()]
+
+    def column_sql(self, table: Table, index: int, native: str) -> str:
+        column = table.columns[index]
+        sql = f"{quote(column.name)} {native}"
+        pk = table.primary_key
+        if column.identity and pk and pk.columns[0] == column.name:
+            sql += " AUTO_INCREMENT"  # MySQL wants it on the first column of a key
+        # explicit NULL: a MySQL 5.7 TIMESTAMP column is otherwise NOT NULL DEFAULT CURRENT_TIMESTAMP
+        return sql + (" NOT NULL" if not column.nullable else " NULL")
+
+    def create_table_sql(self, table: Table, natives: Sequence[str]) -> str:
+        keys = set(table.primary_key.columns) if table.primary_key else set()
+        fitted = types.fit_row(list(natives), [c.name in keys for c in table.columns])
+        return super().create_table_sql(table, fitted) + TABLE_OPTIONS
+
+    def table_exists(self, table_id: TableId) -> bool:
+        row = self.execute(
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (table_id.schema, table_id.name),
+        ).fetchone()
+        return row is not None
+
+    def upsert_control_sql(self) -> str:
+        return (
+            f"INSERT INTO {self.control(SEGMENTS_TABLE)} (task_name, table_name, segment, rows_loaded, "
+            f"rows_rejected, lease, finished_at) VALUES ({self.params(7)}) ON DUPLICATE KEY UPDATE "
+            "rows_loaded = VALUES(rows_loaded), rows_rejected = VALUES(rows_rejected), lease = VALUES(lease), "
+            "finished_at = VALUES(finished_at)"
+        )
+
+    def is_data_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError | UnicodeEncodeError):
+            return True
+        return isinstance(exc, pymysql.err.MySQLError) and error_code(exc) in DATA_ERRORS
+
+    def is_already_exists(self, exc: BaseException) -> bool:
+        return error_code(exc) in (1061, 1826) or super().is_already_exists(exc)
+
+    # ----------------------------------------------------------------- loading
+    def bulk_insert(
+        self, table: Table, columns: Sequence[str], natives: Sequence[str], batch: RowBatch, rows: list[Row]
+    ) -> None:
+        if batch.raw is not None:
+            raise TerminalError(f"{table.id}: MySQL cannot load another engine's raw rows")
+        if not rows:
+            return
+        sql, hex_columns = self._load_statement(table, tuple(columns), tuple(natives))
+        loaded, warnings = self.conn.load_local(sql, tsv_payload(rows, hex_columns))
+        if warnings:
+            raise self._first_warning(warnings)
+        if loaded != len(rows):
+            raise LoadWarning(0, f"the server loaded {loaded} of {len(rows)} rows")
+
+    def _load_statement(
+        self, table: Table, columns: tuple[str, ...], natives: tuple[str, ...]
+    ) -> tuple[str, list[int]]:
+        key = (table.id, columns, natives)
+        cached = self._statements.get(key)
+        if cached is not None:
+            return cached
+        if len(natives) != len(columns):  # called without the plan's types: derive them
+            natives = tuple(self.map_type(table.column(c).type) for c in columns)
+        targets, assignments, hex_columns = [], [], []
+        for i, (name, native) in enumerate(zip(columns, natives, strict=True)):
+            if types.is_binary_native(native):
+                variable = f"@v{i}"  # loaded from hex, so no byte is reinterpreted as text
+                targets.append(variable)
+                assignments.append(f"{quote(name)} = UNHEX({variable})")
+                hex_columns.append(i)
+            else:
+                targets.append(quote(name))
+        sql = (
+            f"LOAD DATA LOCAL INFILE '{LOCAL_NAME}' INTO TABLE {self.qualified(table.id)} CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+            f"({', '.join(targets)})" + (f" SET {', '.join(assignments)}" if assignments else "")
+        )
+        self._statements[key] = (sql, hex_columns)
+        return sql, hex_columns
+
+    def _first_warning(self, count: int) -> LoadWarning:
+        rows = self.execute("SHOW WARNINGS LIMIT 1").fetchall()
+        if not rows:
+            return LoadWarning(0, f"the load reported {count} warnings")
+        _level, code, text = rows[0]
+        return LoadWarning(int(code), str(text))
+
+    # ----------------------------------------------------------------- constraints
+    def add_foreign_keys(self, table: Table) -> list[str]:
+        """Foreign key names are per database in InnoDB: a name another table holds gets this
+        table's name in front."""
+        warnings: list[str] = []
+        for fk in table.foreign_keys:
+            name = fk.name[: self.max_identifier_length]
+            prefixed = (name if name.startswith(table.id.name) else f"{table.id.name}_{name}")[
+                : self.max_identifier_length
+            ]
+            if self._has_constraint(table, (name, prefixed)):
+                continue
+            for candidate in dict.fromkeys((name, prefixed)):
+                sql = (
+                    f"ALTER TABLE {self.qualified(table.id)} ADD CONSTRAINT {quote(candidate)} "
+                    f"{self.foreign_key_sql(fk)}"
+                )
+                try:
+                    self.execute(sql)
+                    self.commit()
+                    break
+                except pymysql.err.MySQLError as exc:
+                    self.rollback()
+                    if error_code(exc) in DUPLICATE_CONSTRAINT and candidate != prefixed:
+                        continue
+                    warnings.append(f"{table.id}: foreign key {fk.name} not created: {first_line(exc)}")
+                    break
+        return warnings
+
+    def _has_constraint(self, table: Table, names: tuple[str, ...]) -> bool:
+        row = self.execute(
+            "SELECT 1 FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "AND CONSTRAINT_TYPE = 'FOREIGN KEY' AND CONSTRAINT_NAME IN (%s, %s)",
+            (table.id.schema, table.id.name, names[0], names[-1]),
+        ).fetchone()
+        self.commit()
+        return row is not None

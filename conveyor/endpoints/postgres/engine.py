@@ -1,0 +1,44 @@
+"""PostgreSQL as an engine: capabilities and how to open each role."""
+
+from __future__ import annotations
+
+from conveyor.endpoints.base import Capabilities
+from conveyor.endpoints.config import PostgresConfig
+from conveyor.endpoints.postgres.applier import PostgresApplier
+from conveyor.endpoints.postgres.connect import connect
+from conveyor.endpoints.postgres.errors import classify
+from conveyor.endpoints.postgres.introspect import PostgresIntrospector
+from conveyor.endpoints.postgres.snapshot import PostgresSnapshot
+from conveyor.endpoints.registry import EngineSpec
+
+DEFAULT_SCHEMA = "public"
+
+
+def _introspector(config: PostgresConfig) -> PostgresIntrospector:
+    return PostgresIntrospector(connect(config), config)
+
+
+def _snapshot(config: PostgresConfig, workers: int) -> PostgresSnapshot:
+    return PostgresSnapshot(config, workers)
+
+
+def _applier(config: PostgresConfig, control_schema: str) -> PostgresApplier:
+    return PostgresApplier(connect(config, autocommit=False), control_schema, config)
+
+
+ENGINE = EngineSpec(
+    name="postgresql",
+    capabilities=Capabilities(
+        transactional_ddl=True,
+        max_identifier_length=63,
+        schemas=True,
+        exported_snapshots=True,
+        ctid_segments=True,
+        cdc=False,
+    ),
+    open_introspector=_introspector,
+    open_snapshot=_snapshot,
+    open_applier=_applier,
+    default_schema=lambda config: DEFAULT_SCHEMA,
+    classify=classify,
+)
