@@ -24,6 +24,14 @@ class TablePlan:
         return str(self.target.id)
 
 
+#: what an introspector records in ``Table.extra`` about parts it does not copy -> the warning
+NOT_COPIED = {
+    "generated_columns": "generated columns are not copied (the target computes its own)",
+    "skipped_indexes": "indexes that are not plain column lists are not created",
+    "unsupported_columns": "columns of unsupported types are not copied",
+}
+
+
 def plan_table(
     source: Table,
     target_id: TableId,
@@ -33,7 +41,9 @@ def plan_table(
     load_order: int = 0,
 ) -> tuple[TablePlan, list[str]]:
     """Map one source table onto the target; returns the plan and warnings."""
-    warnings: list[str] = []
+    warnings = [
+        f"{source.id}: {text}: {source.extra[key]}" for key, text in NOT_COPIED.items() if source.extra.get(key)
+    ]
     natives = [applier.map_type(c.type) for c in source.columns]
     foreign_keys = []
     for fk in source.foreign_keys:

@@ -30,6 +30,8 @@ class Capabilities:
     exported_snapshots: bool  # several connections can read one consistent snapshot
     ctid_segments: bool = False
     cdc: bool = False
+    #: a primary key can be added to a filled table (DMS CreatePkAfterFullLoad)
+    late_primary_key: bool = False
 
 
 class PrepMode(StrEnum):
@@ -95,7 +97,10 @@ class SnapshotReader(Protocol):
 
 
 class Snapshot(Protocol):
-    """A consistent view of the source; ``reader()`` may be called from any worker thread."""
+    """A consistent view of the source; ``reader()`` may be called from any worker thread.
+    ``warnings`` says where the view is weaker than asked (e.g. no privilege to lock tables)."""
+
+    warnings: list[str]
 
     def reader(self) -> SnapshotReader: ...
 
@@ -148,8 +153,9 @@ class Applier(Protocol):
         """
         ...
 
-    def finish(self, table: Table, native_types: list[str]) -> list[str]:
-        """Unique keys, secondary indexes and identity values after the data; returns warnings."""
+    def finish(self, table: Table, native_types: list[str], add_primary_key: bool = False) -> list[str]:
+        """Unique keys, secondary indexes and identity values after the data (and the primary key,
+        when it was left out of ``prepare`` for speed); returns warnings."""
         ...
 
     def add_foreign_keys(self, table: Table) -> list[str]: ...

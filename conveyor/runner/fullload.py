@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.convert.plan import TablePlan, plan_table
@@ -80,6 +80,8 @@ class FullLoad:
                 f"task {self.task.name!r} has no earlier run in this state directory to resume; "
                 "run it without --resume (or pass the --state-dir it used)"
             )
+        if self.task.settings.FullLoadSettings.CreatePkAfterFullLoad and not self._pk_after_load():
+            self.warnings.append(f"CreatePkAfterFullLoad is not honoured on {self.target.name} targets")
         for w in self.warnings:
             self.listener.message(f"warning: {w}")
         applier = self.target.open_applier(self.task.target, self._control_schema())
@@ -90,6 +92,8 @@ class FullLoad:
             workers = 1 if self.target.single_writer else settings.FullLoadSettings.MaxFullLoadSubTasks
             snapshot = self.source.open_snapshot(self.task.source, workers)
             self._snapshot = snapshot
+            for w in snapshot.warnings:
+                self._warn(w)
             plan_state = previous["plan"] if (self.resume and previous) else {}
             lease = applier.start_task(self.task.name, fresh=not self.resume)
             done = applier.done_segments(self.task.name) if self.resume else {}
@@ -176,9 +180,14 @@ class FullLoad:
         entry = plan_state[plan.key]
         if entry["prepared"]:
             return
-        applier.prepare(plan.target, plan.native_types, self.task.settings.FullLoadSettings.TargetTablePrepMode)
+        table = replace(plan.target, primary_key=None) if self._pk_after_load() else plan.target
+        applier.prepare(table, plan.native_types, self.task.settings.FullLoadSettings.TargetTablePrepMode)
         entry["prepared"] = True
         self.store.save(self.task.name, "running", lease, plan_state)
+
+    def _pk_after_load(self) -> bool:
+        """DMS's CreatePkAfterFullLoad, where the target can add a key to a filled table."""
+        return self.task.settings.FullLoadSettings.CreatePkAfterFullLoad and self.target.capabilities.late_primary_key
 
     # ------------------------------------------------------------------ loading
     def _load_all(
@@ -211,7 +220,7 @@ class FullLoad:
             if plan_state[plan.key]["finished"]:
                 stats.state = st.COMPLETED
             else:
-                for w in self._applier().finish(plan.target, plan.native_types):
+                for w in self._applier().finish(plan.target, plan.native_types, self._pk_after_load()):
                     self._warn(w)
                 stats.state = st.COMPLETED
                 with lock:

@@ -24,9 +24,9 @@ def range_column(table: Table) -> str | None:
 
 
 def plan_segments(
-    reader: SnapshotReader, table: Table, estimated_rows: int, ctid: bool, rows_per_segment: int = ROWS_PER_SEGMENT
+    reader: SnapshotReader, table: Table, estimated_rows: int, ctid: bool, rows_per_segment: int | None = None
 ) -> list[Segment]:
-    wanted = max(1, math.ceil(estimated_rows / rows_per_segment))
+    wanted = max(1, math.ceil(estimated_rows / (rows_per_segment or ROWS_PER_SEGMENT)))
     whole = [Segment(table.id, 0)]
     if wanted == 1:
         return whole

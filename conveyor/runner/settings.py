@@ -130,6 +130,9 @@ class FullLoadSettingsSection(BaseModel):
     )
     MaxFullLoadSubTasks: int = Field(8, ge=1, le=49, description="Tables or segments loaded at once.")
     CommitRate: int = Field(10000, ge=1, le=100000, description="Rows read and written per batch.")
+    CreatePkAfterFullLoad: bool = Field(
+        False, description="Create primary keys after the data (faster); not on SQLite and MySQL targets."
+    )
 
 
 class TargetMetadataSection(BaseModel):

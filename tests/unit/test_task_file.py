@@ -32,9 +32,12 @@ def test_unknown_setting_is_an_error_with_its_path() -> None:
 
 def test_dms_setting_not_honoured_is_a_warning() -> None:
     task = task_from_document(
-        {**BASE, "settings": {"FullLoadSettings": {"CreatePkAfterFullLoad": True}, "Logging": {"EnableLogging": True}}}
+        {
+            **BASE,
+            "settings": {"FullLoadSettings": {"TransactionConsistencyTimeout": 600}, "Logging": {"EnableLogging": True}},
+        }
     )
-    assert any("CreatePkAfterFullLoad" in w for w in task.warnings)
+    assert any("TransactionConsistencyTimeout" in w for w in task.warnings)
     assert any("EnableLogging" in w for w in task.warnings)
 
 

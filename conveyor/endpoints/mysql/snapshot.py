@@ -111,7 +111,8 @@ class MySQLSnapshotReader(SqlSnapshotReader):
                 ) from exc
             raise
         finally:
-            self._active = None
+            if self._active is cur:
+                self._active = None
             with contextlib.suppress(Exception):
                 cur.close()  # drains what is left of an abandoned result
 

@@ -527,22 +527,19 @@ def _as_decimal(v: Any) -> Decimal:
 
 
 def decimal_encoder(precision: int, scale: int) -> Encoder:
-    whole = precision - scale
+    limit = Decimal(10) ** (precision - scale)
     quantum = Decimal(1).scaleb(-scale)
 
     def encode(v: Any) -> Any:
         d = v if type(v) is Decimal else _as_decimal(v)
         if not d.is_finite():
             raise RowRejected(f"{d} cannot be stored: MySQL's decimal has no NaN or Infinity")
-        _sign, digits, exp = d.as_tuple()
-        assert isinstance(exp, int)
-        if exp < -scale:
-            if any(digits[exp + scale :]):
-                raise RowRejected(f"{d} has more than {scale} decimal places for decimal({precision},{scale})")
-            d = d.quantize(quantum, context=_WIDE)  # only zeros dropped: the same value, no server note
-        if d and len(digits) + exp > whole:
+        if not -limit < d < limit:
             raise RowRejected(f"{d} does not fit decimal({precision},{scale})")
-        return d
+        q = d.quantize(quantum, context=_WIDE)  # exactly ``scale`` decimals: no server note
+        if q != d:
+            raise RowRejected(f"{d} has more than {scale} decimal places for decimal({precision},{scale})")
+        return q
 
     return encode
 

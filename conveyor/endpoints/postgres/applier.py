@@ -5,7 +5,7 @@
   the target's catalog, see ``types.binary_dumper_oids``); otherwise text format, where the server
   parses each value (inet, bit, interval given as text; columns whose type differs from the plan).
 * PostgreSQL to PostgreSQL: the source's ``COPY ... TO`` chunks are streamed unchanged into one
-  ``COPY ... FROM`` per segment; nothing is decoded (``_load`` below).
+  ``COPY ... FROM`` per segment; nothing is decoded (``load_batches`` below).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class PostgresApplier(SqlApplier):
     def bulk_insert(
         self, table: Table, columns: Sequence[str], natives: Sequence[str], batch: RowBatch, rows: list[Row]
     ) -> None:
-        """Rows into COPY: the segment's one open COPY (see ``_load``), else a COPY of their own."""
+        """Rows into COPY: the segment's one open COPY (see ``load_batches``), else a COPY of their own."""
         plan = self._copy_plan(table, tuple(columns))
         segment = self._segment
         if segment is not None:
@@ -233,7 +233,7 @@ class PostgresApplier(SqlApplier):
         except (TypeError, ValueError, OverflowError) as exc:
             raise _DumpError(f"psycopg cannot write a value of the row: {exc}") from exc
 
-    def _load(
+    def load_batches(
         self,
         table: Table,
         batches: Callable[[], Iterable[RowBatch]],
@@ -255,11 +255,13 @@ class PostgresApplier(SqlApplier):
             if first.raw is not None:
                 return self._load_raw(table, first.columns, chained, on_progress)
             if careful:
-                return super()._load(table, lambda: chained, active, policy, on_progress, native_types, careful)
+                return super().load_batches(table, lambda: chained, active, policy, on_progress, native_types, careful)
             with contextlib.ExitStack() as segment:  # leaving it ends the COPY (or fails it, on an error)
                 self._segment, self._segment_stream = segment, None
                 try:
-                    return super()._load(table, lambda: chained, active, policy, on_progress, native_types, careful)
+                    return super().load_batches(
+                        table, lambda: chained, active, policy, on_progress, native_types, careful
+                    )
                 finally:
                     self._segment = None
         except psycopg.errors.InsufficientPrivilege as exc:

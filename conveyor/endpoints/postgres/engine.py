@@ -35,6 +35,7 @@ ENGINE = EngineSpec(
         exported_snapshots=True,
         ctid_segments=True,
         cdc=False,
+        late_primary_key=True,
     ),
     open_introspector=_introspector,
     open_snapshot=_snapshot,

@@ -259,6 +259,7 @@ class PostgresSnapshot:
     def __init__(self, config: PostgresConfig, workers: int) -> None:
         self.config = config
         self.workers = workers
+        self.warnings: list[str] = []
         self.coordinator = connect(config, autocommit=False)
         self.coordinator.isolation_level = IsolationLevel.REPEATABLE_READ
         self.coordinator.read_only = True

@@ -261,9 +261,21 @@ class SqlApplier:
         name = self.quote(self.object_name(table, index.name))
         return f"CREATE {unique}INDEX {name} ON {self.qualified(table.id)} ({self.column_list(index.columns)})"
 
-    def finish(self, table: Table, native_types: list[str]) -> list[str]:
+    def add_primary_key_sql(self, table: Table) -> str | None:
+        """SQL adding the primary key after the load (``CreatePkAfterFullLoad``), or None when the
+        engine cannot (SQLite fixes keys at CREATE TABLE)."""
+        if not self.alter_constraints or not table.primary_key:
+            return None
+        return f"ALTER TABLE {self.qualified(table.id)} ADD PRIMARY KEY ({self.column_list(table.primary_key.columns)})"
+
+    def finish(self, table: Table, native_types: list[str], add_primary_key: bool = False) -> list[str]:
         warnings: list[str] = []
-        statements = [self.unique_sql(table, k) for k in table.unique_keys]
+        statements = []
+        if add_primary_key:
+            pk = self.add_primary_key_sql(table)
+            if pk:
+                statements.append(pk)
+        statements += [self.unique_sql(table, k) for k in table.unique_keys]
         statements += [self.index_sql(table, i) for i in table.indexes]
         for column in table.columns:
             if column.identity:
@@ -276,7 +288,7 @@ class SqlApplier:
                 self.commit()
             except Exception as exc:  # an index that cannot be built is reported, the data stays
                 self.rollback()
-                if not self.is_already_exists(exc):
+                if not self.is_already_exists(exc) and "multiple primary keys" not in str(exc).lower():
                     warnings.append(f"{table.id}: could not run {sql!r}: {first_line(exc)}")
         return warnings
 
@@ -314,14 +326,14 @@ class SqlApplier:
     ) -> LoadResult:
         active = [(i, fn) for i, fn in enumerate(encoders) if fn is not None]
         try:
-            result = self._load(table, batches, active, policy, on_progress, native_types, careful=False)
+            result = self.load_batches(table, batches, active, policy, on_progress, native_types, careful=False)
         except Exception as exc:
             self.rollback()
             if not self.is_data_error(exc):
                 raise
             if policy is ErrorPolicy.STOP_TASK:
                 raise StopTask(f"{table.id}: the target rejected a row: {first_line(exc)}") from exc
-            result = self._load(table, batches, active, policy, on_progress, native_types, careful=True)
+            result = self.load_batches(table, batches, active, policy, on_progress, native_types, careful=True)
         try:
             self.check_lease(task_name, lease)
             self.execute(
@@ -344,7 +356,7 @@ class SqlApplier:
             raise
         return result
 
-    def _load(
+    def load_batches(
         self,
         table: Table,
         batches: Callable[[], Iterable[RowBatch]],
@@ -354,6 +366,8 @@ class SqlApplier:
         native_types: Sequence[str],
         careful: bool,
     ) -> LoadResult:
+        """Encode and write every batch of a segment inside the open transaction (a hook: engines with a
+        faster whole-segment path, like PostgreSQL's single COPY, override it and call back here)."""
         result = LoadResult()
         for batch in batches():
             if batch.raw is not None:

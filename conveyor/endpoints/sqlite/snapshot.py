@@ -33,6 +33,7 @@ class SQLiteSnapshot:
 
     def __init__(self, config: SQLiteConfig) -> None:
         self.config = config
+        self.warnings: list[str] = []
         connect(config, readonly=True).close()
 
     def reader(self) -> SQLiteSnapshotReader:
