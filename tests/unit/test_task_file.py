@@ -34,7 +34,10 @@ def test_dms_setting_not_honoured_is_a_warning() -> None:
     task = task_from_document(
         {
             **BASE,
-            "settings": {"FullLoadSettings": {"TransactionConsistencyTimeout": 600}, "Logging": {"EnableLogging": True}},
+            "settings": {
+                "FullLoadSettings": {"TransactionConsistencyTimeout": 600},
+                "Logging": {"EnableLogging": True},
+            },
         }
     )
     assert any("TransactionConsistencyTimeout" in w for w in task.warnings)
