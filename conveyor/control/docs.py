@@ -149,7 +149,7 @@ def type_mappings_page() -> str:
     ]
     modules = {e: _types_module(e) for e in ENGINES}
     for sample in SAMPLES:
-        natives = [f"`{modules[e].to_native(sample)}`" for e in ENGINES]
+        natives = [f"`{n}`" if (n := modules[e].to_native(sample)) else "(no declared type)" for e in ENGINES]
         lines.append(f"| {sample.describe()} | {CANONICAL_PYTHON[sample.logical]} | " + " | ".join(natives) + " |")
     for engine in ENGINES:
         table = modules[engine].NATIVE_TO_LOGICAL

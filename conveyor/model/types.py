@@ -69,7 +69,7 @@ CANONICAL_PYTHON: dict[LogicalType, str] = {
     LogicalType.MACADDR: "str",
     LogicalType.MONEY: "decimal.Decimal",
     LogicalType.ARRAY: "list of the element's canonical values",
-    LogicalType.DYNAMIC: "int | float | str | bytes",
+    LogicalType.DYNAMIC: "int, float, str or bytes",
 }
 
 
