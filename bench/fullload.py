@@ -37,8 +37,8 @@ CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int NOT NULL, amount num
   created timestamp, note text, paid boolean, details jsonb);
 CREATE TABLE events (kind varchar(20), at timestamp, payload text);
 CREATE TABLE attachments (id int PRIMARY KEY, body bytea);
-INSERT INTO customers SELECT g, 'customer ' || g, 'c' || g || '@example.com', '2020-01-01'::timestamp + g * interval '1 minute'
-  FROM generate_series(1, {customers}) g;
+INSERT INTO customers SELECT g, 'customer ' || g, 'c' || g || '@example.com',
+  '2020-01-01'::timestamp + g * interval '1 minute' FROM generate_series(1, {customers}) g;
 INSERT INTO orders SELECT g, (g % {customers}) + 1, (g % 100000) / 100.0, (ARRAY['new','paid','shipped'])[g % 3 + 1],
   '2021-01-01'::timestamp + g * interval '1 second', repeat(md5(g::text), 3),
   g % 2 = 0,
@@ -109,10 +109,19 @@ def pg_size_mb(pg: PostgresServer, db: str) -> float:
 
 def conveyor_task(tmp: Path, name: str, source: str, target: str, workers: int) -> Path:
     path = tmp / f"{name}.json"
-    path.write_text(json.dumps({
-        "name": name, "source": source, "target": target, "migration_type": "full-load",
-        "settings": {"FullLoadSettings": {"TargetTablePrepMode": "DROP_AND_CREATE", "MaxFullLoadSubTasks": workers}},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "name": name,
+                "source": source,
+                "target": target,
+                "migration_type": "full-load",
+                "settings": {
+                    "FullLoadSettings": {"TargetTablePrepMode": "DROP_AND_CREATE", "MaxFullLoadSubTasks": workers}
+                },
+            }
+        )
+    )
     return path
 
 
@@ -124,8 +133,12 @@ def main() -> None:
     parser.add_argument("--only", default="pg2pg,mysql2pg")
     args = parser.parse_args()
     scale = args.orders / 1_000_000
-    sizes = {"orders": args.orders, "customers": max(1, int(100_000 * scale)), "events": max(1, int(200_000 * scale)),
-             "attachments": max(1, int(5_000 * scale))}
+    sizes = {
+        "orders": args.orders,
+        "customers": max(1, int(100_000 * scale)),
+        "events": max(1, int(200_000 * scale)),
+        "attachments": max(1, int(5_000 * scale)),
+    }
     total_rows = sum(sizes.values())
     conveyor = str(Path(sys.executable).parent / "conveyor")
     tmp = ROOT / "bench" / "results"
@@ -143,14 +156,19 @@ def main() -> None:
             runs: dict[str, list[tuple[float, int]]] = {"conveyor": [], "pg_dump | psql": []}
             for i in range(args.runs):
                 dst = pg.create_database("bench_dst")
-                runs["pg_dump | psql"].append(timed(
-                    f"{pg.bindir}/pg_dump --no-owner -d {src_url} | {pg.bindir}/psql -q -X -v ON_ERROR_STOP=1 -d {dst}",
-                    shell=True))
+                runs["pg_dump | psql"].append(
+                    timed(
+                        f"{pg.bindir}/pg_dump --no-owner -d {src_url} | "
+                        f"{pg.bindir}/psql -q -X -v ON_ERROR_STOP=1 -d {dst}",
+                        shell=True,
+                    )
+                )
                 assert pg_counts(pg, "bench_dst") == sizes
                 dst = pg.create_database("bench_dst")
                 task = conveyor_task(tmp, "bench-pg2pg", src_url, dst, args.workers)
-                runs["conveyor"].append(timed([conveyor, "run", str(task), "--no-progress", "--state-dir",
-                                               str(tmp / f"state-pg2pg-{i}")]))
+                runs["conveyor"].append(
+                    timed([conveyor, "run", str(task), "--no-progress", "--state-dir", str(tmp / f"state-pg2pg-{i}")])
+                )
                 assert pg_counts(pg, "bench_dst") == sizes
                 print(f"pg2pg run {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f}s" for k, v in runs.items()), flush=True)
             results["pairs"]["pg2pg"] = summarize(runs, "pg_dump | psql", total_rows, mb)
@@ -167,17 +185,39 @@ def main() -> None:
                 for i in range(args.runs):
                     if pgloader:
                         dst = pg.create_database("bench_dst")
-                        runs["pgloader"].append(timed([pgloader, "--dynamic-space-size", "4096", "--no-ssl-cert-verification",
-                                                       my_url.replace("mysql://", "mysql://", 1), dst]))
+                        runs["pgloader"].append(
+                            timed(
+                                [
+                                    pgloader,
+                                    "--dynamic-space-size",
+                                    "4096",
+                                    "--no-ssl-cert-verification",
+                                    my_url.replace("mysql://", "mysql://", 1),
+                                    dst,
+                                ]
+                            )
+                        )
                         assert pg_counts(pg, "bench_dst", "bench_src") == sizes
                     dst = pg.create_database("bench_dst")
                     # pgloader talks to MySQL without TLS; the same for Conveyor, for a like-for-like run
                     task = conveyor_task(tmp, "bench-mysql2pg", my_url + "?ssl-mode=DISABLED", dst, args.workers)
-                    runs["conveyor"].append(timed([conveyor, "run", str(task), "--no-progress", "--state-dir",
-                                                   str(tmp / f"state-mysql2pg-{i}")]))
+                    runs["conveyor"].append(
+                        timed(
+                            [
+                                conveyor,
+                                "run",
+                                str(task),
+                                "--no-progress",
+                                "--state-dir",
+                                str(tmp / f"state-mysql2pg-{i}"),
+                            ]
+                        )
+                    )
                     assert pg_counts(pg, "bench_dst") == sizes
-                    print(f"mysql2pg run {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f}s" for k, v in runs.items() if v),
-                          flush=True)
+                    print(
+                        f"mysql2pg run {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f}s" for k, v in runs.items() if v),
+                        flush=True,
+                    )
                 results["pairs"]["mysql2pg"] = summarize(runs, "pgloader", total_rows, mb)
             finally:
                 my.destroy()
@@ -193,8 +233,13 @@ def summarize(runs: dict[str, list[tuple[float, int]]], reference: str, rows: in
         if not samples:
             continue
         seconds = statistics.median(s for s, _ in samples)
-        out[tool] = {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "mb_per_s": round(mb / seconds, 1),
-                     "peak_rss_mb": max(r for _, r in samples), "samples": [round(s, 2) for s, _ in samples]}
+        out[tool] = {
+            "seconds": round(seconds, 2),
+            "rows_per_s": round(rows / seconds),
+            "mb_per_s": round(mb / seconds, 1),
+            "peak_rss_mb": max(r for _, r in samples),
+            "samples": [round(s, 2) for s, _ in samples],
+        }
     if reference in out and "conveyor" in out:
         out["ratio"] = round(out[reference]["seconds"] / out["conveyor"]["seconds"], 2)
     return out
@@ -207,7 +252,10 @@ def report(results: dict[str, Any]) -> None:
         for tool, r in tools.items():
             if tool == "ratio":
                 continue
-            print(f"{pair:10} {tool:16} {r['seconds']:>8} {r['rows_per_s']:>10,} {r['mb_per_s']:>7} {r['peak_rss_mb']:>12}")
+            print(
+                f"{pair:10} {tool:16} {r['seconds']:>8} {r['rows_per_s']:>10,} {r['mb_per_s']:>7} "
+                f"{r['peak_rss_mb']:>12}"
+            )
         if "ratio" in tools:
             print(f"{pair:10} conveyor speed-up vs reference: {tools['ratio']}x")
 
