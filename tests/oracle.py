@@ -187,16 +187,7 @@ def fetch(
             name = sql.Identifier(schema, table) if schema else sql.Identifier(table)
             return list(pconn.execute(sql.SQL("SELECT {} FROM {}").format(cols_sql, name)).fetchall())
     if scheme.startswith(("mysql", "mariadb")):
-        import pymysql
-
-        mconn = pymysql.connect(
-            host=parts.hostname,
-            port=parts.port or 3306,
-            user=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
-            database=schema or parts.path.lstrip("/"),
-            charset="utf8mb4",
-        )
+        mconn = mysql_connect(url, database=schema or unquote(parts.path.lstrip("/")), autocommit=False)
         try:
             with mconn.cursor() as cur:
                 cur.execute("SET time_zone = '+00:00'")
@@ -206,6 +197,23 @@ def fetch(
         finally:
             mconn.close()
     raise ValueError(url)
+
+
+def mysql_connect(url: str, **kwargs: Any) -> Any:
+    """A PyMySQL connection from a mysql:// URL (autocommit, utf8mb4); ``kwargs`` override."""
+    import pymysql
+
+    parts = urlsplit(url)
+    options: dict[str, Any] = {
+        "host": parts.hostname,
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "database": unquote(parts.path.lstrip("/")) or None,
+        "charset": "utf8mb4",
+        "autocommit": True,
+    }
+    return pymysql.connect(**{**options, **kwargs})
 
 
 def _dq(name: str) -> str:

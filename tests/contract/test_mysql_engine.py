@@ -15,8 +15,8 @@ from urllib.parse import unquote, urlsplit
 
 import pymysql
 import pytest
-from oracle import canonical_rows, compare, fetch
-from servers import MariaDBServer, free_port, unique_db_name
+from oracle import canonical_rows, compare, fetch, mysql_connect
+from servers import MariaDBServer, free_port, unique_db_name, unrelated_ca
 
 from conveyor.endpoints.config import MySQLConfig, parse_endpoint
 from conveyor.endpoints.mysql import types
@@ -231,20 +231,6 @@ ROWS: list[dict[str, Any]] = [
 
 
 # --------------------------------------------------------------------------- helpers
-def mysql_connect(url: str, **kwargs: Any) -> pymysql.connections.Connection[Any]:
-    parts = urlsplit(url)
-    return pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        database=unquote(parts.path.lstrip("/")) or None,
-        charset="utf8mb4",
-        autocommit=True,
-        **kwargs,
-    )
-
-
 def database_of(url: str) -> str:
     return unquote(urlsplit(url).path.lstrip("/"))
 
@@ -623,28 +609,7 @@ def test_snapshot_without_reload_privilege_warns(mysql_server: MariaDBServer, my
 # --------------------------------------------------------------------------- errors
 @pytest.fixture(scope="module")
 def other_ca(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not the server's CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path_factory.mktemp("ca") / "other-ca.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(path)
+    return str(unrelated_ca(tmp_path_factory.mktemp("ca") / "other-ca.pem"))
 
 
 SECRET = "Pa55-w0rd-not-for-logs"

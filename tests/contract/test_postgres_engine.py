@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from oracle import canonical_rows, compare, fetch
-from servers import PostgresServer, free_port, unique_db_name
+from servers import PostgresServer, free_port, unique_db_name, unrelated_ca
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres import types as pgtypes
@@ -468,28 +468,6 @@ def test_sqlite_rows_postgres_cannot_hold_are_rejected_and_recorded(pg_url: str,
 
 
 # --------------------------------------------------------------------------- connection errors
-def _wrong_ca(path: Path) -> Path:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Someone Else's CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
 
 
 def test_connection_errors_name_the_fix_and_never_the_password(
@@ -505,7 +483,7 @@ def test_connection_errors_name_the_fix_and_never_the_password(
             f"cannot reach PostgreSQL at 127.0.0.1:{port}: connection refused; check host and port",
         ),
         (
-            config(pg_url, sslmode="verify-full", sslrootcert=str(_wrong_ca(tmp_path / "other-ca.pem"))),
+            config(pg_url, sslmode="verify-full", sslrootcert=str(unrelated_ca(tmp_path / "other-ca.pem"))),
             "could not be verified with sslrootcert .*other-ca.pem \\(sslmode=verify-full\\)",
         ),
         (

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from oracle import canonical_rows, compare, fetch
+from oracle import canonical_rows, compare, fetch, mysql_connect
 from tasks import run_task, task_doc
 
 from conveyor.runner import stats as st
@@ -298,17 +298,7 @@ MYSQL_COLUMNS = [
 
 
 def _mysql_create(url: str) -> None:
-    import pymysql
-
-    parts = urlsplit(url)
-    conn = pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        database=parts.path.lstrip("/"),
-        charset="utf8mb4",
-    )
+    conn = mysql_connect(url, autocommit=False)
     with conn.cursor() as cur:
         cur.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'")
         cur.execute(

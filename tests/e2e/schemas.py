@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from urllib.parse import unquote, urlsplit
 
+from oracle import mysql_connect
+
 PORTABLE_DDL = [
     "CREATE TABLE people (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(50) NOT NULL, amount DECIMAL(10,2), "
     "born DATE, UNIQUE (name))",
@@ -31,15 +33,7 @@ def execute_sql(url: str, statements: list[str]) -> None:
             for s in statements:
                 pconn.execute(s)
     else:
-        import pymysql
-
-        mconn = pymysql.connect(
-            host=parts.hostname,
-            port=parts.port or 3306,
-            user=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
-            database=parts.path.lstrip("/"),
-        )
+        mconn = mysql_connect(url, autocommit=False)
         with mconn.cursor() as cur:
             for s in statements:
                 cur.execute(s)
