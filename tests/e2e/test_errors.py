@@ -155,3 +155,21 @@ def test_table_dropped_during_load(pg_server, tmp_path: Path) -> None:  # type: 
     assert states["a_big"]["TableState"] == "Table completed"
     assert states["z_small"]["TableState"] == "Table error"
     assert "dropped" in states["z_small"]["ErrorMessage"]
+
+
+def test_suspend_table_policy_fails_only_that_table(pg_url: str, tmp_path: Path) -> None:
+    src = tmp_path / "a.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE bad (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("CREATE TABLE good (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO bad VALUES (?, ?)", [(1, "ok"), (2, "nul\x00")])
+    conn.executemany("INSERT INTO good VALUES (?, ?)", [(1, "ok"), (2, "fine")])
+    conn.commit()
+    conn.close()
+    doc = task_doc(f"sqlite:///{src}", pg_url, ErrorBehavior={"DataErrorPolicy": "SUSPEND_TABLE"})
+    code, out = cli_json("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
+    assert code == 1
+    states = {t["TableName"]: t["TableState"] for t in out["TableStatistics"]}
+    assert states == {"bad": "Table error", "good": "Table completed"}
+    assert fetch(pg_url, "bad", schema="public") == []  # the segment rolled back whole
+    assert sorted(fetch(pg_url, "good", schema="public")) == [(1, "ok"), (2, "fine")]

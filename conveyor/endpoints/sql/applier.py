@@ -331,8 +331,8 @@ class SqlApplier:
             self.rollback()
             if not self.is_data_error(exc):
                 raise
-            if policy is ErrorPolicy.STOP_TASK:
-                raise StopTask(f"{table.id}: the target rejected a row: {first_line(exc)}") from exc
+            if policy in (ErrorPolicy.STOP_TASK, ErrorPolicy.SUSPEND_TABLE):
+                raise policy_error(policy, f"{table.id}: the target rejected a row: {first_line(exc)}") from exc
             result = self.load_batches(table, batches, active, policy, on_progress, native_types, careful=True)
         try:
             self.check_lease(task_name, lease)
@@ -374,9 +374,9 @@ class SqlApplier:
                 rows: list[Row] = []
             else:
                 rows = self.encode(table, batch, active, result.rejected)
-                if result.rejected and policy is ErrorPolicy.STOP_TASK:
+                if result.rejected and policy in (ErrorPolicy.STOP_TASK, ErrorPolicy.SUSPEND_TABLE):
                     bad = result.rejected[0]
-                    raise StopTask(f"{table.id}: row {bad.key} rejected: column {bad.column}: {bad.reason}")
+                    raise policy_error(policy, f"{table.id}: row {bad.key} rejected: column {bad.column}: {bad.reason}")
             if careful:
                 self._insert_careful(table, batch, rows, native_types, result)
             else:
@@ -448,6 +448,11 @@ class SqlApplier:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()
+
+
+def policy_error(policy: ErrorPolicy, message: str) -> TerminalError:
+    """DataErrorPolicy STOP_TASK stops the task; SUSPEND_TABLE fails only the table."""
+    return StopTask(message) if policy is ErrorPolicy.STOP_TASK else TerminalError(message)
 
 
 def first_line(exc: BaseException) -> str:
