@@ -1,0 +1,70 @@
+"""Changes: what a change stream (CDC) delivers, one row operation at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from conveyor.model.rows import Row
+from conveyor.model.schema import TableId
+
+
+class Op(StrEnum):
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+    TRUNCATE = "truncate"
+
+
+class _Unchanged:
+    """A column value the source did not send (PostgreSQL TOAST not modified by an UPDATE): the
+    target keeps what it has. Never NULL, never a placeholder written to the target."""
+
+    _instance: _Unchanged | None = None
+
+    def __new__(cls) -> _Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+    def __reduce__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = _Unchanged()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row change in canonical values, in ``columns`` order.
+
+    ``before`` is the old row (the key columns only, or the full row with REPLICA IDENTITY FULL /
+    binlog_row_image=FULL; None for inserts); ``after`` the new row (None for deletes); columns the
+    source did not send are ``UNCHANGED``. ``position`` is the engine's JSON-serialisable position of
+    the change; ``commit_position`` that of its transaction's commit, the point a checkpoint records.
+    """
+
+    op: Op
+    table: TableId
+    columns: tuple[str, ...]
+    before: Row | None
+    after: Row | None
+    position: Any
+    commit_position: Any = None
+    commit_ts: datetime | None = None
+    txid: int | str | None = None
+
+
+@dataclass(slots=True)
+class Transaction:
+    """A source transaction, whole: applied atomically on a transactional target."""
+
+    txid: int | str | None
+    commit_position: Any
+    commit_ts: datetime | None
+    changes: list[Change] = field(default_factory=list)
