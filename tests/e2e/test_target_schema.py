@@ -56,3 +56,12 @@ def test_target_tables_are_usable(src: str, dst: str, request: pytest.FixtureReq
     execute_sql(dst_url, ["INSERT INTO counters (v) VALUES ('new')"])
     ids = sorted(r[0] for r in fetch(dst_url, "counters", ["id"], schema="public" if dst == "postgresql" else None))
     assert ids[:2] == [41, 42] and ids[2] > 42
+
+
+def test_target_schema_setting(sqlite_url: str, pg_url: str, tmp_path: Path) -> None:
+    execute_sql(sqlite_url, PORTABLE_DDL)
+    doc = task_doc(sqlite_url, pg_url, name="schema-setting", TargetMetadata={"TargetSchema": "shop"})
+    result = run_task(doc, tmp_path / "state")
+    assert all(t.state == st.COMPLETED and t.schema == "shop" for t in result.tables)
+    assert sorted(r[0] for r in fetch(pg_url, "people", ["name"], schema="shop")) == ["ann", "bob", "cy"]
+    assert fetch(pg_url, "conveyor_segments", ["table_name"], schema="shop")
