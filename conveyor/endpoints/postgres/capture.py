@@ -1,0 +1,633 @@
+"""PostgreSQL change data capture: pre-flight checks, the publication, the slot and the stream.
+
+How a runner uses it::
+
+    capture = PostgresCapture(config, task_name, tables)
+    warnings = capture.check()                 # UserActionError naming the fix
+    with capture.create_slot() as slot:        # creates the publication first, then the slot
+        ...full load, every reader inside slot.snapshot (SET TRANSACTION SNAPSHOT)...
+    for event in capture.stream(slot.lsn):     # later runs: the position stored in the target
+        ...apply a Transaction and store event.commit_position in the same target commit...
+        capture.ack(event.commit_position)     # only after that commit
+
+The snapshot and the stream meet exactly at the slot's consistent point: a transaction that
+committed before it is in the snapshot, one that committed after it is streamed.
+
+Gaps are loud. A slot that is missing or invalidated, a publication that vanished, or a start
+position behind what the slot already confirmed raise ``NeedsResync`` (a ``TerminalError`` whose
+message starts with ``NEEDS_RESYNC:``): the changes in between are gone from the source, and only a
+new full load makes the target whole again.
+
+Names: the slot and the publication are both ``conveyor_<task>`` (lower-case letters, digits and
+``_``, at most 63 bytes, with a hash of the task name when it had to be changed to fit). Slot names
+are unique per server, publications per database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from conveyor.endpoints.config import PostgresConfig
+from conveyor.endpoints.postgres.connect import connect, run
+from conveyor.endpoints.postgres.errors import classify, first_line
+from conveyor.endpoints.postgres.introspect import PostgresIntrospector
+from conveyor.endpoints.postgres.pgoutput import (
+    LogicalMessage,
+    PgOutputDecoder,
+    RelationChanged,
+    format_lsn,
+    parse_lsn,
+)
+from conveyor.endpoints.postgres.replication import SILENCE_TIMEOUT, CreatedSlot, ReplicationConnection
+from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
+from conveyor.model.changes import Transaction
+from conveyor.model.schema import Table, TableId
+from conveyor.model.types import ColumnType
+
+NAME_PREFIX = "conveyor_"
+MAX_NAME_BYTES = 63
+#: seconds without anything to yield after which ``stream()`` yields ``Idle``
+IDLE_SECONDS = 1.0
+
+
+class NeedsResync(TerminalError):
+    """Changes are lost between the target's position and what the source can still send."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"NEEDS_RESYNC: {reason}")
+
+    def __reduce__(self) -> tuple[type[NeedsResync], tuple[str]]:
+        return type(self), (self.reason,)
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """Nothing to yield for a while; the caller may check for stop requests.
+
+    Every transaction that committed before ``position`` has been delivered. Once everything
+    delivered so far is stored in the target, ``position`` is a valid checkpoint to store and then
+    ``ack``: that keeps a slot on quiet tables from holding the server's WAL forever."""
+
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStatus:
+    name: str
+    plugin: str | None
+    database: str | None
+    active_pid: int | None
+    confirmed_flush: int | None
+    restart_lsn: int | None
+    #: ``reserved``, ``extended``, ``unreserved`` or ``lost`` (PostgreSQL 13+)
+    wal_status: str | None
+    #: why the slot was invalidated (PostgreSQL 17+)
+    invalidation_reason: str | None
+
+
+def capture_name(task: str) -> str:
+    """The slot and publication name of a task: ``conveyor_<task>``, sanitised, at most 63 bytes."""
+    base = re.sub(r"[^a-z0-9_]+", "_", task.lower()).strip("_")
+    if base == task and len(NAME_PREFIX) + len(base) <= MAX_NAME_BYTES:
+        return NAME_PREFIX + base
+    digest = hashlib.sha256(task.encode()).hexdigest()[:8]  # keeps two tasks that sanitise alike apart
+    room = MAX_NAME_BYTES - len(NAME_PREFIX) - len(digest) - 1
+    trimmed = base[:room].rstrip("_")
+    return f"{NAME_PREFIX}{trimmed}_{digest}" if trimmed else NAME_PREFIX + digest
+
+
+def position_to_json(lsn: int) -> dict[str, Any]:
+    return {"lsn": format_lsn(lsn)}
+
+
+def position_from_json(data: dict[str, Any]) -> int:
+    return parse_lsn(str(data["lsn"]))
+
+
+# --------------------------------------------------------------------------- SQL
+SERVER_SQL = """
+SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int,
+       current_setting('max_wal_senders')::int,
+       (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int,
+       (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
+       r.rolsuper,
+       r.rolsuper OR r.rolreplication OR EXISTS (
+           SELECT 1 FROM pg_catalog.pg_roles g
+           WHERE g.rolname = 'rds_replication' AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER')),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s),
+       pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
+       current_user, pg_catalog.current_database(), pg_catalog.current_setting('server_version_num')::int
+FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
+
+TABLE_SQL = """
+SELECT c.oid, pg_catalog.pg_has_role(c.relowner, 'USAGE'), pg_catalog.pg_get_userbyid(c.relowner)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+"""
+
+#: the table, or the leaf partitions of a partitioned table, whose updates and deletes cannot be captured
+IDENTITY_SQL = """
+SELECT n.nspname, c.relname, c.relreplident
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND (c.oid = %s::oid OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%s::oid::regclass) WHERE isleaf))
+  AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+ORDER BY 1, 2
+"""
+
+
+def _publication_sql(version: int) -> str:
+    # row filters and column lists (PostgreSQL 15+) would drop changes silently
+    filtered = (
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r WHERE r.prpubid = p.oid "
+        "AND (r.prqual IS NOT NULL OR r.prattrs IS NOT NULL))"
+        if version >= 150000
+        else "false"
+    )
+    return f"""
+SELECT p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate, {filtered},
+       ARRAY(SELECT pt.schemaname || '.' || pt.tablename FROM pg_catalog.pg_publication_tables pt
+             WHERE pt.pubname = p.pubname ORDER BY 1)
+FROM pg_catalog.pg_publication p WHERE p.pubname = %s
+"""
+
+
+ADVANCE_SQL = """
+SELECT pg_catalog.pg_replication_slot_advance(slot_name, %s::pg_lsn) FROM pg_catalog.pg_replication_slots
+WHERE slot_name = %s AND confirmed_flush_lsn < %s::pg_lsn
+"""
+
+
+def _slot_sql(version: int) -> str:
+    wal_status = "wal_status" if version >= 130000 else "NULL::text"
+    reason = "invalidation_reason" if version >= 170000 else "NULL::text"
+    return (
+        "SELECT slot_name::text, plugin::text, database::text, active_pid, confirmed_flush_lsn::text, "
+        f"restart_lsn::text, {wal_status}, {reason} FROM pg_catalog.pg_replication_slots WHERE slot_name = %s"
+    )
+
+
+def _lsn(text: str | None) -> int | None:
+    return parse_lsn(text) if text else None
+
+
+# --------------------------------------------------------------------------- the role
+class PostgresCapture:
+    """The Capture role of PostgreSQL for one task and its selected tables.
+
+    ``tables`` as the introspector describes them: their columns are what the stream is compared
+    with (a table that changed shows up as ``RelationChanged``). One thread at a time; ``ack`` may
+    come from the thread consuming ``stream()``, between two events."""
+
+    def __init__(
+        self,
+        config: PostgresConfig,
+        task: str,
+        tables: Sequence[Table] = (),
+        *,
+        idle_seconds: float = IDLE_SECONDS,
+        silence_timeout: float = SILENCE_TIMEOUT,
+    ) -> None:
+        self.config = config
+        self.task = task
+        self.tables = list(tables)
+        self.slot = self.publication = capture_name(task)
+        self.idle_seconds = idle_seconds
+        self.silence_timeout = silence_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        self._introspector: PostgresIntrospector | None = None
+        self._version = 0
+        self._acked = 0
+        self._repl: ReplicationConnection | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The ordinary connection for catalog queries (opened on first use, reopened when broken)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.config)
+            self._introspector = PostgresIntrospector(self._conn, self.config)
+            self._version = self._conn.info.server_version
+        return self._conn
+
+    def _ident(self, name: str) -> str:
+        return sql.Identifier(name).as_string(self.conn)
+
+    def _table_sql(self, table: TableId) -> str:
+        return f"{self._ident(table.schema)}.{self._ident(table.name)}"
+
+    # ------------------------------------------------------------------ pre-flight
+    def check(self) -> list[str]:
+        """Everything change data capture needs, before anything is created; the first problem
+        raises ``UserActionError`` naming the fix. Returns warnings."""
+        conn = self.conn
+        row = run(conn, SERVER_SQL, (self.slot,)).fetchone()
+        if row is None:
+            raise UserActionError(f"cannot read the role of the current user on {self.where}")
+        (wal_level, max_slots, max_senders, used_slots, used_senders, superuser, replication, slot_exists) = row[:8]
+        can_create, user, database, version = row[8:]
+        if version < 120000:
+            raise UserActionError(f"PostgreSQL at {self.where} is version {version}; change data capture needs 12+")
+        if wal_level != "logical":
+            raise UserActionError(
+                f"wal_level is {wal_level} on {self.where}; change data capture needs wal_level = logical: run "
+                "ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS / Aurora: set "
+                "rds.logical_replication = 1 in the parameter group and reboot)"
+            )
+        if not replication:
+            ident = self._ident(user)
+            raise UserActionError(
+                f"user {user} lacks the REPLICATION attribute change data capture needs; run ALTER ROLE {ident} "
+                f"REPLICATION (Amazon RDS / Aurora: GRANT rds_replication TO {ident})"
+            )
+        if not slot_exists and used_slots >= max_slots:
+            raise UserActionError(
+                f"no free replication slot on {self.where}: all {max_slots} (max_replication_slots) are in use; drop "
+                "unused ones (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE ...) or "
+                "raise max_replication_slots (needs a restart)"
+            )
+        if used_senders >= max_senders:
+            raise UserActionError(
+                f"no free WAL sender on {self.where}: all {max_senders} (max_wal_senders) are in use (see "
+                "pg_stat_replication); stop an unused replication client or raise max_wal_senders (needs a restart)"
+            )
+        if not self.tables:
+            raise UserActionError("no tables are selected for change data capture; check the table mappings")
+        fixes: list[str] = []
+        not_owned: list[str] = []
+        for table in self.tables:
+            found = run(conn, TABLE_SQL, (table.id.schema, table.id.name)).fetchone()
+            if found is None:
+                raise UserActionError(f"table {table.id} does not exist in {self.config.display()}")
+            oid, owned, owner = found
+            if not owned:
+                not_owned.append(f"{table.id} (owner {owner})")
+            for schema, name, identity in run(conn, IDENTITY_SQL, (oid, oid)).fetchall():
+                what = "REPLICA IDENTITY NOTHING" if identity == "n" else "no primary key"
+                fixes.append(
+                    f"{schema}.{name} ({what}): ALTER TABLE {self._table_sql(TableId(schema, name))} "
+                    "REPLICA IDENTITY FULL"
+                )
+        if fixes:
+            raise UserActionError(
+                "change data capture needs a primary key or REPLICA IDENTITY FULL on every table, or the source "
+                "cannot log which row an UPDATE or DELETE changed (and refuses them once the table is published); "
+                f"add a primary key or run: {'; '.join(fixes)}"
+            )
+        publication = self._publication()
+        if publication is None:
+            if not superuser and (not_owned or not can_create):
+                reasons = []
+                if not_owned:
+                    reasons.append(f"it does not own {', '.join(not_owned)}")
+                if not can_create:
+                    reasons.append(f"it lacks CREATE on database {database}")
+                raise UserActionError(
+                    f"user {user} cannot create publication {self.publication} ({'; '.join(reasons)}); ask the table "
+                    f"owner or a superuser to run {self._create_publication_sql()}, which Conveyor then uses"
+                )
+        else:
+            self._check_publication(publication)
+        warnings = []
+        if version >= 130000:
+            row = run(conn, "SELECT current_setting('max_slot_wal_keep_size')").fetchone()
+            if row is not None and row[0] == "-1":
+                warnings.append(
+                    f"max_slot_wal_keep_size is unlimited on {self.where}: while the task is stopped, the server keeps "
+                    "all WAL from the slot's position on; watch its disk (a limit would turn a long stop into a resync)"
+                )
+        return warnings
+
+    def _publication(self) -> tuple[bool, bool, list[str]] | None:
+        """(publishes every action, has row filters or column lists, its tables) or None."""
+        row = run(self.conn, _publication_sql(self._server_version()), (self.publication,)).fetchone()
+        return None if row is None else (bool(row[0]), bool(row[1]), list(row[2]))
+
+    def _check_publication(self, publication: tuple[bool, bool, list[str]]) -> None:
+        all_actions, filtered, tables = publication
+        wanted = {str(t.id) for t in self.tables}
+        have = set(tables)
+        if have != wanted:
+            parts = []
+            if wanted - have:
+                parts.append(f"it lacks {', '.join(sorted(wanted - have))}")
+            if have - wanted:
+                parts.append(f"it also has {', '.join(sorted(have - wanted))}")
+            raise UserActionError(
+                f"publication {self.publication} exists with other tables than the task selects ({'; '.join(parts)}); "
+                f"run ALTER PUBLICATION {self._ident(self.publication)} SET TABLE {self._table_list()} (tables it "
+                "lacks need a full load too), or drop it with conveyor cleanup"
+            )
+        if not all_actions:
+            raise UserActionError(
+                f"publication {self.publication} does not publish every kind of change; run ALTER PUBLICATION "
+                f"{self._ident(self.publication)} SET (publish = 'insert, update, delete, truncate')"
+            )
+        if filtered:
+            raise UserActionError(
+                f"publication {self.publication} has row filters or column lists, which would drop changes; run "
+                f"ALTER PUBLICATION {self._ident(self.publication)} SET TABLE {self._table_list()}"
+            )
+
+    def _table_list(self) -> str:
+        return ", ".join(self._table_sql(t.id) for t in self.tables)
+
+    def _create_publication_sql(self) -> str:
+        options = " WITH (publish_via_partition_root = true)" if self._server_version() >= 130000 else ""
+        return f"CREATE PUBLICATION {self._ident(self.publication)} FOR TABLE {self._table_list()}{options}"
+
+    def _server_version(self) -> int:
+        _ = self.conn
+        return self._version
+
+    # ------------------------------------------------------------------ publication and slot
+    def ensure_publication(self) -> bool:
+        """Create the task's publication for the selected tables; True when it was created. An
+        existing one with the same tables is used as it is (idempotent); one with other tables is
+        a ``UserActionError``. Partitioned tables publish under their own name (PostgreSQL 13+)."""
+        existing = self._publication()
+        if existing is not None:
+            self._check_publication(existing)
+            return False
+        try:
+            run(self.conn, self._create_publication_sql())
+        except psycopg.errors.DuplicateObject:
+            existing = self._publication()  # created concurrently
+            if existing is None:
+                raise
+            self._check_publication(existing)
+            return False
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise UserActionError(
+                f"user {self.config.user} cannot create publication {self.publication} ({first_line(exc)}); ask the "
+                f"table owner or a superuser to run {self._create_publication_sql()}, which Conveyor then uses"
+            ) from None
+        return True
+
+    def slot_status(self) -> SlotStatus | None:
+        conn = self.conn
+        row = run(conn, _slot_sql(self._version), (self.slot,)).fetchone()
+        if row is None:
+            return None
+        name, plugin, database, pid, confirmed, restart, wal_status, reason = row
+        return SlotStatus(name, plugin, database, pid, _lsn(confirmed), _lsn(restart), wal_status, reason)
+
+    def create_slot(self, *, export_snapshot: bool = True, replace: bool = False) -> CreatedSlot:
+        """Create the publication (if needed), then the slot, on a replication connection of its own.
+
+        The returned ``CreatedSlot`` holds that connection, and with it the exported snapshot
+        (``.snapshot``) as of the slot's consistent point (``.lsn``), until ``release()`` or the end
+        of its ``with`` block: every full-load reader must have joined the snapshot by then.
+        An existing slot is an error unless ``replace`` (a new full load starts over with a new slot)."""
+        self.ensure_publication()
+        status = self.slot_status()
+        if status is not None:
+            if not replace:
+                raise UserActionError(
+                    f"replication slot {self.slot} already exists on {self.where} (an earlier run of task "
+                    f"{self.task}?); resume the task, or drop the slot with conveyor cleanup to start over"
+                )
+            self._drop_slot(status)
+        repl = ReplicationConnection(self.config, silence_timeout=self.silence_timeout)
+        try:
+            created = repl.create_slot(self.slot, export_snapshot=export_snapshot)
+        except psycopg.Error as exc:
+            repl.close()
+            raise self._slot_error(exc) from None
+        except BaseException:
+            repl.close()
+            raise
+        created.close_connection = True
+        if not export_snapshot:
+            created.release()
+        return created
+
+    def _slot_error(self, exc: psycopg.Error) -> ConveyorError:
+        message = first_line(exc)
+        if isinstance(exc, psycopg.errors.DuplicateObject):
+            return UserActionError(f"replication slot {self.slot} already exists on {self.where}: {message}")
+        if exc.sqlstate == "53400" or "replication slots are in use" in message:
+            return UserActionError(
+                f"no free replication slot on {self.where} ({message}); drop unused slots or raise "
+                "max_replication_slots"
+            )
+        if "wal_level" in message:
+            return UserActionError(f"{message} on {self.where}; set wal_level = logical and restart PostgreSQL")
+        return classify(exc) or TerminalError(f"cannot create replication slot {self.slot}: {message}")
+
+    def _drop_slot(self, status: SlotStatus) -> None:
+        if status.active_pid is not None:
+            raise UserActionError(
+                f"replication slot {self.slot} is in use by process {status.active_pid} (is task {self.task} "
+                "running?); stop it first"
+            )
+        run(self.conn, "SELECT pg_catalog.pg_drop_replication_slot(%s)", (self.slot,))
+
+    def drop(self) -> list[str]:
+        """Drop the task's slot and publication (``conveyor cleanup``); returns what was dropped."""
+        dropped = []
+        status = self.slot_status()
+        if status is not None:
+            self._drop_slot(status)
+            dropped.append(f"replication slot {self.slot}")
+        if self._publication() is not None:
+            statement = f"DROP PUBLICATION IF EXISTS {self._ident(self.publication)}"
+            try:
+                run(self.conn, statement)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                done = f"dropped {dropped[0]}; " if dropped else ""
+                raise UserActionError(
+                    f"{done}user {self.config.user} cannot drop publication {self.publication} ({first_line(exc)}); "
+                    f"ask its owner to run {statement}"
+                ) from None
+            dropped.append(f"publication {self.publication}")
+        return dropped
+
+    # ------------------------------------------------------------------ streaming
+    def verify_slot(self, start_lsn: int | None) -> SlotStatus:
+        """The slot can deliver every change after ``start_lsn``, or ``NeedsResync`` says what is lost."""
+        status = self.slot_status()
+        since = f"since {format_lsn(start_lsn)}" if start_lsn else "since the last checkpoint"
+        if status is None:
+            raise NeedsResync(
+                f"replication slot {self.slot} does not exist on {self.where} (dropped?); the changes {since} are lost"
+            )
+        if status.plugin != "pgoutput" or status.database != self.config.database:
+            raise UserActionError(
+                f"replication slot {self.slot} belongs to database {status.database} with plugin {status.plugin}, not "
+                f"to this task; drop it or rename the task"
+            )
+        if status.wal_status == "lost" or status.invalidation_reason:
+            reason = status.invalidation_reason or "wal_status = lost"
+            raise NeedsResync(
+                f"replication slot {self.slot} was invalidated ({reason}): the server removed WAL it still needed "
+                f"(max_slot_wal_keep_size?); the changes {since} are lost"
+            )
+        if start_lsn is not None and status.confirmed_flush is not None and start_lsn < status.confirmed_flush:
+            raise NeedsResync(
+                f"the task resumes at {format_lsn(start_lsn)} but replication slot {self.slot} already confirmed "
+                f"{format_lsn(status.confirmed_flush)}; the source discarded the changes in between (the target lost "
+                "commits, or was restored from a backup)"
+            )
+        if start_lsn is not None:
+            row = run(self.conn, "SELECT pg_catalog.pg_current_wal_lsn()::text").fetchone()
+            current = parse_lsn(row[0]) if row else 0
+            if start_lsn > current:
+                raise NeedsResync(
+                    f"the task resumes at {format_lsn(start_lsn)}, past the end of the source's WAL "
+                    f"({format_lsn(current)}): the source was restored from a backup or is another server"
+                )
+        if status.active_pid is not None:
+            raise TransientError(
+                f"replication slot {self.slot} is in use by process {status.active_pid} (another run of task "
+                f"{self.task}?)"
+            )
+        return status
+
+    def _verify_publication(self) -> None:
+        publication = self._publication()
+        if publication is None:
+            raise NeedsResync(
+                f"publication {self.publication} does not exist on {self.where} (dropped?); changes made without it "
+                "cannot be decoded"
+            )
+        missing = {str(t.id) for t in self.tables} - set(publication[2])
+        if missing:
+            raise NeedsResync(
+                f"publication {self.publication} no longer holds {', '.join(sorted(missing))} (dropped and "
+                "re-created?); its changes since then were not captured"
+            )
+
+    def _resolve_type(self, oid: int, typmod: int) -> ColumnType:
+        _ = self.conn
+        assert self._introspector is not None
+        return self._introspector.column_type(oid, typmod)
+
+    def _money_scale(self) -> int:
+        row = run(self.conn, "SELECT pg_catalog.scale('1'::money::numeric)").fetchone()
+        return int(row[0]) if row else 2
+
+    def decoder(self) -> PgOutputDecoder:
+        """A decoder that reads values as the snapshot reader does, knowing the tables' columns."""
+        expected = {t.id: tuple((c.name, c.type.native) for c in t.columns) for t in self.tables}
+        return PgOutputDecoder(self._resolve_type, money_scale=self._money_scale(), expected=expected)
+
+    def stream(self, start_lsn: int | None = None) -> Iterator[Transaction | RelationChanged | Idle]:
+        """Whole transactions committed after ``start_lsn`` (default: the slot's confirmed position),
+        in commit order; ``RelationChanged`` before the transaction holding a schema change; ``Idle``
+        after ``idle_seconds`` with nothing to yield (also while a big transaction is still arriving).
+        Transactions without changes to the selected tables are not yielded (``Idle`` moves past them).
+
+        Connection trouble raises ``TransientError`` (stream again from the stored position), a lost
+        slot ``NeedsResync``."""
+        status = self.verify_slot(start_lsn)
+        self._verify_publication()
+        start = start_lsn if start_lsn is not None else (status.confirmed_flush or 0)
+        decoder = self.decoder()
+        repl = ReplicationConnection(self.config, silence_timeout=self.silence_timeout)
+        try:
+            try:
+                repl.start(self.slot, start, [self.publication])
+            except psycopg.Error as exc:
+                raise self._stream_error(exc) from None
+            self._repl = repl
+            delivered = start
+            last_yield = time.monotonic()
+            while True:
+                if self._acked > repl.confirmed:
+                    repl.send_feedback(self._acked)
+                now = time.monotonic()
+                if now - last_yield >= self.idle_seconds:
+                    # the keepalive's position is past every commit sent before it, but mid-transaction
+                    # only the last commit is known to be whole
+                    yield Idle(delivered if decoder.in_transaction else max(delivered, repl.server_wal_end))
+                    last_yield = now = time.monotonic()
+                try:
+                    message = repl.read(self.idle_seconds - (now - last_yield))
+                except psycopg.Error as exc:
+                    raise self._stream_error(exc) from None
+                if message is None:
+                    continue
+                event: Transaction | RelationChanged | LogicalMessage | None
+                event = decoder.feed(message.payload, message.wal_start)
+                if isinstance(event, LogicalMessage):
+                    event = None  # not requested
+                elif isinstance(event, Transaction):
+                    delivered = event.commit_position
+                    if not event.changes:
+                        event = None  # touched no selected table (PostgreSQL < 15 sends those)
+                if event is not None:
+                    yield event
+                    last_yield = time.monotonic()
+        finally:
+            self._repl = None
+            if self._acked > repl.confirmed and repl.streaming:
+                with contextlib.suppress(Exception):
+                    repl.send_feedback(self._acked)
+            repl.close()
+
+    def _stream_error(self, exc: psycopg.Error) -> ConveyorError:
+        message = first_line(exc)
+        state = exc.sqlstate or ""
+        if state == "55000" and ("can no longer get changes" in message or "invalidated" in message):
+            return NeedsResync(f"replication slot {self.slot} was invalidated: {message}")
+        if state == "42704" and "replication slot" in message:
+            return NeedsResync(f"replication slot {self.slot} does not exist on {self.where}: {message}")
+        if state == "42704" and "publication" in message:
+            return NeedsResync(f"publication {self.publication} is gone: {message}; changes made without it are lost")
+        if state == "55006":
+            return TransientError(f"replication slot {self.slot} is in use: {message}")
+        # the connection broke (server restart, terminated walsender): is the slot still there?
+        try:
+            status = self.slot_status()
+        except psycopg.Error:
+            return TransientError(f"the replication connection to {self.where} broke: {message}")
+        if status is None:
+            return NeedsResync(f"replication slot {self.slot} was dropped while streaming ({message})")
+        if status.wal_status == "lost" or status.invalidation_reason:
+            return NeedsResync(f"replication slot {self.slot} was invalidated while streaming ({message})")
+        return classify(exc) or TransientError(f"the replication stream from {self.where} failed: {message}")
+
+    def ack(self, lsn: int) -> None:
+        """The target has stored everything up to ``lsn`` (a ``commit_position`` or ``Idle.position``):
+        the source may discard it. Never lowers what was acknowledged. While streaming, it reaches the
+        server with the next status update (within ``idle_seconds``, and before the stream closes);
+        otherwise the slot is advanced at once."""
+        if lsn <= self._acked:
+            return
+        self._acked = lsn
+        if self._repl is None:
+            try:
+                run(self.conn, ADVANCE_SQL, (format_lsn(lsn), self.slot, format_lsn(lsn)))
+            except psycopg.Error as exc:
+                raise self._stream_error(exc) from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+def drop(config: PostgresConfig, task: str) -> list[str]:
+    """Drop a task's slot and publication (``conveyor cleanup``); returns what was dropped."""
+    capture = PostgresCapture(config, task)
+    try:
+        return capture.drop()
+    finally:
+        capture.close()

@@ -1,0 +1,618 @@
+"""Decoding pgoutput, PostgreSQL's logical replication protocol (version 1), into Transactions.
+
+Pure: payloads of XLogData messages in, model objects out; no I/O. ``capture.py`` feeds it from the
+replication connection; the unit tests feed it captured bytes.
+
+Values arrive as the type's text output (the walsender session's DateStyle, IntervalStyle, ...
+are set by ``replication.py``) and must become exactly what the snapshot reader gives for the same
+row (``types.select_expression`` + psycopg's binary loaders). Most types go through psycopg's text
+loaders, which are C code: a relation's columns get one ``Transformer`` whose ``load_sequence``
+decodes a whole row in one call. The columns the snapshot casts are mapped to the loader of the
+cast's result (json, interval, bit, inet, ... stay text, oid loads as int8), and a few Python
+loaders cover what text cannot give directly: money (the digits of its text, scaled like
+``money::numeric``), real (rounded to 32 bits, as the binary loader returns it) and arrays of inet
+(with the mask ``inet[]::text[]`` spells out).
+
+Positions are LSNs as ints. A transaction's ``commit_position`` is the end of its commit record:
+the point to store as a checkpoint and to confirm to the server (decoding from there resends
+nothing already committed before it, and skips nothing after).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from psycopg import DataError, postgres, pq
+from psycopg.adapt import AdaptersMap, Loader, Transformer
+
+from conveyor.endpoints.postgres.types import ARRAY_CASTS, NATIVE_TO_LOGICAL, SELECT_CASTS, extra_value
+from conveyor.errors import TerminalError
+from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
+from conveyor.model.rows import Row
+from conveyor.model.schema import TableId
+from conveyor.model.types import ColumnType
+from conveyor.model.types import LogicalType as L
+
+ENGINE = "postgresql"
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+TEXT_OID = 25
+TEXT_ARRAY_OID = 1009
+INT8_OID = 20
+INT8_ARRAY_OID = 1016
+FLOAT4_OID = 700
+FLOAT4_ARRAY_OID = 1021
+MONEY_OID = 790
+MONEY_ARRAY_OID = 791
+INET_ARRAY_OID = 1041
+#: types the snapshot reads through a cast to text (``types.SELECT_CASTS``): their text output is the value
+TEXT_TYPES = frozenset(name for name, cast in SELECT_CASTS.items() if cast == "{}::text") | {"inet"}
+DATETIME_TYPES = frozenset({"date", "time", "timetz", "timestamp", "timestamptz"})
+
+
+# --------------------------------------------------------------------------- positions
+def format_lsn(lsn: int) -> str:
+    """An LSN as PostgreSQL spells it: ``16/B374D848``."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def parse_lsn(text: str) -> int:
+    """``16/B374D848`` -> int; raises ValueError on anything else."""
+    high, sep, low = text.strip().partition("/")
+    if not sep or not high or not low or len(high) > 8 or len(low) > 8:
+        raise ValueError(f"not an LSN: {text!r}")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def pg_timestamp(micros: int) -> datetime:
+    """A protocol timestamp (microseconds since 2000-01-01 UTC) as an aware datetime."""
+    return PG_EPOCH + timedelta(microseconds=micros)
+
+
+# --------------------------------------------------------------------------- events
+@dataclass(frozen=True, slots=True)
+class RelationColumn:
+    name: str
+    type_oid: int
+    typmod: int
+    #: part of the replica identity (the primary key, the identity index, or every column with FULL)
+    key: bool
+    type: ColumnType
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """A table as a Relation message describes it."""
+
+    oid: int
+    table: TableId
+    #: ``d`` default (primary key), ``n`` nothing, ``f`` full, ``i`` index
+    replica_identity: str
+    columns: tuple[RelationColumn, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.key)
+
+    @property
+    def signature(self) -> tuple[tuple[str, str], ...]:
+        """(column, native type) pairs: what a schema change alters."""
+        return tuple((c.name, c.type.native) for c in self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class RelationChanged:
+    """A table's columns (or name) differ from what was known: from an earlier Relation message of
+    this session, or from the table description the capture was given. Reported at ``position``,
+    before the transaction that holds it; each ``Change`` carries its own ``columns``."""
+
+    table: TableId
+    old_table: TableId
+    old: tuple[tuple[str, str], ...]
+    new: tuple[tuple[str, str], ...]
+    relation: Relation
+    position: int
+
+    def describe(self) -> str:
+        old, new = dict(self.old), dict(self.new)
+        parts = [f"renamed from {self.old_table}"] if self.old_table != self.table else []
+        parts += [f"added {n} ({t})" for n, t in self.new if n not in old]
+        parts += [f"dropped {n}" for n in old if n not in new]
+        parts += [f"{n}: {old[n]} -> {t}" for n, t in self.new if n in old and old[n] != t]
+        if not parts and [n for n, _ in self.old] != [n for n, _ in self.new]:
+            parts.append("columns reordered")
+        return f"table {self.table} changed at {format_lsn(self.position)}: {', '.join(parts) or 'columns differ'}"
+
+
+@dataclass(frozen=True, slots=True)
+class LogicalMessage:
+    """A ``pg_logical_emit_message`` record (only sent with the ``messages`` option)."""
+
+    transactional: bool
+    position: int
+    prefix: str
+    content: bytes
+
+
+Event = Transaction | RelationChanged | LogicalMessage
+
+
+class DecodeError(TerminalError):
+    """The stream holds something this decoder cannot read (a bug, or an option it did not ask for)."""
+
+
+# --------------------------------------------------------------------------- types
+TypeResolver = Callable[[int, int], ColumnType]
+
+_EXTRA_BUILTINS = {18: "char"}  # "char" is missing from psycopg's registry
+
+
+def _builtin_maps() -> tuple[dict[int, str], dict[int, str]]:
+    scalars: dict[int, str] = dict(_EXTRA_BUILTINS)
+    arrays: dict[int, str] = {1002: "char"}
+    for info in postgres.types:
+        scalars.setdefault(info.oid, info.name)
+        if info.array_oid:
+            arrays.setdefault(info.array_oid, info.name)
+    return scalars, arrays
+
+
+_SCALARS, _ARRAYS = _builtin_maps()
+_OID_BY_NAME = {name: oid for oid, name in _SCALARS.items()}
+_ARRAY_OID_BY_NAME = {name: oid for oid, name in _ARRAYS.items()}
+
+
+def builtin_type(oid: int, typmod: int = -1) -> ColumnType:
+    """A ColumnType for a built-in type oid without asking the catalog (user types are DYNAMIC, i.e.
+    text). ``capture.py`` resolves types through the introspector instead, which knows domains and enums."""
+
+    def scalar(name: str) -> ColumnType:
+        logical = NATIVE_TO_LOGICAL.get(name, L.DYNAMIC)
+        return ColumnType(logical, native=name, engine=ENGINE, extra=(("typname", name), ("typtype", "b")))
+
+    if oid in _SCALARS:
+        return scalar(_SCALARS[oid])
+    if oid in _ARRAYS:
+        element = scalar(_ARRAYS[oid])
+        return ColumnType(L.ARRAY, element=element, native=f"{element.native}[]", engine=ENGINE)
+    return ColumnType(L.DYNAMIC, native=str(oid), engine=ENGINE, extra=(("typname", ""), ("user_type", "1")))
+
+
+def loader_oid(t: ColumnType) -> int:
+    """The oid whose text loader turns a column's text output into the value the snapshot reader
+    gives (mirrors ``types.select_expression``)."""
+    typname = extra_value(t, "typname") or ""
+    if t.logical is L.ARRAY:
+        element = t.element
+        etype = extra_value(element, "typname") if element is not None else None
+        if element is None or not etype:
+            return TEXT_ARRAY_OID
+        if etype == "inet":
+            return INET_ARRAY_OID  # text[] with the mask always written, see _InetArrayLoader
+        if etype in ARRAY_CASTS:
+            return {"money": MONEY_ARRAY_OID, "oid": INT8_ARRAY_OID}.get(etype, TEXT_ARRAY_OID)
+        if element.logical in (L.ENUM, L.DYNAMIC):
+            return TEXT_ARRAY_OID
+        return _ARRAY_OID_BY_NAME.get(etype, TEXT_ARRAY_OID)
+    if typname == "money":
+        return MONEY_OID
+    if typname == "oid":
+        return INT8_OID
+    if typname in TEXT_TYPES or t.logical in (L.ENUM, L.DYNAMIC):
+        return TEXT_OID
+    return _OID_BY_NAME.get(typname, TEXT_OID)
+
+
+# --------------------------------------------------------------------------- Python loaders
+_F32 = struct.Struct("f")
+_NOT_DIGITS = re.compile(rb"[^0-9]")
+
+
+def _float4(data: Any) -> float:
+    # the text is the shortest that round-trips a 32-bit float; the binary loader gives that float exactly
+    value: float = _F32.unpack(_F32.pack(float(bytes(data))))[0]
+    return value
+
+
+def _nested(fn: Callable[[Any], Any], value: list[Any]) -> list[Any]:
+    return [_nested(fn, v) if isinstance(v, list) else (None if v is None else fn(v)) for v in value]
+
+
+class _Float4Loader(Loader):
+    def load(self, data: Any) -> float:
+        return _float4(data)
+
+
+class _TextArrayLoader(Loader):
+    """Loads an array as text[], then maps its elements."""
+
+    def __init__(self, oid: int, context: Any = None) -> None:
+        super().__init__(oid, context)
+        adapters = context.adapters if context is not None else postgres.adapters
+        loader = adapters.get_loader(TEXT_ARRAY_OID, pq.Format.TEXT)
+        assert loader is not None
+        self._inner = loader(TEXT_ARRAY_OID, context).load
+
+
+class _Float4ArrayLoader(_TextArrayLoader):
+    def load(self, data: Any) -> list[Any]:
+        return _nested(lambda v: _float4(v.encode()), self._inner(data))
+
+
+def _with_mask(address: str) -> str:
+    return address if "/" in address else f"{address}/{128 if ':' in address else 32}"
+
+
+class _InetArrayLoader(_TextArrayLoader):
+    def load(self, data: Any) -> list[Any]:
+        return _nested(_with_mask, self._inner(data))
+
+
+def money_parser(scale: int) -> Callable[[Any], Decimal]:
+    """money's text (with lc_monetary=C: ``-$1,234.56``) -> the Decimal of ``money::numeric``.
+
+    The text holds every digit of the stored integer; ``scale`` is the fraction digits of the
+    server's lc_monetary (what ``money::numeric`` uses), asked by ``capture.py``."""
+
+    def parse(data: Any) -> Decimal:
+        raw = bytes(data)
+        digits = _NOT_DIGITS.sub(b"", raw) or b"0"
+        negative = b"-" in raw or b"(" in raw
+        return Decimal(-int(digits) if negative else int(digits)).scaleb(-scale)
+
+    return parse
+
+
+def _adapters(money_scale: int) -> AdaptersMap:
+    parse = money_parser(money_scale)
+
+    class MoneyLoader(Loader):
+        def load(self, data: Any) -> Decimal:
+            return parse(data)
+
+    class MoneyArrayLoader(_TextArrayLoader):
+        def load(self, data: Any) -> list[Any]:
+            return _nested(lambda v: parse(v.encode()), self._inner(data))
+
+    adapters = AdaptersMap(postgres.adapters)
+    adapters.register_loader(FLOAT4_OID, _Float4Loader)
+    adapters.register_loader(FLOAT4_ARRAY_OID, _Float4ArrayLoader)
+    adapters.register_loader(INET_ARRAY_OID, _InetArrayLoader)
+    adapters.register_loader(MONEY_OID, MoneyLoader)
+    adapters.register_loader(MONEY_ARRAY_OID, MoneyArrayLoader)
+    return adapters
+
+
+# --------------------------------------------------------------------------- out-of-range dates
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date, any (astronomical) year."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+_PG_EPOCH_DAYS = _days_from_civil(2000, 1, 1)
+_DATETIME_TEXT = re.compile(
+    r"(\d+)-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d+))?)?(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?$"
+)
+
+
+def out_of_range_text(typname: str, text: str) -> str:
+    """What the snapshot reader gives for a date/time Python cannot hold (``types.out_of_range_text``,
+    which works from the binary value), from the text output."""
+    if text in ("infinity", "-infinity"):
+        return text
+    if typname in ("time", "timetz"):
+        return "24:00:00"
+    m = _DATETIME_TEXT.match(text)
+    if m is None:
+        raise DecodeError(f"cannot read {typname} value {text!r}")
+    year, month, day, hh, mi, ss, frac, sign, oh, om, os_, bc = m.groups()
+    y = 1 - int(year) if bc else int(year)
+    days = _days_from_civil(y, int(month), int(day)) - _PG_EPOCH_DAYS
+    if typname == "date":
+        return f"date {days} days from 2000-01-01 (outside years 1..9999)"
+    micros = ((days * 24 + int(hh or 0)) * 60 + int(mi or 0)) * 60 + int(ss or 0)
+    if sign:
+        offset = int(oh) * 3600 + int(om or 0) * 60 + int(os_ or 0)
+        micros -= offset if sign == "+" else -offset
+    micros = micros * 1_000_000 + int((frac or "0").ljust(6, "0")[:6])
+    return f"timestamp {micros} µs from 2000-01-01 (outside years 1..9999)"
+
+
+# --------------------------------------------------------------------------- relations
+_I16 = struct.Struct(">h").unpack_from
+_I32 = struct.Struct(">i").unpack_from
+_U32 = struct.Struct(">I").unpack_from
+_BEGIN = struct.Struct(">QqI").unpack_from
+_COMMIT = struct.Struct(">BQQq").unpack_from
+_U64 = struct.Struct(">Q").unpack_from
+_COLUMN_TYPE = struct.Struct(">Ii").unpack_from
+
+
+class _RelationState:
+    """A relation with its loaders, precomputed once per Relation message."""
+
+    __slots__ = ("fallbacks", "key_index", "key_template", "load", "loaders", "names", "ncols", "relation", "table")
+
+    def __init__(self, relation: Relation, adapters: AdaptersMap) -> None:
+        self.relation = relation
+        self.table = relation.table
+        self.names = relation.names
+        self.ncols = len(relation.columns)
+        oids = [loader_oid(c.type) for c in relation.columns]
+        tx = Transformer(adapters)
+        tx.set_loader_types(oids, pq.Format.TEXT)
+        self.load: Callable[[list[Any]], Row] = tx.load_sequence
+        self.loaders = [tx.get_loader(oid, pq.Format.TEXT).load for oid in oids]
+        self.fallbacks = [
+            name
+            if c.type.logical is not L.ARRAY and (name := extra_value(c.type, "typname")) in DATETIME_TYPES
+            else None
+            for c in relation.columns
+        ]
+        self.key_index = tuple(i for i, c in enumerate(relation.columns) if c.key)
+        self.key_template = [UNCHANGED] * self.ncols
+
+    def slow_load(self, raw: list[Any]) -> Row:
+        """Column by column, dates Python cannot hold kept as text (the snapshot reader's fallback)."""
+        out: list[Any] = []
+        for value, load, typname, column in zip(raw, self.loaders, self.fallbacks, self.relation.columns, strict=True):
+            if value is None:
+                out.append(None)
+                continue
+            try:
+                out.append(load(value))
+            except Exception as exc:
+                if typname is None or not isinstance(exc, DataError):
+                    raise DecodeError(f"cannot read column {column.name} of {self.table}: {exc}") from None
+                out.append(out_of_range_text(typname, bytes(value).decode()))
+        return tuple(out)
+
+    def keyed(self, row: Row) -> Row:
+        """The row reduced to its replica identity; the other columns UNCHANGED."""
+        out = self.key_template.copy()
+        for i in self.key_index:
+            out[i] = row[i]
+        return tuple(out)
+
+
+# --------------------------------------------------------------------------- the decoder
+_INSERT, _UPDATE, _DELETE, _TRUNCATE = Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE
+
+
+class PgOutputDecoder:
+    """Feeds on XLogData payloads in stream order; returns an event when one is complete.
+
+    ``resolve_type(oid, typmod)`` describes a column type (the introspector's, so domains, enums and
+    user types are read as the snapshot reads them; default: built-in types only). ``expected``
+    holds (column, native type) pairs per table as the task knows them: a first Relation message
+    that differs is a ``RelationChanged`` too (the table changed while nothing was streaming).
+    """
+
+    def __init__(
+        self,
+        resolve_type: TypeResolver | None = None,
+        *,
+        money_scale: int = 2,
+        expected: Mapping[TableId, Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
+        self.resolve_type: TypeResolver = resolve_type or builtin_type
+        #: the last known (column, native type) pairs of each table
+        self.known: dict[TableId, tuple[tuple[str, str], ...]] = {
+            table: tuple(pairs) for table, pairs in (expected or {}).items()
+        }
+        self._adapters = _adapters(money_scale)
+        self._relations: dict[int, _RelationState] = {}
+        #: user types announced by Type messages: oid -> (schema, name)
+        self.types: dict[int, tuple[str, str]] = {}
+        self.origin: str | None = None
+        self._pending: list[tuple[Any, ...]] | None = None
+        self._xid = 0
+        self._commit_ts: datetime | None = None
+        self._final_lsn = 0
+        self._begin_lsn = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._pending is not None
+
+    @property
+    def pending_changes(self) -> int:
+        return len(self._pending) if self._pending is not None else 0
+
+    def relation(self, oid: int) -> Relation | None:
+        state = self._relations.get(oid)
+        return state.relation if state is not None else None
+
+    def feed(self, data: bytes, lsn: int) -> Event | None:
+        """Decode one pgoutput message whose XLogData started at ``lsn``."""
+        kind = data[0]
+        pending = self._pending
+        if kind == 73:  # 'I' insert
+            rel = self._state(data)
+            if data[5] != 78:
+                raise DecodeError(f"insert without a new tuple at {format_lsn(lsn)}")
+            after, _ = self._tuple(rel, data, 6)
+            self._require(pending, lsn).append((_INSERT, rel.table, rel.names, None, after, lsn))
+            return None
+        if kind == 85:  # 'U' update
+            rel = self._state(data)
+            marker = data[5]
+            before: Row | None = None
+            pos = 6
+            if marker == 75 or marker == 79:  # 'K' old key, 'O' old row
+                before, pos = self._tuple(rel, data, 6)
+                if marker == 75:
+                    before = rel.keyed(before)
+                marker = data[pos]
+                pos += 1
+            if marker != 78:
+                raise DecodeError(f"update without a new tuple at {format_lsn(lsn)}")
+            after, _ = self._tuple(rel, data, pos)
+            if before is None and rel.key_index:
+                before = rel.keyed(after)  # key unchanged: the new row's key identifies the old one
+            self._require(pending, lsn).append((_UPDATE, rel.table, rel.names, before, after, lsn))
+            return None
+        if kind == 68:  # 'D' delete
+            rel = self._state(data)
+            marker = data[5]
+            if marker != 75 and marker != 79:
+                raise DecodeError(f"delete without an old tuple at {format_lsn(lsn)}")
+            before, _ = self._tuple(rel, data, 6)
+            if marker == 75:
+                before = rel.keyed(before)
+            self._require(pending, lsn).append((_DELETE, rel.table, rel.names, before, None, lsn))
+            return None
+        if kind == 66:  # 'B' begin
+            if pending is not None:
+                raise DecodeError(f"BEGIN inside a transaction at {format_lsn(lsn)}")
+            self._final_lsn, ts, self._xid = _BEGIN(data, 1)
+            self._begin_lsn = lsn
+            self._commit_ts = pg_timestamp(ts)
+            self._pending = []
+            self.origin = None
+            return None
+        if kind == 67:  # 'C' commit
+            if pending is None:
+                raise DecodeError(f"COMMIT outside a transaction at {format_lsn(lsn)}")
+            _, _commit_lsn, end_lsn, ts = _COMMIT(data, 1)
+            commit_ts = pg_timestamp(ts)
+            xid = self._xid
+            changes = [
+                Change(op, table, columns, before, after, position, end_lsn, commit_ts, xid)
+                for op, table, columns, before, after, position in pending
+            ]
+            self._pending = None
+            return Transaction(xid, end_lsn, commit_ts, changes)
+        if kind == 82:  # 'R' relation
+            return self._relation(data, lsn)
+        if kind == 84:  # 'T' truncate
+            (count,) = _I32(data, 1)
+            pos = 6  # after the options byte (CASCADE / RESTART IDENTITY: the message lists every table)
+            target = self._require(pending, lsn)
+            for _ in range(count):
+                (oid,) = _U32(data, pos)
+                pos += 4
+                rel = self._known(oid)
+                target.append((_TRUNCATE, rel.table, rel.names, None, None, lsn))
+            return None
+        if kind == 89:  # 'Y' type
+            (oid,) = _U32(data, 1)
+            schema, pos = _cstring(data, 5)
+            name, _ = _cstring(data, pos)
+            self.types[oid] = (schema, name)
+            return None
+        if kind == 79:  # 'O' origin
+            (_origin_lsn,) = _U64(data, 1)
+            self.origin, _ = _cstring(data, 9)
+            return None
+        if kind == 77:  # 'M' logical decoding message
+            flags = data[1]
+            (msg_lsn,) = _U64(data, 2)
+            prefix, pos = _cstring(data, 10)
+            (size,) = _I32(data, pos)
+            return LogicalMessage(bool(flags & 1), msg_lsn, prefix, bytes(data[pos + 4 : pos + 4 + size]))
+        if kind in b"SEcAbPKrp":
+            raise DecodeError(
+                f"pgoutput message {chr(kind)!r} at {format_lsn(lsn)} belongs to streamed or two-phase "
+                "transactions, which this capture does not request"
+            )
+        raise DecodeError(f"unknown pgoutput message {chr(kind)!r} at {format_lsn(lsn)}")
+
+    # ------------------------------------------------------------------ parts
+    @staticmethod
+    def _require(pending: list[tuple[Any, ...]] | None, lsn: int) -> list[tuple[Any, ...]]:
+        if pending is None:
+            raise DecodeError(f"a change outside a transaction at {format_lsn(lsn)}")
+        return pending
+
+    def _state(self, data: bytes) -> _RelationState:
+        state = self._relations.get(_U32(data, 1)[0])
+        return state if state is not None else self._known(_U32(data, 1)[0])
+
+    def _known(self, oid: int) -> _RelationState:
+        state = self._relations.get(oid)
+        if state is None:
+            raise DecodeError(f"a change for relation oid {oid} before its Relation message")
+        return state
+
+    def _tuple(self, rel: _RelationState, data: bytes, pos: int) -> tuple[Row, int]:
+        """TupleData at ``pos`` -> (canonical row, position after it)."""
+        ncols = (data[pos] << 8) | data[pos + 1]
+        if ncols != rel.ncols:
+            raise DecodeError(f"a tuple of {ncols} columns for {rel.table}, which has {rel.ncols}")
+        pos += 2
+        raw: list[Any] = [None] * ncols
+        unchanged: list[int] | None = None
+        i32 = _I32
+        for i in range(ncols):
+            kind = data[pos]
+            if kind == 116:  # 't' text
+                start = pos + 5
+                pos = start + i32(data, pos + 1)[0]
+                raw[i] = data[start:pos]
+            elif kind == 110:  # 'n' NULL
+                pos += 1
+            elif kind == 117:  # 'u' unchanged TOAST
+                pos += 1
+                if unchanged is None:
+                    unchanged = []
+                unchanged.append(i)
+            else:
+                raise DecodeError(f"tuple column kind {chr(kind)!r} in {rel.table} (binary mode is not requested)")
+        try:
+            row = rel.load(raw)
+        except Exception:  # a date Python cannot hold (or a bug): column by column, to say which
+            row = rel.slow_load(raw)
+        if unchanged is not None:
+            values = list(row)
+            for i in unchanged:
+                values[i] = UNCHANGED
+            row = tuple(values)
+        return row, pos
+
+    def _relation(self, data: bytes, lsn: int) -> RelationChanged | None:
+        lsn = lsn or self._begin_lsn  # the walsender sends Relation messages without a position
+        (oid,) = _U32(data, 1)
+        schema, pos = _cstring(data, 5)
+        name, pos = _cstring(data, pos)
+        identity = chr(data[pos])
+        (ncols,) = _I16(data, pos + 1)
+        pos += 3
+        columns = []
+        for _ in range(ncols):
+            flags = data[pos]
+            column, pos = _cstring(data, pos + 1)
+            type_oid, typmod = _COLUMN_TYPE(data, pos)
+            pos += 8
+            columns.append(
+                RelationColumn(column, type_oid, typmod, bool(flags & 1), self.resolve_type(type_oid, typmod))
+            )
+        table = TableId(schema or "pg_catalog", name)
+        relation = Relation(oid, table, identity, tuple(columns))
+        old = self._relations.get(oid)
+        old_table = old.table if old is not None else table
+        old_signature = old.relation.signature if old is not None else self.known.get(table)
+        self._relations[oid] = _RelationState(relation, self._adapters)
+        self.known[table] = relation.signature
+        if old_signature is not None and (old_table != table or old_signature != relation.signature):
+            return RelationChanged(table, old_table, old_signature, relation.signature, relation, lsn)
+        return None
+
+
+def _cstring(data: bytes, pos: int) -> tuple[str, int]:
+    end = data.index(0, pos)
+    return bytes(data[pos:end]).decode(), end + 1
