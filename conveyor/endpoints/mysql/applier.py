@@ -55,6 +55,8 @@ class MySQLApplier(SqlApplier):
     text_type = "LONGTEXT"
     bigint_type = "BIGINT"
     timestamp_type = "DATETIME(6)"  # TIMESTAMP may auto-update, and ends in 2038
+    null_safe_equals = "<=>"
+    row_locator = None  # UPDATE/DELETE take LIMIT 1
 
     def __init__(self, connection: Any, control_schema: str) -> None:
         super().__init__(connection, control_schema)

@@ -51,6 +51,11 @@ class SqlApplier:
     text_type = "TEXT"
     bigint_type = "BIGINT"
     timestamp_type = "TIMESTAMP"
+    #: NULL-safe equality, for matching old rows in change apply
+    null_safe_equals = "IS NOT DISTINCT FROM"
+    #: the pseudo-column locating one physical row (PostgreSQL ctid, SQLite rowid), used to change a
+    #: single row of a table without a key; None: the engine takes ``LIMIT 1`` on UPDATE/DELETE (MySQL)
+    row_locator: str | None = "ctid"
 
     def __init__(self, connection: Any, control_schema: str) -> None:
         self.conn = connection
@@ -98,6 +103,16 @@ class SqlApplier:
         """Insert a segment row, replacing an older one for the same key."""
         raise NotImplementedError
 
+    def limit_one_sql(self, table: Table, head: str, where: str) -> str:
+        """``head`` (an UPDATE ... SET or DELETE FROM) restricted to the row ``where`` names; for a table
+        without a key, to one of the identical rows it may match (the table is a multiset)."""
+        if table.row_key():
+            return f"{head} WHERE {where}"
+        if self.row_locator is None:
+            return f"{head} WHERE {where} LIMIT 1"
+        loc = self.row_locator
+        return f"{head} WHERE {loc} = (SELECT {loc} FROM {self.qualified(table.id)} WHERE {where} LIMIT 1)"
+
     # ----------------------------------------------------------------- naming
     def qualified(self, table_id: TableId) -> str:
         return f"{self.quote(table_id.schema)}.{self.quote(table_id.name)}"
@@ -121,6 +136,11 @@ class SqlApplier:
             cur.execute(sql, params)
         else:
             cur.execute(sql)
+        return cur
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        cur = self.conn.cursor()
+        cur.executemany(sql, params)
         return cur
 
     def commit(self) -> None:

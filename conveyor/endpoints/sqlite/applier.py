@@ -20,6 +20,8 @@ class SQLiteApplier(SqlApplier):
     alter_constraints = False
     index_names_per_schema = True
     max_identifier_length = 1000
+    null_safe_equals = "IS"
+    row_locator = "rowid"
 
     def quote(self, name: str) -> str:
         return quote(name)
@@ -38,6 +40,11 @@ class SQLiteApplier(SqlApplier):
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN")
         return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        return self.conn.executemany(sql, params)
 
     def truncate_sql(self, table: Table) -> str:
         return f"DELETE FROM {self.qualified(table.id)}"

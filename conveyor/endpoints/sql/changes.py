@@ -1,0 +1,255 @@
+"""Applying source transactions to a SQL target, exactly once.
+
+A batch of whole source transactions is applied in one target transaction that ends with the lease
+check and the stream position in ``conveyor_cdc_state``; the source may discard its log only after
+that commit. So after any crash the target holds every transaction up to the stored position and
+none after it, and a restart continues from there.
+
+Fast path: consecutive changes with the same statement run as one ``executemany``. When the target
+rejects a change, or an UPDATE/DELETE finds fewer rows than it should (a row missing on the target),
+the batch is rolled back and applied again change by change under savepoints, so each failing change
+is found, recorded by the apply-error policy, and every other change still lands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.endpoints.base import Encoder, RejectedRow
+from conveyor.endpoints.sql.applier import SqlApplier, first_line
+from conveyor.errors import RowRejected
+from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
+from conveyor.model.rows import Row
+from conveyor.model.schema import Table, TableId
+
+CDC_STATE_TABLE = "conveyor_cdc_state"
+
+
+@dataclass(frozen=True)
+class ChangeTarget:
+    """A target table as the apply path needs it: its description and one encoder per column."""
+
+    table: Table
+    encoders: list[Encoder | None]
+
+
+@dataclass
+class ApplyResult:
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    truncates: int = 0
+    failed: list[RejectedRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    params: tuple[Any, ...]
+    change: Change
+    #: rows the statement must touch (1 for UPDATE/DELETE, None when any count is right)
+    expect: int | None
+
+
+class ChangeApplier:
+    """Applies transactions through a ``SqlApplier`` (its connection, quoting and engine hooks)."""
+
+    def __init__(self, applier: SqlApplier, targets: dict[TableId, ChangeTarget]) -> None:
+        self.applier = applier
+        self.targets = targets
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_ddl(self) -> str:
+        a = self.applier
+        return (
+            f"CREATE TABLE IF NOT EXISTS {a.control(CDC_STATE_TABLE)} (task_name VARCHAR(200) NOT NULL PRIMARY KEY, "
+            f"position {a.text_type} NOT NULL, lease {a.bigint_type} NOT NULL, updated_at {a.timestamp_type} NOT NULL)"
+        )
+
+    def read_position(self, task_name: str) -> dict[str, Any] | None:
+        """The position committed with the last applied batch, or None before the first one."""
+        a = self.applier
+        a.execute(self.state_ddl())
+        row = a.execute(
+            f"SELECT position FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,)
+        ).fetchone()
+        a.commit()
+        return json.loads(row[0]) if row else None
+
+    def _save_position(self, task_name: str, lease: int, position: dict[str, Any]) -> None:
+        a = self.applier
+        now = datetime.now(UTC).replace(tzinfo=None)
+        text = json.dumps(position, sort_keys=True)
+        table = a.control(CDC_STATE_TABLE)
+        cur = a.execute(
+            f"UPDATE {table} SET position = {a.param}, lease = {a.param}, updated_at = {a.param} "
+            f"WHERE task_name = {a.param}",
+            (text, lease, now, task_name),
+        )
+        if cur.rowcount == 0:
+            a.execute(
+                f"INSERT INTO {table} (task_name, position, lease, updated_at) VALUES ({a.params(4)})",
+                (task_name, text, lease, now),
+            )
+
+    # ------------------------------------------------------------------ applying
+    def apply(
+        self, task_name: str, lease: int, transactions: Sequence[Transaction], position: dict[str, Any]
+    ) -> ApplyResult:
+        """Apply ``transactions`` and store ``position`` in one target transaction."""
+        a = self.applier
+        statements, failed = self._statements(transactions)
+        try:
+            result = self._run_fast(statements)
+        except _NeedsCareful:
+            a.rollback()
+            result = self._run_careful(statements)
+        except Exception as exc:
+            a.rollback()
+            if not a.is_data_error(exc):
+                raise
+            result = self._run_careful(statements)
+        result.failed[:0] = failed
+        try:
+            a.check_lease(task_name, lease)
+            self._save_position(task_name, lease, position)
+            if result.failed:
+                a.record_rejects(task_name, result.failed)
+            a.commit()
+        except Exception:
+            a.rollback()
+            raise
+        return result
+
+    def _run_fast(self, statements: list[_Statement]) -> ApplyResult:
+        a = self.applier
+        result = ApplyResult()
+        i = 0
+        while i < len(statements):
+            j = i + 1
+            while j < len(statements) and statements[j].sql == statements[i].sql:
+                j += 1
+            group = statements[i:j]
+            if len(group) == 1:
+                cur = a.execute(group[0].sql, group[0].params)
+            else:
+                cur = a.executemany(group[0].sql, [s.params for s in group])
+            expected = sum(s.expect for s in group if s.expect is not None)
+            if group[0].expect is not None and cur.rowcount != expected:
+                raise _NeedsCareful
+            for s in group:
+                _count(result, s.change.op)
+            i = j
+        return result
+
+    def _run_careful(self, statements: list[_Statement]) -> ApplyResult:
+        a = self.applier
+        result = ApplyResult()
+        for s in statements:
+            a.savepoint("conveyor_change")
+            try:
+                cur = a.execute(s.sql, s.params)
+                if s.expect is not None and cur.rowcount != s.expect:
+                    a.rollback_to("conveyor_change")
+                    result.failed.append(self._failure(s.change, f"{s.change.op} matched {cur.rowcount} target rows"))
+                    continue
+                a.release("conveyor_change")
+                _count(result, s.change.op)
+            except Exception as exc:
+                a.rollback_to("conveyor_change")
+                if not a.is_data_error(exc):
+                    raise
+                result.failed.append(self._failure(s.change, first_line(exc)))
+        return result
+
+    # ------------------------------------------------------------------ statements
+    def _statements(self, transactions: Sequence[Transaction]) -> tuple[list[_Statement], list[RejectedRow]]:
+        out: list[_Statement] = []
+        failed: list[RejectedRow] = []
+        for txn in transactions:
+            for change in txn.changes:
+                try:
+                    out.append(self._statement(change))
+                except RowRejected as exc:
+                    failed.append(self._failure(change, str(exc), exc.column))
+        return out, failed
+
+    def _statement(self, change: Change) -> _Statement:
+        a = self.applier
+        target = self.targets[change.table]
+        table = target.table
+        name = a.qualified(table.id)
+        if change.op is Op.TRUNCATE:
+            return _Statement(a.truncate_sql(table), (), change, None)
+        if change.op is Op.INSERT:
+            assert change.after is not None
+            cols, values = self._present(target, change.columns, change.after)
+            sql = f"INSERT INTO {name} ({a.column_list(cols)}) VALUES ({a.params(len(cols))})"
+            return _Statement(sql, tuple(values), change, None)
+        where_sql, where_params = self._where(target, change)
+        if change.op is Op.DELETE:
+            return _Statement(a.limit_one_sql(table, f"DELETE FROM {name}", where_sql), where_params, change, 1)
+        assert change.after is not None
+        cols, values = self._present(target, change.columns, change.after)
+        assignments = ", ".join(f"{a.quote(c)} = {a.param}" for c in cols)
+        sql = a.limit_one_sql(table, f"UPDATE {name} SET {assignments}", where_sql)
+        return _Statement(sql, (*values, *where_params), change, 1)
+
+    def _present(self, target: ChangeTarget, columns: tuple[str, ...], row: Row) -> tuple[list[str], list[Any]]:
+        """Columns the source sent (not UNCHANGED), with their values encoded for the target."""
+        cols: list[str] = []
+        values: list[Any] = []
+        for i, (col, value) in enumerate(zip(columns, row, strict=True)):
+            if value is UNCHANGED:
+                continue
+            encode = target.encoders[i]
+            if value is not None and encode is not None:
+                try:
+                    value = encode(value)
+                except RowRejected as exc:
+                    raise RowRejected(exc.reason, col) from None
+            cols.append(col)
+            values.append(value)
+        return cols, values
+
+    def _where(self, target: ChangeTarget, change: Change) -> tuple[str, tuple[Any, ...]]:
+        """The old row's identity: its key, or every column sent (a table without a key)."""
+        a = self.applier
+        key = target.table.row_key()
+        image = change.before if change.before is not None else change.after
+        assert image is not None
+        index = {c: i for i, c in enumerate(change.columns)}
+        if key and all(image[index[k]] is not UNCHANGED for k in key):
+            names = list(key)
+        else:
+            names = [c for c in change.columns if image[index[c]] is not UNCHANGED]
+        _, values = self._present(target, tuple(names), tuple(image[index[c]] for c in names))
+        clause = " AND ".join(f"{a.quote(c)} {a.null_safe_equals} {a.param}" for c in names)
+        return clause, tuple(values)
+
+    def _failure(self, change: Change, reason: str, column: str | None = None) -> RejectedRow:
+        image = change.after if change.after is not None else change.before
+        row = dict(zip(change.columns, image or (), strict=False))
+        table = self.targets[change.table].table if change.table in self.targets else None
+        key_cols = table.row_key() if table else ()
+        key = {k: row.get(k) for k in key_cols} if key_cols else row
+        return RejectedRow(change.table, key, column, f"{change.op}: {reason}", row)
+
+
+class _NeedsCareful(Exception):
+    """An UPDATE or DELETE touched a different number of rows than expected."""
+
+
+def _count(result: ApplyResult, op: Op) -> None:
+    if op is Op.INSERT:
+        result.inserts += 1
+    elif op is Op.UPDATE:
+        result.updates += 1
+    elif op is Op.DELETE:
+        result.deletes += 1
+    else:
+        result.truncates += 1
