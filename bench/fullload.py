@@ -20,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,7 @@ MYSQL_SCHEMA = [
 
 def timed(cmd: list[str] | str, shell: bool = False, env: dict[str, str] | None = None) -> tuple[float, int]:
     """Run a command; return (seconds, peak RSS in MB of the largest process, via GNU time)."""
-    rss_file = Path("/tmp/conveyor-bench-rss")
-    rss_file.unlink(missing_ok=True)
+    rss_file = Path(tempfile.mkstemp(prefix="conveyor-bench-rss-")[1])
     if shell:
         # each stage of a pipeline under its own GNU time; the file collects every stage's peak
         assert isinstance(cmd, str)
@@ -90,6 +90,7 @@ def timed(cmd: list[str] | str, shell: bool = False, env: dict[str, str] | None 
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd!r} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     peaks = [int(line) for line in rss_file.read_text().split() if line.strip().isdigit()]
+    rss_file.unlink()
     return seconds, max(peaks) // 1024
 
 
