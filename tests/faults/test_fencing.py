@@ -42,8 +42,11 @@ def test_second_run_fences_the_first(pg_server, tmp_path: Path) -> None:  # type
         assert first.poll() is None, "the first run finished before the second started"
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    second = cli("run", str(task), "--state-dir", str(tmp_path / "s2"), "--no-progress")
+    # a newer run takes the lease (what its start does first), while the first is mid-load
+    with pg_server.connect("fence_dst") as conn:
+        conn.execute("UPDATE public.conveyor_leases SET lease = lease + 1 WHERE task_name = 'fenced'")
     _, first_err = first.communicate(timeout=300)
+    second = cli("run", str(task), "--state-dir", str(tmp_path / "s2"), "--no-progress")
     assert second.returncode == 0, second.stderr
     assert first.returncode == 1 and "stale" in first_err, first_err
     diff = compare(
