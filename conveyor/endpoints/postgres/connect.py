@@ -88,9 +88,9 @@ CONNECT_ERRORS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def connect(config: PostgresConfig, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-    """A connection with Conveyor's session settings; failures raise ``UserActionError``."""
-    kwargs: dict[str, Any] = {
+def connection_params(config: PostgresConfig) -> dict[str, Any]:
+    """libpq connection parameters of an endpoint (shared by normal and replication connections)."""
+    params: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
         "user": config.user,
@@ -101,9 +101,15 @@ def connect(config: PostgresConfig, *, autocommit: bool = True) -> psycopg.Conne
         "client_encoding": SESSION["client_encoding"],
     }
     if config.password is not None:
-        kwargs["password"] = config.password.get_secret_value()
+        params["password"] = config.password.get_secret_value()
     if config.sslrootcert:
-        kwargs["sslrootcert"] = config.sslrootcert
+        params["sslrootcert"] = config.sslrootcert
+    return params
+
+
+def connect(config: PostgresConfig, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """A connection with Conveyor's session settings; failures raise ``UserActionError``."""
+    kwargs = connection_params(config)
     try:
         conn = psycopg.connect(autocommit=True, **kwargs)
     except psycopg.OperationalError as exc:

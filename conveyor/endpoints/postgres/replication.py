@@ -21,14 +21,14 @@ import selectors
 import struct
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
 from conveyor.endpoints.config import PostgresConfig
-from conveyor.endpoints.postgres.connect import APPLICATION_NAME, connect_error, redact
+from conveyor.endpoints.postgres.connect import connect_error, connection_params, redact
 from conveyor.endpoints.postgres.pgoutput import format_lsn, parse_lsn
 from conveyor.errors import TransientError, UserActionError
 
@@ -130,23 +130,13 @@ class CreatedSlot:
 
 def conninfo(config: PostgresConfig) -> str:
     """A libpq conninfo for a logical replication connection (``replication=database``)."""
-    params: dict[str, Any] = {
-        "host": config.host,
-        "port": config.port,
-        "user": config.user,
-        "dbname": config.database,
-        "sslmode": config.sslmode,
-        "connect_timeout": config.connect_timeout,
-        "application_name": APPLICATION_NAME,
+    params = {
+        **connection_params(config),
         "client_encoding": "UTF8",
         "replication": "database",
         "options": " ".join(f"-c {name}={value}" for name, value in SESSION_OPTIONS.items()),
         **TCP_KEEPALIVE,
     }
-    if config.password is not None:
-        params["password"] = config.password.get_secret_value()
-    if config.sslrootcert:
-        params["sslrootcert"] = config.sslrootcert
     return make_conninfo(**params)
 
 
