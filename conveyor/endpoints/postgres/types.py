@@ -284,6 +284,7 @@ SELECT_CASTS: dict[str, str] = {
     "xml": "{}::text",
     "char": "{}::text",
     "oid": "{}::int8",
+    "citext": "{}::text",  # an extension type: the binary cursor has no loader for its oid
 }
 #: array element type name -> array cast (no per-element function: arrays of inet keep the /32)
 ARRAY_CASTS: dict[str, str] = {
