@@ -22,7 +22,12 @@ class ConfigError(UserActionError):
 
     def __init__(self, message: str, path: str = "") -> None:
         self.path = path
+        self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        # pickled with its own arguments (a worker process sends errors to the runner)
+        return type(self), (self.message, self.path)
 
 
 class TransientError(ConveyorError):
@@ -44,3 +49,6 @@ class RowRejected(ConveyorError):
         self.reason = reason
         self.column = column
         super().__init__(f"column {column}: {reason}" if column else reason)
+
+    def __reduce__(self) -> tuple[type[RowRejected], tuple[str, str | None]]:
+        return type(self), (self.reason, self.column)

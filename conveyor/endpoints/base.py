@@ -2,6 +2,9 @@
 
 A source engine provides an ``Introspector`` (what tables exist) and a ``Snapshot`` whose
 ``SnapshotReader``s read table segments, all in one consistent view where the engine allows.
+Readers in other processes share the view too: the snapshot gives a picklable ``token()``, and the
+engine's ``join_snapshot(config, token)`` (an ``EngineSpec`` field) opens a reader inside it from
+any process, see ``Snapshot``.
 A target engine provides ``Applier``s that create tables and load segments; each segment is
 committed in one target transaction together with its row in the target's control table, so a
 segment is either wholly there or not at all (this is what makes resume exact).
@@ -32,6 +35,9 @@ class Capabilities:
     cdc: bool = False
     #: a primary key can be added to a filled table (DMS CreatePkAfterFullLoad)
     late_primary_key: bool = False
+    #: a same-engine copy streams the engine's own encoded rows (PostgreSQL binary COPY): no Python
+    #: work per row, so loading it on threads is as fast as in worker processes, without their start-up
+    raw_copy: bool = False
 
 
 class PrepMode(StrEnum):
@@ -97,12 +103,36 @@ class SnapshotReader(Protocol):
 
 
 class Snapshot(Protocol):
-    """A consistent view of the source; ``reader()`` may be called from any worker thread.
-    ``warnings`` says where the view is weaker than asked (e.g. no privilege to lock tables)."""
+    """A consistent view of the source, opened by ``EngineSpec.open_snapshot(config, workers, hold)``
+    for ``workers`` readers besides the runner's own. ``warnings`` says where the view is weaker than
+    asked (e.g. no privilege to lock tables).
+
+    Two ways to hand out readers:
+
+    * in-process (``hold=False``): ``reader()``, from any worker thread;
+    * across processes (``hold=True``): each worker process calls the engine's
+      ``join_snapshot(config, token)`` with this snapshot's ``token()``, then the runner calls
+      ``release()`` once every worker has joined. Readers joined before ``release()`` see the view;
+      where the engine can share it later too (PostgreSQL's exported snapshot lives until
+      ``close()``), so do readers joined after. MySQL / MariaDB keeps ``FLUSH TABLES WITH READ LOCK``
+      from ``open_snapshot`` until ``release()`` (no write commits while workers begin their
+      snapshots), bounded by a timeout after which ``release()`` raises ``TerminalError``; a reader
+      joined after ``release()`` has a snapshot of its own. ``reader()`` still serves the runner's
+      coordinating reader. An engine may split joining in two (``EngineSpec.prepare_join``): connect
+      before the snapshot is opened, join with the token later, so a lock waits for less.
+    """
 
     warnings: list[str]
 
     def reader(self) -> SnapshotReader: ...
+
+    def token(self) -> Any:
+        """What a worker process needs to join the view (picklable; None when nothing is shared)."""
+        ...
+
+    def release(self) -> None:
+        """Every worker has joined: let go of what held the view still (a no-op unless ``hold``)."""
+        ...
 
     def close(self) -> None: ...
 

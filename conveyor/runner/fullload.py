@@ -1,36 +1,46 @@
 """Full load: plan tables into segments, load them in parallel, finish tables, report statistics.
 
 Sequence (the runner owns it; engines only fill roles):
-1. introspect and select the source tables, plan each onto the target;
-2. take a lease on the target (fencing) and open one consistent source snapshot;
+1. take a lease on the target (fencing); introspect and select the source tables, plan each onto
+   the target; meanwhile the executor starts its worker processes;
+2. open one consistent source snapshot, let every worker join it, release it (MySQL: unlock);
 3. prepare target tables (DROP_AND_CREATE, ...), unless a resumed run already did;
-4. load every segment not already committed, each in one target transaction with its control row;
+4. load every segment not already committed, each a unit run by a worker (``executor``) in one
+   target transaction with its control row;
 5. per table, once its segments are in: unique keys, indexes, identity values; then foreign keys.
+   These run here, in the runner's process, which alone keeps statistics and state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
-import time
-from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.convert.plan import TablePlan, plan_table
 from conveyor.endpoints.base import Applier, ErrorPolicy, Snapshot, SnapshotReader
 from conveyor.endpoints.registry import engine_for
-from conveyor.errors import ConveyorError, StopTask, TerminalError, TransientError, UserActionError
-from conveyor.model.rows import RowBatch
+from conveyor.errors import ConveyorError, StopTask, TerminalError, UserActionError
 from conveyor.model.schema import TableId
 from conveyor.model.segments import Segment
 from conveyor.runner import stats as st
+from conveyor.runner.executor import (
+    Failed,
+    Notice,
+    ProcessExecutor,
+    Progress,
+    ThreadExecutor,
+    Unit,
+    classify,
+    process_limit,
+)
 from conveyor.runner.segments import plan_segments
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import Task
-
-RETRIES = 3
 
 
 @dataclass
@@ -48,8 +58,7 @@ class RunResult:
         return self.failed is None and all(t.state == st.COMPLETED for t in self.tables)
 
 
-class _Workers(threading.local):
-    reader: SnapshotReader | None = None
+class _Finishers(threading.local):
     applier: Applier | None = None
 
 
@@ -65,15 +74,13 @@ class FullLoad:
         self.target = engine_for(task.target)
         self.stats = st.TaskStats()
         self.warnings: list[str] = list(task.warnings)
-        self._local = _Workers()
+        self._local = _Finishers()
         self._resources: list[Any] = []
         self._resource_lock = threading.Lock()
         self._stop = threading.Event()
-        self._snapshot: Snapshot
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> RunResult:
-        settings = self.task.settings
         previous = self.store.load(self.task.name)
         if self.resume and previous is None:
             raise UserActionError(
@@ -86,29 +93,41 @@ class FullLoad:
             self.listener.message(f"warning: {w}")
         applier = self.target.open_applier(self.task.target, self._control_schema())
         self._track(applier)
-        snapshot = None
+        snapshot: Snapshot | None = None
+        executor: ThreadExecutor | ProcessExecutor | None = None
         try:
+            # the lease first: another run of this task can no longer commit from here on
+            lease = applier.start_task(self.task.name, fresh=not self.resume)
+            executor = self._executor()
+            executor.start()
             plans = self._plan_tables(applier)
-            workers = 1 if self.target.single_writer else settings.FullLoadSettings.MaxFullLoadSubTasks
-            snapshot = self.source.open_snapshot(self.task.source, workers)
-            self._snapshot = snapshot
+            plan_state = previous["plan"] if (self.resume and previous) else {}
+            done = applier.done_segments(self.task.name) if self.resume else {}
+            executor.wait_started()
+            snapshot = self.source.open_snapshot(self.task.source, executor.slots, executor.joins_by_token)
+            executor.join(snapshot)
+            snapshot.release()
             for w in snapshot.warnings:
                 self._warn(w)
-            plan_state = previous["plan"] if (self.resume and previous) else {}
-            lease = applier.start_task(self.task.name, fresh=not self.resume)
-            done = applier.done_segments(self.task.name) if self.resume else {}
             coordinator = snapshot.reader()
             self._track(coordinator)
             segments = self._segments(coordinator, plans, plan_state)
             self.store.save(self.task.name, "running", lease, plan_state)
             for plan in plans:
                 self._prepare(applier, plan, plan_state, lease)
-            result = self._load_all(snapshot, plans, segments, done, lease, plan_state)
+            result = self._load_all(executor, plans, segments, done, lease, plan_state)
+            executor.close()
             self._foreign_keys(applier, plans)
             status = "finished" if result.complete else "failed"
             self.store.save(self.task.name, status, lease, plan_state, [t.dms() for t in result.tables])
             return result
+        except BaseException:
+            if executor is not None:
+                executor.close(abort=True)  # Ctrl-C, SIGTERM, a failure: workers stop now, mid-segment
+            raise
         finally:
+            if executor is not None:
+                executor.close()
             if snapshot is not None:
                 snapshot.close()
             self._close_all()
@@ -190,26 +209,35 @@ class FullLoad:
         return self.task.settings.FullLoadSettings.CreatePkAfterFullLoad and self.target.capabilities.late_primary_key
 
     # ------------------------------------------------------------------ loading
+    def _executor(self) -> ThreadExecutor | ProcessExecutor:
+        workers = self.task.settings.FullLoadSettings.MaxFullLoadSubTasks
+        if self.target.single_writer:
+            return ThreadExecutor(self.task, self._control_schema(), 1)
+        if not uses_worker_processes(self.task):
+            return ThreadExecutor(self.task, self._control_schema(), workers)
+        return ProcessExecutor(self.task, self._control_schema(), min(workers, process_limit()))
+
     def _load_all(
         self,
-        snapshot: Any,
+        executor: ThreadExecutor | ProcessExecutor,
         plans: list[TablePlan],
         segments: dict[str, list[Segment]],
         done: dict[tuple[str, int], tuple[int, int]],
         lease: int,
         plan_state: dict[str, Any],
     ) -> RunResult:
-        settings = self.task.settings
-        workers = 1 if self.target.single_writer else settings.FullLoadSettings.MaxFullLoadSubTasks
+        """The scheduler: hands segments to the executor as its workers free up, turns the events
+        they send into statistics, and finishes each table once its last segment is in."""
         remaining: dict[str, int] = {}
-        failed: str | None = None
+        committed_numbers: dict[str, set[int]] = {}
         for plan in plans:
             stats = self.stats.tables[plan.key]
-            committed = {n: v for (t, n), v in _done_items(done) if t == plan.key}
+            committed = {n: v for (t, n), v in done.items() if t == plan.key}
             for rows, rejected in committed.values():
                 stats.full_load_rows += rows
                 stats.full_load_error_rows += rejected
             stats.segments_done = len(committed)
+            committed_numbers[plan.key] = set(committed)
             remaining[plan.key] = sum(1 for s in segments[plan.key] if s.number not in committed)
         lock = threading.Lock()
 
@@ -229,52 +257,100 @@ class FullLoad:
             stats.end = stats.end or st.now()
             self.listener.table_changed(stats)
 
-        def run_segment(plan: TablePlan, segment: Segment) -> None:
-            stats = self.stats.tables[plan.key]
-            if self._stop.is_set() or stats.state == st.ERROR:
-                return
-            with lock:
-                if stats.state == st.BEFORE_LOAD:
-                    stats.state = st.FULL_LOAD
-                    stats.start = st.now()
-                    self.listener.table_changed(stats)
-            try:
-                self._load_segment(plan, segment, lease)
-            except Exception as exc:
-                self._table_failed(plan, exc)
-                return
-            with lock:
-                stats.segments_done += 1
-                remaining[plan.key] -= 1
-                last = remaining[plan.key] == 0
-            if last:
+        # Finishing (indexes, keys) runs on threads beside the loads, except on single-writer targets,
+        # where it runs here between segments, while no worker writes.
+        finisher = None
+        if not self.target.single_writer:
+            finisher = ThreadPoolExecutor(max_workers=executor.slots, thread_name_prefix="conveyor-finish")
+        finishing: list[Future[None]] = []
+        pending: list[tuple[TablePlan, Segment]] = []
+        for plan in plans:
+            if remaining[plan.key] == 0:
                 finish_if_done(plan)
+                continue
+            pending.extend((plan, s) for s in segments[plan.key] if s.number not in committed_numbers[plan.key])
 
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="conveyor-load")
-        futures: list[Future[None]] = []
+        def size(plan: TablePlan) -> float:
+            stats = self.stats.tables[plan.key]
+            return stats.estimated_rows / max(1, stats.segments)
+
+        # Higher load-order first (DMS), then the biggest segments, so that a big table's segments
+        # do not start last and leave the other workers idle at the end. Stable: table, segment order.
+        pending.sort(key=lambda item: (-item[0].load_order, -size(item[0])))
+        todo = deque(pending)
+        running: dict[int, TablePlan] = {}
+        ids = itertools.count()
+        stopping = False
         try:
-            for plan in plans:
-                if remaining[plan.key] == 0:
-                    finish_if_done(plan)
-                    continue
-                numbers = {n for (t, n), _ in _done_items(done) if t == plan.key}
-                for segment in segments[plan.key]:
-                    if segment.number not in numbers:
-                        futures.append(pool.submit(run_segment, plan, segment))
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-                for f in finished:
-                    f.result()
-                if self._stop.is_set():
+            while True:
+                if self._stop.is_set() and not stopping:
+                    stopping = True
+                    executor.stop()
+                while todo and not stopping and executor.idle() > 0:
+                    plan, segment = todo.popleft()
+                    stats = self.stats.tables[plan.key]
+                    if stats.state == st.ERROR:
+                        continue
+                    if stats.state == st.BEFORE_LOAD:
+                        stats.state = st.FULL_LOAD
+                        stats.start = st.now()
+                        self.listener.table_changed(stats)
+                    unit = Unit(
+                        next(ids),
+                        plan.key,
+                        segment.to_json(),
+                        plan.source,
+                        plan.target,
+                        tuple(plan.native_types),
+                        plan.passthrough,
+                        lease,
+                    )
+                    executor.submit(unit)
+                    running[unit.id] = plan
+                if not running:
+                    if todo and not stopping:
+                        raise TerminalError("every worker process exited; the remaining segments were not loaded")
                     break
+                for event in executor.events(0.5):
+                    if isinstance(event, Progress):
+                        stats = self.stats.add_rows(event.key, event.rows, event.bytes)
+                        if event.rows >= 0:
+                            self.listener.rows_loaded(stats, event.rows)
+                    elif isinstance(event, Notice):
+                        self._warn(event.text)
+                    elif isinstance(event, Failed):
+                        if event.unit not in running:
+                            raise event.error
+                        self._table_failed(running.pop(event.unit), event.error)
+                    else:
+                        plan = running.pop(event.unit)
+                        stats = self.stats.tables[plan.key]
+                        with self.stats.lock:
+                            stats.full_load_rows += event.uncounted
+                            stats.full_load_error_rows += len(event.rejected)
+                        for r in event.rejected:
+                            self.listener.message(
+                                f"rejected: {r.table} key {r.key}: {(r.column + ': ') if r.column else ''}{r.reason}"
+                            )
+                        stats.segments_done += 1
+                        remaining[plan.key] -= 1
+                        if remaining[plan.key] == 0:
+                            if finisher is None:
+                                finish_if_done(plan)
+                            else:
+                                finishing.append(finisher.submit(finish_if_done, plan))
+                for future in [f for f in finishing if f.done()]:
+                    finishing.remove(future)
+                    future.result()
+            for future in finishing:
+                future.result()
         except BaseException:
             self._stop.set()
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if self._stop.is_set():
-            failed = self._stop_reason
+            if finisher is not None:
+                finisher.shutdown(wait=True, cancel_futures=True)
+        failed = self._stop_reason if self._stop.is_set() else None
         return RunResult(list(self.stats.tables.values()), self.warnings, failed)
 
     _stop_reason: str | None = None
@@ -295,81 +371,19 @@ class FullLoad:
             self._stop_reason = f"{plan.target.id}: {error}"
             self._stop.set()
 
-    def _load_segment(self, plan: TablePlan, segment: Segment, lease: int) -> None:
-        settings = self.task.settings
-        batch_rows = settings.FullLoadSettings.CommitRate
-        stats = self.stats.tables[plan.key]
-
-        def batches() -> Iterator[RowBatch]:
-            yield from self._reader().read(plan.source, segment, batch_rows, decode=not plan.passthrough)
-
-        def progress(rows: int, byte_count: int) -> None:
-            self.listener.rows_loaded(self.stats.add_rows(plan.key, rows, byte_count), rows)
-
-        for attempt in range(RETRIES + 1):
-            loaded = 0
-
-            def counting(rows: int, byte_count: int) -> None:
-                nonlocal loaded
-                loaded += rows
-                progress(rows, byte_count)
-
-            try:
-                result = self._applier().load(
-                    self.task.name,
-                    lease,
-                    plan.target,
-                    segment.number,
-                    batches,
-                    plan.encoders,
-                    settings.ErrorBehavior.DataErrorPolicy,
-                    counting,
-                    plan.native_types,
-                )
-            except Exception as exc:
-                self.stats.add_rows(plan.key, -loaded, 0)  # the transaction rolled back: uncount
-                error = self._classify(exc)
-                if isinstance(error, TransientError) and attempt < RETRIES and not self._stop.is_set():
-                    self._drop_connections()
-                    time.sleep(min(2**attempt, 10))
-                    continue
-                raise
-            with self.stats.lock:
-                # rows rejected inside the careful reload were never counted as loaded
-                stats.full_load_rows += result.rows - loaded
-                stats.full_load_error_rows += len(result.rejected)
-            for r in result.rejected:
-                self.listener.message(
-                    f"rejected: {r.table} key {r.key}: {(r.column + ': ') if r.column else ''}{r.reason}"
-                )
-            return
-
     def _foreign_keys(self, applier: Applier, plans: list[TablePlan]) -> None:
         for plan in plans:
             if self.stats.tables[plan.key].state == st.COMPLETED:
                 for w in applier.add_foreign_keys(plan.target):
                     self._warn(w)
 
-    # ------------------------------------------------------------------ per-thread connections
-    def _reader(self) -> SnapshotReader:
-        if self._local.reader is None:
-            self._local.reader = self._snapshot.reader()
-            self._track(self._local.reader)
-        return self._local.reader
-
+    # ------------------------------------------------------------------ the runner's own connections
     def _applier(self) -> Applier:
+        """One applier per finishing thread."""
         if self._local.applier is None:
             self._local.applier = self.target.open_applier(self.task.target, self._control_schema())
             self._track(self._local.applier)
         return self._local.applier
-
-    def _drop_connections(self) -> None:
-        for attr in ("reader", "applier"):
-            resource = getattr(self._local, attr)
-            if resource is not None:
-                with contextlib.suppress(Exception):
-                    resource.close()
-                setattr(self._local, attr, None)
 
     def _track(self, resource: Any) -> None:
         with self._resource_lock:
@@ -383,18 +397,18 @@ class FullLoad:
                 resource.close()
 
     def _classify(self, exc: BaseException) -> ConveyorError:
-        if isinstance(exc, ConveyorError):
-            return exc
-        for engine in (self.source, self.target):
-            error = engine.classify(exc) if engine.classify else None
-            if error is not None:
-                return error
-        return TerminalError(f"{type(exc).__name__}: {exc}")
+        return classify(exc, (self.source, self.target))
 
     def _warn(self, text: str) -> None:
         self.warnings.append(text)
         self.listener.message(f"warning: {text}")
 
 
-def _done_items(done: dict[tuple[str, int], tuple[int, int]]) -> list[tuple[tuple[str, int], tuple[int, int]]]:
-    return list(done.items())
+def uses_worker_processes(task: Task) -> bool:
+    """Whether the task loads in worker processes: where rows pass through Python (decoding and
+    encoding; one GIL would cap the load at one core). Threads where processes would only add their
+    start-up: single-writer targets (SQLite loads one segment at a time), raw same-engine copies
+    (PostgreSQL to PostgreSQL moves COPY bytes), and tasks built without their document."""
+    source, target = engine_for(task.source), engine_for(task.target)
+    raw = source.name == target.name and source.capabilities.raw_copy
+    return bool(task.document) and not target.single_writer and not raw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -35,6 +36,7 @@ def test_capabilities_match_roles(endpoint: tuple[str, Any, EngineSpec]) -> None
     caps = spec.capabilities
     assert caps.max_identifier_length >= 63
     assert callable(spec.open_introspector) and callable(spec.open_snapshot) and callable(spec.open_applier)
+    assert callable(spec.join_snapshot)
     assert spec.classify is None or spec.classify(ValueError("not a driver error")) is None
     if caps.schemas:
         assert spec.default_schema(config)
@@ -86,6 +88,24 @@ def test_snapshot_reads_segments(endpoint: tuple[str, Any, EngineSpec]) -> None:
         assert by_id[1][1] == "ann" and Decimal(str(by_id[1][2])) == Decimal("10.50")
     finally:
         reader.close()
+        snapshot.close()
+
+
+def test_snapshot_is_joined_by_its_token(endpoint: tuple[str, Any, EngineSpec]) -> None:
+    """What a worker process does: join with the picklable token, read, then the runner releases."""
+    url, config, spec = endpoint
+    execute_sql(url, PORTABLE_DDL)
+    people = spec.open_introspector(config).table(TableId(spec.default_schema(config), "people"))
+    snapshot = spec.open_snapshot(config, 1, hold=True)
+    try:
+        token = pickle.loads(pickle.dumps(snapshot.token()))
+        joined = spec.join_snapshot(pickle.loads(pickle.dumps(config)), token)
+        snapshot.release()
+        try:
+            assert sorted(r[0] for b in joined.read(people, Segment(people.id, 0), 10) for r in b.rows) == [1, 2, 3]
+        finally:
+            joined.close()
+    finally:
         snapshot.close()
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -603,6 +606,63 @@ def test_snapshot_without_reload_privilege_warns(mysql_server: MariaDBServer, my
     finally:
         with conn.cursor() as cur:
             cur.execute("DROP USER 'reader_only'@'%'")
+        conn.close()
+
+
+def test_held_snapshot_is_joined_by_token_until_released(mysql_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hold=True: writes wait while workers join (from any process: ``join`` takes only the config
+    and the token); after ``release()`` they go on and a late joiner sees them."""
+    from conveyor.endpoints.mysql import snapshot as mysql_snapshot
+
+    config = config_of(mysql_url)
+    conn = mysql_connect(mysql_url)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE h (id int PRIMARY KEY)")
+        cur.execute("INSERT INTO h VALUES (1), (2)")
+    table = ENGINE.open_introspector(config).table(TableId(config.database, "h"))
+    whole = Segment(table.id, 0)
+
+    def ids(reader: Any) -> list[int]:
+        return [r[0] for b in reader.read(table, whole, 10) for r in b.rows]
+
+    snapshot = ENGINE.open_snapshot(config, 2, hold=True)
+    inserted = threading.Event()
+
+    def write() -> None:
+        with mysql_connect(mysql_url) as writer, writer.cursor() as cur:
+            cur.execute("INSERT INTO h VALUES (3)")
+        inserted.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        token = snapshot.token()
+        joined = [ENGINE.join_snapshot(config, pickle.loads(pickle.dumps(token))) for _ in range(2)]
+        assert not inserted.wait(0.5), "a write committed while the snapshot was held"
+        snapshot.release()
+        assert inserted.wait(10)
+        late = ENGINE.join_snapshot(config, token)
+        assert [ids(r) for r in [*joined, snapshot.reader()]] == [[1, 2]] * 3
+        assert ids(late) == [1, 2, 3]
+        assert snapshot.warnings == [] and snapshot.position
+        for reader in [*joined, late]:
+            reader.close()
+    finally:
+        thread.join()
+        snapshot.close()
+
+    # the hold is bounded: past HOLD_TIMEOUT the lock goes and release() says the task must stop
+    monkeypatch.setattr(mysql_snapshot, "HOLD_TIMEOUT", 0.3)
+    held = ENGINE.open_snapshot(config, 1, hold=True)
+    try:
+        time.sleep(0.6)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = 5")
+            cur.execute("INSERT INTO h VALUES (4)")  # the lock is gone
+        with pytest.raises(TerminalError, match="FLUSH TABLES WITH READ LOCK was released after"):
+            held.release()
+    finally:
+        held.close()
         conn.close()
 
 

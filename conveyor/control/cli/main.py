@@ -1,24 +1,37 @@
 """`conveyor`: run tasks from the command line.
 
 Exit codes: 0 every selected table loaded completely; 3 the task finished but rows were rejected
-(and logged); 1 the task failed; 2 the command line or task file is wrong.
+(and logged); 1 the task failed; 2 the command line or task file is wrong; 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM): committed segments stay, ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+from conveyor.runner import forking
+
+if sys.argv[1:2] == ["run"] and __name__ != "__mp_main__":  # (worker processes re-import this module)
+    # Worker processes come from a fork server that imports Conveyor and its drivers once (~0.6 s of
+    # CPU). Started first thing, it does so while this process imports the same and plans the load;
+    # started when the runner needs it, the runner would wait ~0.5 s for it. (Idle when the task loads
+    # on threads: whether it does is known only once the task and its engines are loaded.)
+    forking.start()
 
 import typer
 from rich.console import Console
 
 from conveyor.errors import ConfigError, ConveyorError
-from conveyor.runner.fullload import FullLoad, RunResult
-from conveyor.runner.task import load_task
+
+if TYPE_CHECKING:
+    from conveyor.runner.fullload import RunResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -36,6 +49,19 @@ T = TypeVar("T")
 
 StateDir = Annotated[str, typer.Option("--state-dir", help="Where task state is kept.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: the run stops as on Ctrl-C (worker processes end, committed segments stay)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 def say(line: str) -> None:
@@ -58,9 +84,9 @@ def guarded(debug: bool, action: Callable[[], T]) -> T:
             traceback.print_exc()
         say(f"error: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         say("interrupted; run again with --resume to continue")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -107,7 +133,10 @@ def report(result: RunResult, as_json: bool, console: Console) -> None:
 
 def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
     from conveyor.control.cli.progress import ProgressListener
+    from conveyor.runner.fullload import FullLoad
+    from conveyor.runner.task import load_task
 
+    stop_on_sigterm()
     task = load_task(task_file)
     console = Console(stderr=as_json)
     loader_listener = ProgressListener(console) if show_progress else None

@@ -8,7 +8,7 @@ from conveyor.endpoints.mysql.applier import MySQLApplier
 from conveyor.endpoints.mysql.connect import connect
 from conveyor.endpoints.mysql.errors import classify
 from conveyor.endpoints.mysql.introspect import MySQLIntrospector
-from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
+from conveyor.endpoints.mysql.snapshot import MySQLSnapshot, join, prepare_join
 from conveyor.endpoints.registry import EngineSpec
 
 
@@ -16,8 +16,8 @@ def _introspector(config: MySQLConfig) -> MySQLIntrospector:
     return MySQLIntrospector(connect(config, "source"), config)
 
 
-def _snapshot(config: MySQLConfig, workers: int) -> MySQLSnapshot:
-    return MySQLSnapshot(config, workers)
+def _snapshot(config: MySQLConfig, workers: int, hold: bool = False) -> MySQLSnapshot:
+    return MySQLSnapshot(config, workers, hold)
 
 
 def _applier(config: MySQLConfig, control_schema: str) -> MySQLApplier:
@@ -31,7 +31,9 @@ ENGINE = EngineSpec(
     ),
     open_introspector=_introspector,
     open_snapshot=_snapshot,
+    join_snapshot=join,
     open_applier=_applier,
     default_schema=lambda config: str(config.database),
     classify=classify,
+    prepare_join=prepare_join,
 )

@@ -7,6 +7,12 @@ binlog position is noted, and the lock is released. Connections are opened befor
 is held for one round trip per reader. Readers are handed out from that pool; a reader asked for
 beyond it (a worker reconnecting after an error) has a snapshot of its own, and a warning says so.
 
+Worker processes cannot take connections from a pool in the runner's process, so with ``hold=True``
+the lock outlives the constructor: each worker process ``join()``s (connects and begins its
+snapshot) while it is held, and the runner calls ``release()`` once all have. The lock is held for
+a connection and a round trip per worker, run in parallel; ``HOLD_TIMEOUT`` bounds it whatever
+happens, so writes on the source never wait on a stuck worker.
+
 Without the RELOAD privilege the lock is refused: each reader then has its own snapshot (every
 table is consistent, tables are not with one another) and ``warnings`` says so. Non-InnoDB tables
 (MyISAM) are consistent only while the lock is held, as with mydumper.
@@ -17,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymysql
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 BATCH_BYTES = 64 * 1024 * 1024
 #: seconds FLUSH TABLES WITH READ LOCK may wait for running statements
 LOCK_WAIT_TIMEOUT = 60
+#: seconds a held lock (``hold=True``) waits for worker processes to join before it is let go
+HOLD_TIMEOUT = 30
 BEGIN_SQL = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 BINARY_CHARSET = 63
 
@@ -152,23 +160,59 @@ class MySQLSnapshotReader(SqlSnapshotReader):
         super().close()
 
 
-class MySQLSnapshot:
-    """One consistent view for ``workers`` readers (plus the runner's coordinating reader)."""
+def join(config: MySQLConfig, token: Any = None) -> MySQLSnapshotReader:
+    """A reader on a new connection that begins its consistent snapshot now: inside the shared view
+    while a held snapshot keeps the lock (see ``MySQLSnapshot``), a view of its own after that."""
+    return prepare_join(config)(token)
 
-    def __init__(self, config: MySQLConfig, workers: int) -> None:
+
+def prepare_join(config: MySQLConfig) -> Callable[[Any], MySQLSnapshotReader]:
+    """``join`` in two steps: connect now (TLS and login take a while), begin the snapshot when the
+    returned function is called, while the lock is held."""
+    conn = connect(config, "source")
+    try:
+        _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    except BaseException:
+        conn.close()
+        raise
+
+    def begin(token: Any = None) -> MySQLSnapshotReader:
+        try:
+            _execute(conn, BEGIN_SQL)
+        except BaseException:
+            conn.close()
+            raise
+        return MySQLSnapshotReader(conn)
+
+    return begin
+
+
+class MySQLSnapshot:
+    """One consistent view for ``workers`` readers plus the runner's coordinating reader.
+
+    ``hold=False``: every reader is opened here, in one lock window, and handed out by ``reader()``.
+    ``hold=True``: only the coordinating reader is opened here; the lock stays until ``release()``
+    while worker processes ``join()``, at most ``HOLD_TIMEOUT`` seconds.
+    """
+
+    def __init__(self, config: MySQLConfig, workers: int, hold: bool = False) -> None:
         self.config = config
         self.warnings: list[str] = []
         #: binlog file, offset and GTID set at the snapshot, when the user may read them (for CDC)
         self.position: dict[str, str] | None = None
         self._lock = threading.Lock()
         self._extra_warned = False
+        #: while held: the connection holding FLUSH TABLES WITH READ LOCK, and the timer bounding it
+        self._holder: Any = None
+        self._timer: threading.Timer | None = None
+        self._expired = False
         connections: list[Any] = []
         try:
-            for _ in range(workers + 1):
+            for _ in range(1 if hold else workers + 1):
                 conn = connect(config, "source")
                 connections.append(conn)
                 _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            self._begin_all(connections)
+            self._begin_all(connections, workers + 1, hold)
         except BaseException:
             for conn in connections:
                 with contextlib.suppress(Exception):
@@ -176,8 +220,8 @@ class MySQLSnapshot:
             raise
         self._pool = [MySQLSnapshotReader(conn) for conn in connections]
 
-    def _begin_all(self, connections: list[Any]) -> None:
-        coordinator = connect(self.config, "source")
+    def _begin_all(self, connections: list[Any], readers: int, hold: bool) -> None:
+        coordinator: Any = connect(self.config, "source")
         locked = False
         try:
             _execute(coordinator, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT}")
@@ -195,7 +239,7 @@ class MySQLSnapshot:
                     raise
                 self._warn(
                     f"{self.config.display()}: FLUSH TABLES WITH READ LOCK was refused ({message(exc)}): each of "
-                    f"the {len(connections)} reader connections has its own snapshot, so every table is consistent "
+                    f"the {readers} reader connections has its own snapshot, so every table is consistent "
                     f"but tables are not consistent with one another; for one view run: GRANT RELOAD ON *.* TO "
                     f"'{self.config.user}'@'%'"
                 )
@@ -203,12 +247,18 @@ class MySQLSnapshot:
                 _execute(conn, BEGIN_SQL)
             if locked:
                 self.position = _binlog_position(coordinator)
+            if locked and hold:
+                self._holder, coordinator = coordinator, None
+                self._timer = threading.Timer(HOLD_TIMEOUT, self._expire)
+                self._timer.daemon = True
+                self._timer.start()
         finally:
-            if locked:
+            if coordinator is not None:
+                if locked:
+                    with contextlib.suppress(Exception):
+                        _execute(coordinator, "UNLOCK TABLES")
                 with contextlib.suppress(Exception):
-                    _execute(coordinator, "UNLOCK TABLES")
-            with contextlib.suppress(Exception):
-                coordinator.close()
+                    coordinator.close()
 
     def reader(self) -> MySQLSnapshotReader:
         with self._lock:
@@ -220,14 +270,41 @@ class MySQLSnapshot:
                     f"{self.config.display()}: a reader was opened after the snapshot (a reconnect, or more "
                     "workers than planned); it reads with a snapshot of its own"
                 )
-        conn = connect(self.config, "source")
-        try:
-            _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            _execute(conn, BEGIN_SQL)
-        except BaseException:
-            conn.close()
-            raise
-        return MySQLSnapshotReader(conn)
+        return join(self.config)
+
+    def token(self) -> None:
+        return None  # nothing to pass: a reader joins by beginning its snapshot while the lock is held
+
+    def release(self) -> None:
+        with self._lock:
+            expired = self._expired
+            self._unlock()
+        if expired:
+            raise TerminalError(
+                f"{self.config.display()}: FLUSH TABLES WITH READ LOCK was released after {HOLD_TIMEOUT} s "
+                "while worker processes were still opening their snapshots, so they may not share one view; "
+                "the task stops: run it again (or lower MaxFullLoadSubTasks)"
+            )
+
+    def _expire(self) -> None:
+        """The timer: writes on the source have waited long enough."""
+        with self._lock:
+            if self._holder is not None:
+                self._expired = True
+                log.warning("%s: read lock held for %s s; releasing it", self.config.display(), HOLD_TIMEOUT)
+                self._unlock()
+
+    def _unlock(self) -> None:
+        """Caller holds ``self._lock``."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            with contextlib.suppress(Exception):
+                _execute(holder, "UNLOCK TABLES")
+            with contextlib.suppress(Exception):
+                holder.close()
 
     def _warn(self, text: str) -> None:
         log.warning("%s", text)
@@ -235,6 +312,7 @@ class MySQLSnapshot:
 
     def close(self) -> None:
         with self._lock:
+            self._unlock()
             pool, self._pool = self._pool, []
         for reader in pool:
             reader.close()

@@ -8,7 +8,7 @@ from conveyor.endpoints.postgres.applier import PostgresApplier
 from conveyor.endpoints.postgres.connect import connect
 from conveyor.endpoints.postgres.errors import classify
 from conveyor.endpoints.postgres.introspect import PostgresIntrospector
-from conveyor.endpoints.postgres.snapshot import PostgresSnapshot
+from conveyor.endpoints.postgres.snapshot import PostgresSnapshot, join
 from conveyor.endpoints.registry import EngineSpec
 
 DEFAULT_SCHEMA = "public"
@@ -18,8 +18,8 @@ def _introspector(config: PostgresConfig) -> PostgresIntrospector:
     return PostgresIntrospector(connect(config), config)
 
 
-def _snapshot(config: PostgresConfig, workers: int) -> PostgresSnapshot:
-    return PostgresSnapshot(config, workers)
+def _snapshot(config: PostgresConfig, workers: int, hold: bool = False) -> PostgresSnapshot:
+    return PostgresSnapshot(config, workers, hold)
 
 
 def _applier(config: PostgresConfig, control_schema: str) -> PostgresApplier:
@@ -36,9 +36,11 @@ ENGINE = EngineSpec(
         ctid_segments=True,
         cdc=False,
         late_primary_key=True,
+        raw_copy=True,
     ),
     open_introspector=_introspector,
     open_snapshot=_snapshot,
+    join_snapshot=join,
     open_applier=_applier,
     default_schema=lambda config: DEFAULT_SCHEMA,
     classify=classify,

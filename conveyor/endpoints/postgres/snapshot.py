@@ -253,10 +253,16 @@ class _CopyOut:
         self.rows = int(result.command_tuples or 0)
 
 
-class PostgresSnapshot:
-    """The coordinator: holds the exported snapshot open until ``close()``."""
+def join(config: PostgresConfig, snapshot_id: str | None) -> PostgresSnapshotReader:
+    """A reader on a new connection inside the exported snapshot (from any process)."""
+    return PostgresSnapshotReader(connect(config, autocommit=False), config, snapshot_id)
 
-    def __init__(self, config: PostgresConfig, workers: int) -> None:
+
+class PostgresSnapshot:
+    """The coordinator: holds the exported snapshot open until ``close()``; readers may join it
+    until then, from any process (``hold`` changes nothing)."""
+
+    def __init__(self, config: PostgresConfig, workers: int, hold: bool = False) -> None:
         self.config = config
         self.workers = workers
         self.warnings: list[str] = []
@@ -267,7 +273,13 @@ class PostgresSnapshot:
         self.snapshot_id: str = row[0] if row else ""
 
     def reader(self) -> PostgresSnapshotReader:
-        return PostgresSnapshotReader(connect(self.config, autocommit=False), self.config, self.snapshot_id)
+        return join(self.config, self.snapshot_id)
+
+    def token(self) -> str:
+        return self.snapshot_id
+
+    def release(self) -> None:
+        pass
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

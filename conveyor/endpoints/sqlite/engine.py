@@ -8,14 +8,14 @@ from conveyor.endpoints.registry import EngineSpec
 from conveyor.endpoints.sqlite.applier import SQLiteApplier
 from conveyor.endpoints.sqlite.connect import connect
 from conveyor.endpoints.sqlite.introspect import SCHEMA, SQLiteIntrospector
-from conveyor.endpoints.sqlite.snapshot import SQLiteSnapshot
+from conveyor.endpoints.sqlite.snapshot import SQLiteSnapshot, join
 
 
 def _introspector(config: SQLiteConfig) -> SQLiteIntrospector:
     return SQLiteIntrospector(connect(config, readonly=True))
 
 
-def _snapshot(config: SQLiteConfig, workers: int) -> SQLiteSnapshot:
+def _snapshot(config: SQLiteConfig, workers: int, hold: bool = False) -> SQLiteSnapshot:
     return SQLiteSnapshot(config)
 
 
@@ -30,6 +30,7 @@ ENGINE = EngineSpec(
     ),
     open_introspector=_introspector,
     open_snapshot=_snapshot,
+    join_snapshot=join,
     open_applier=_applier,
     default_schema=lambda config: SCHEMA,
     single_writer=True,

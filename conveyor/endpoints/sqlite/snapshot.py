@@ -27,6 +27,12 @@ class SQLiteSnapshotReader(SqlSnapshotReader):
         return int(row[0])
 
 
+def join(config: SQLiteConfig, token: Any = None) -> SQLiteSnapshotReader:
+    """A reader on a new read-only connection (there is no shared view to join)."""
+    conn: sqlite3.Connection = connect(config, readonly=True)
+    return SQLiteSnapshotReader(conn)
+
+
 class SQLiteSnapshot:
     """SQLite cannot share one read transaction between connections: each reader sees the file as
     of its own first read. Conveyor documents this; a quiet source is consistent."""
@@ -37,8 +43,13 @@ class SQLiteSnapshot:
         connect(config, readonly=True).close()
 
     def reader(self) -> SQLiteSnapshotReader:
-        conn: sqlite3.Connection = connect(self.config, readonly=True)
-        return SQLiteSnapshotReader(conn)
+        return join(self.config)
+
+    def token(self) -> None:
+        return None
+
+    def release(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
