@@ -8,8 +8,9 @@
 Throwaway servers come from tests/servers.py. The data set (about 600 MB): ``orders`` with 1M rows
 (bigint key, int, numeric(12,2), varchar, timestamp, ~100-byte text, boolean, ~200-byte JSON),
 ``customers`` (100k rows), ``events`` without a primary key (200k rows) and ``attachments`` with
-~8 KB binary values (5k rows). Reports medians of ``--runs`` runs: seconds, rows/s, MB/s, peak RSS
-and the ratio to the reference tool. Results also go to bench/results/fullload.json.
+~8 KB binary values (5k rows). Reports medians of ``--runs`` runs: seconds, rows/s, MB/s, peak memory
+(PSS summed over the tool's whole process tree) and the ratio to the reference tool. Results also go to
+bench/results/fullload.json.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -73,25 +74,58 @@ MYSQL_SCHEMA = [
 ]
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        found: list[int] = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+        return found
+    except OSError:
+        return []
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: pages shared between forked workers count once across the tree."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss_mb(root: int) -> int:
+    """Memory of a process and all its descendants (workers, pipeline stages), in MB."""
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += _pss_kb(pid)
+        stack += _children(pid)
+    return total // 1024
+
+
 def timed(cmd: list[str] | str, shell: bool = False, env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Run a command; return (seconds, peak RSS in MB of the largest process, via GNU time)."""
-    rss_file = Path(tempfile.mkstemp(prefix="conveyor-bench-rss-")[1])
-    if shell:
-        # each stage of a pipeline under its own GNU time; the file collects every stage's peak
-        assert isinstance(cmd, str)
-        wrapped = " | ".join(f"/usr/bin/time -a -o {rss_file} -f %M {stage.strip()}" for stage in cmd.split("|"))
-        argv: list[str] | str = wrapped
-    else:
-        assert isinstance(cmd, list)
-        argv = ["/usr/bin/time", "-a", "-o", str(rss_file), "-f", "%M", *cmd]
+    """Run a command; return (seconds, peak memory in MB of its whole process tree, sampled every 50 ms)."""
     start = time.perf_counter()
-    proc = subprocess.run(argv, shell=shell, capture_output=True, text=True, env=env)
+    proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, tree_pss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
     seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd!r} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    peaks = [int(line) for line in rss_file.read_text().split() if line.strip().isdigit()]
-    rss_file.unlink()
-    return seconds, max(peaks) // 1024
+        raise RuntimeError(f"{cmd!r} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
+    return seconds, peak
 
 
 def pg_counts(pg: PostgresServer, db: str, schema: str = "public") -> dict[str, int]:
@@ -108,7 +142,7 @@ def pg_size_mb(pg: PostgresServer, db: str) -> float:
     return float(row[0]) / 1e6  # type: ignore[index]
 
 
-def conveyor_task(tmp: Path, name: str, source: str, target: str, workers: int) -> Path:
+def conveyor_task(tmp: Path, name: str, source: str, target: str, workers: int, pk_after: bool = False) -> Path:
     path = tmp / f"{name}.json"
     path.write_text(
         json.dumps(
@@ -118,7 +152,11 @@ def conveyor_task(tmp: Path, name: str, source: str, target: str, workers: int) 
                 "target": target,
                 "migration_type": "full-load",
                 "settings": {
-                    "FullLoadSettings": {"TargetTablePrepMode": "DROP_AND_CREATE", "MaxFullLoadSubTasks": workers}
+                    "FullLoadSettings": {
+                        "TargetTablePrepMode": "DROP_AND_CREATE",
+                        "MaxFullLoadSubTasks": workers,
+                        "CreatePkAfterFullLoad": pk_after,
+                    }
                 },
             }
         )
@@ -132,6 +170,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4, help="Conveyor's MaxFullLoadSubTasks")
     parser.add_argument("--only", default="pg2pg,mysql2pg")
+    parser.add_argument(
+        "--pk-after-load",
+        action="store_true",
+        help="CreatePkAfterFullLoad: keys built after the data, as pg_dump and pgloader do",
+    )
     args = parser.parse_args()
     scale = args.orders / 1_000_000
     sizes = {
@@ -166,7 +209,7 @@ def main() -> None:
                 )
                 assert pg_counts(pg, "bench_dst") == sizes
                 dst = pg.create_database("bench_dst")
-                task = conveyor_task(tmp, "bench-pg2pg", src_url, dst, args.workers)
+                task = conveyor_task(tmp, "bench-pg2pg", src_url, dst, args.workers, args.pk_after_load)
                 runs["conveyor"].append(
                     timed([conveyor, "run", str(task), "--no-progress", "--state-dir", str(tmp / f"state-pg2pg-{i}")])
                 )
@@ -201,7 +244,9 @@ def main() -> None:
                         assert pg_counts(pg, "bench_dst", "bench_src") == sizes
                     dst = pg.create_database("bench_dst")
                     # pgloader talks to MySQL without TLS; the same for Conveyor, for a like-for-like run
-                    task = conveyor_task(tmp, "bench-mysql2pg", my_url + "?ssl-mode=DISABLED", dst, args.workers)
+                    task = conveyor_task(
+                        tmp, "bench-mysql2pg", my_url + "?ssl-mode=DISABLED", dst, args.workers, args.pk_after_load
+                    )
                     runs["conveyor"].append(
                         timed(
                             [
@@ -238,7 +283,7 @@ def summarize(runs: dict[str, list[tuple[float, int]]], reference: str, rows: in
             "seconds": round(seconds, 2),
             "rows_per_s": round(rows / seconds),
             "mb_per_s": round(mb / seconds, 1),
-            "peak_rss_mb": max(r for _, r in samples),
+            "peak_mem_mb": max(r for _, r in samples),
             "samples": [round(s, 2) for s, _ in samples],
         }
     if reference in out and "conveyor" in out:
@@ -248,14 +293,14 @@ def summarize(runs: dict[str, list[tuple[float, int]]], reference: str, rows: in
 
 def report(results: dict[str, Any]) -> None:
     print(f"\n{results['rows']:,} rows, median of {results['runs']} runs")
-    print(f"{'pair':10} {'tool':16} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12}")
+    print(f"{'pair':10} {'tool':16} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak mem MB':>12}")
     for pair, tools in results["pairs"].items():
         for tool, r in tools.items():
             if tool == "ratio":
                 continue
             print(
                 f"{pair:10} {tool:16} {r['seconds']:>8} {r['rows_per_s']:>10,} {r['mb_per_s']:>7} "
-                f"{r['peak_rss_mb']:>12}"
+                f"{r['peak_mem_mb']:>12}"
             )
         if "ratio" in tools:
             print(f"{pair:10} conveyor speed-up vs reference: {tools['ratio']}x")

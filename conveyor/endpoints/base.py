@@ -8,15 +8,19 @@ any process, see ``Snapshot``.
 A target engine provides ``Applier``s that create tables and load segments; each segment is
 committed in one target transaction together with its row in the target's control table, so a
 segment is either wholly there or not at all (this is what makes resume exact).
+A source engine with ``cdc`` provides a ``Capture``: the task's change stream, the snapshot that
+meets it exactly, and the acknowledgements that let the source discard its log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from conveyor.model.changes import Idle, SchemaChanged, Transaction
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Table, TableId
 from conveyor.model.segments import Segment
@@ -132,6 +136,67 @@ class Snapshot(Protocol):
 
     def release(self) -> None:
         """Every worker has joined: let go of what held the view still (a no-op unless ``hold``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Capture(Protocol):
+    """Change data capture of one task's selected tables, opened by
+    ``EngineSpec.open_capture(config, task_name, tables)`` (``tables`` as the introspector describes
+    them). Positions are the engine's own values (PostgreSQL: an LSN as int); ``position_json`` /
+    ``position_from_json`` turn them into what the target's state table stores.
+
+    The runner's sequence: ``check()``; then either ``handoff()`` (full-load-and-cdc: the snapshot for
+    the full load and the position where the stream continues it) or ``begin()`` (cdc: from now);
+    ``stream(start)``; after each target commit that stored a position, ``ack(position)``.
+    """
+
+    def check(self) -> list[str]:
+        """Pre-flight: every server setting and privilege CDC needs; the first problem raises
+        ``UserActionError`` with the fix. Returns warnings."""
+        ...
+
+    def handoff(self, workers: int, hold: bool) -> tuple[Snapshot, Any]:
+        """Begin capturing and open a snapshot (as ``EngineSpec.open_snapshot``) at exactly the returned
+        position: a transaction committed before it is in the snapshot, a later one is streamed."""
+        ...
+
+    def begin(self) -> Any:
+        """Begin capturing now, without a snapshot; returns the position the stream starts from."""
+        ...
+
+    def parse_position(self, text: str) -> Any:
+        """A user's ``CdcStartPosition`` (PostgreSQL LSN ``16/B374D848``; MySQL ``file:offset``);
+        ``UserActionError`` when it is malformed."""
+        ...
+
+    def position_json(self, position: Any) -> dict[str, Any]: ...
+
+    def position_from_json(self, data: dict[str, Any]) -> Any: ...
+
+    def stream(self, start: Any) -> Iterator[Transaction | SchemaChanged | Idle]:
+        """Whole transactions committed after ``start`` on the selected tables, in commit order;
+        ``SchemaChanged`` before the first change written under a new table definition; ``Idle``
+        when nothing came for a while. Connection trouble raises ``TransientError`` (stream again
+        from the stored position); a gap in the log raises ``TerminalError`` starting ``NEEDS_RESYNC``."""
+        ...
+
+    def ack(self, position: Any) -> None:
+        """The target stored everything up to ``position``: the source may discard it."""
+        ...
+
+    def clock(self) -> tuple[datetime, Any]:
+        """The source's clock and the end of its log, read together (for ``server_time`` stop points:
+        every transaction committed before that time is at or before that position)."""
+        ...
+
+    def lag_bytes(self, position: Any) -> int | None:
+        """How much log the source holds beyond ``position`` (None where it cannot say)."""
+        ...
+
+    def drop(self) -> list[str]:
+        """Remove what capture created on the source (``conveyor cleanup``); returns what went."""
         ...
 
     def close(self) -> None: ...

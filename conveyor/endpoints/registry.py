@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Protocol
 
-from conveyor.endpoints.base import Applier, Capabilities, Introspector, Snapshot, SnapshotReader
+from conveyor.endpoints.base import Applier, Capabilities, Capture, Introspector, Snapshot, SnapshotReader
 from conveyor.errors import ConveyorError
+from conveyor.model.schema import Table
 
 
 class OpenSnapshot(Protocol):
@@ -34,6 +35,8 @@ class EngineSpec:
     #: config -> ``join_snapshot`` in two steps: connect now, before the snapshot is opened; join with
     #: the token later (MySQL: so the lock waits for a BEGIN per worker, not for their connections)
     prepare_join: Callable[[Any], Callable[[Any], SnapshotReader]] | None = None
+    #: (config, task name, selected source tables) -> the task's change capture (engines with ``cdc``)
+    open_capture: Callable[[Any, str, Sequence[Table]], Capture] | None = None
 
 
 _MODULES = {

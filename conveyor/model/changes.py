@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from conveyor.model.rows import Row
-from conveyor.model.schema import TableId
+from conveyor.model.schema import Column, TableId
 
 
 class Op(StrEnum):
@@ -68,3 +68,30 @@ class Transaction:
     commit_position: Any
     commit_ts: datetime | None
     changes: list[Change] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChanged:
+    """A captured table's definition changed (DDL on the source), reported before the first change
+    written under the new definition. ``columns`` is the table as it is from ``position`` on."""
+
+    table: TableId
+    #: the table's name before the change (differs on a rename)
+    old_table: TableId
+    columns: tuple[Column, ...]
+    position: Any
+    #: what changed, for people ("added email (text), dropped note")
+    description: str
+    #: the statement, where the source logs one (MySQL); None where it does not (PostgreSQL)
+    ddl: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """Nothing to deliver for a while; the consumer may check for stop requests.
+
+    Every transaction that committed before ``position`` has been delivered, so once everything
+    delivered is stored in the target, ``position`` is a valid checkpoint to store and acknowledge:
+    a task on quiet tables must not hold the source's log forever."""
+
+    position: Any
