@@ -84,6 +84,8 @@ class Introspector(Protocol):
         """The full description; raises ``UserActionError`` when the table does not exist."""
         ...
 
+    def close(self) -> None: ...
+
 
 class SnapshotReader(Protocol):
     """Reads from one connection that sees the snapshot; used by one worker at a time."""

@@ -17,15 +17,15 @@ import contextlib
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conveyor.convert.plan import TablePlan, plan_table
+from conveyor.convert.plan import TablePlan
 from conveyor.endpoints.base import Applier, ErrorPolicy, Snapshot, SnapshotReader
 from conveyor.endpoints.registry import engine_for
 from conveyor.errors import ConveyorError, StopTask, TerminalError, UserActionError
-from conveyor.model.schema import TableId
 from conveyor.model.segments import Segment
 from conveyor.runner import stats as st
 from conveyor.runner.executor import (
@@ -38,6 +38,7 @@ from conveyor.runner.executor import (
     classify,
     process_limit,
 )
+from conveyor.runner.planning import control_schema, plan_tables
 from conveyor.runner.segments import plan_segments
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import Task
@@ -48,10 +49,12 @@ class RunResult:
     tables: list[st.TableStats]
     warnings: list[str] = field(default_factory=list)
     failed: str | None = None
+    #: change processing's statistics (cdc and full-load-and-cdc tasks)
+    cdc: st.CdcStats | None = None
 
     @property
     def rejected_rows(self) -> int:
-        return sum(t.full_load_error_rows for t in self.tables)
+        return sum(t.full_load_error_rows + t.apply_error_rows for t in self.tables)
 
     @property
     def complete(self) -> bool:
@@ -62,11 +65,26 @@ class _Finishers(threading.local):
     applier: Applier | None = None
 
 
+#: (plans, readers, hold) -> the snapshot to load from, instead of the source engine's own
+SnapshotOpener = Callable[[list[TablePlan], int, bool], Snapshot]
+
+
 class FullLoad:
-    def __init__(self, task: Task, state_dir: str, resume: bool = False, listener: st.Listener | None = None) -> None:
-        if task.migration_type != "full-load":
-            raise UserActionError(f"migration_type {task.migration_type!r} is not available yet; use full-load")
+    """One full load. ``open_snapshot`` replaces the source's snapshot: full-load-and-cdc loads inside
+    the snapshot where its change stream begins."""
+
+    def __init__(
+        self,
+        task: Task,
+        state_dir: str,
+        resume: bool = False,
+        listener: st.Listener | None = None,
+        open_snapshot: SnapshotOpener | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.task = task
+        self.open_snapshot = open_snapshot
+        self.plans: list[TablePlan] = []
         self.resume = resume
         self.listener = listener or st.NullListener()
         self.store = StateStore(state_dir)
@@ -77,7 +95,7 @@ class FullLoad:
         self._local = _Finishers()
         self._resources: list[Any] = []
         self._resource_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> RunResult:
@@ -100,11 +118,14 @@ class FullLoad:
             lease = applier.start_task(self.task.name, fresh=not self.resume)
             executor = self._executor()
             executor.start()
-            plans = self._plan_tables(applier)
+            plans = self.plans = self._plan_tables(applier)
             plan_state = previous["plan"] if (self.resume and previous) else {}
             done = applier.done_segments(self.task.name) if self.resume else {}
             executor.wait_started()
-            snapshot = self.source.open_snapshot(self.task.source, executor.slots, executor.joins_by_token)
+            if self.open_snapshot is not None:
+                snapshot = self.open_snapshot(plans, executor.slots, executor.joins_by_token)
+            else:
+                snapshot = self.source.open_snapshot(self.task.source, executor.slots, executor.joins_by_token)
             executor.join(snapshot)
             snapshot.release()
             for w in snapshot.warnings:
@@ -135,41 +156,10 @@ class FullLoad:
 
     # ------------------------------------------------------------------ planning
     def _control_schema(self) -> str:
-        cs = self.task.settings.ControlTablesSettings.ControlSchema
-        return cs or self._target_schema(None)
-
-    def _target_schema(self, source_schema: str | None) -> str:
-        explicit = self.task.settings.TargetMetadata.TargetSchema
-        if explicit:
-            return explicit
-        if self.target.capabilities.schemas:
-            if source_schema and self.source.capabilities.schemas:
-                return source_schema
-            return self.target.default_schema(self.task.target)
-        return self.target.default_schema(self.task.target)
+        return control_schema(self.task, self.target)
 
     def _plan_tables(self, applier: Applier) -> list[TablePlan]:
-        introspector = self.source.open_introspector(self.task.source)
-        self._track(introspector)
-        ids: list[TableId] = []
-        for schema in introspector.schemas():
-            ids.extend(introspector.table_ids(schema))
-        selected = self.task.mappings.select(ids)
-        if not selected:
-            raise UserActionError(
-                "no source table matches the table mappings; check the selection rules' schema-name and table-name"
-            )
-        id_map = {tid: TableId(self._target_schema(tid.schema), tid.name) for tid, _ in selected}
-        same = self.source.name == self.target.name
-        plans = []
-        for tid, order in selected:
-            table = introspector.table(tid)
-            plan, warnings = plan_table(table, id_map[tid], applier, same, id_map, order)
-            self.warnings.extend(warnings)
-            for w in warnings:
-                self.listener.message(f"warning: {w}")
-            plans.append(plan)
-        return plans
+        return plan_tables(self.task, self.source, self.target, applier, self._warn)
 
     def _segments(
         self, reader: SnapshotReader, plans: list[TablePlan], plan_state: dict[str, Any]

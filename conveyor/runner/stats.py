@@ -30,6 +30,16 @@ class TableStats:
     last_update: datetime | None = None
     error: str | None = None
     reloaded: bool = False
+    #: change processing: changes captured per kind, and how many of them the target applied
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    ddls: int = 0
+    applied_inserts: int = 0
+    applied_updates: int = 0
+    applied_deletes: int = 0
+    applied_ddls: int = 0
+    apply_error_rows: int = 0
 
     def dms(self) -> dict[str, Any]:
         """The DescribeTableStatistics record for this table."""
@@ -40,14 +50,14 @@ class TableStats:
         return {
             "SchemaName": self.schema,
             "TableName": self.table,
-            "Inserts": 0,
-            "Deletes": 0,
-            "Updates": 0,
-            "Ddls": 0,
-            "AppliedInserts": 0,
-            "AppliedDeletes": 0,
-            "AppliedUpdates": 0,
-            "AppliedDdls": 0,
+            "Inserts": self.inserts,
+            "Deletes": self.deletes,
+            "Updates": self.updates,
+            "Ddls": self.ddls,
+            "AppliedInserts": self.applied_inserts,
+            "AppliedDeletes": self.applied_deletes,
+            "AppliedUpdates": self.applied_updates,
+            "AppliedDdls": self.applied_ddls,
             "FullLoadRows": self.full_load_rows,
             "FullLoadCondtnlChkFailedRows": 0,
             "FullLoadErrorRows": self.full_load_error_rows,
@@ -64,6 +74,38 @@ class TableStats:
         }
 
 
+@dataclass
+class CdcStats:
+    """The task's change processing, under the names of DMS's CloudWatch metrics where it has them."""
+
+    #: the checkpoint string of the last position stored in the target (what a restart continues from)
+    checkpoint: str | None = None
+    #: seconds between a source commit and Conveyor reading it / the target committing it
+    latency_source: float = 0.0
+    latency_target: float = 0.0
+    #: changes read from the source and not yet committed on the target
+    incoming_changes: int = 0
+    applied_changes: int = 0
+    applied_transactions: int = 0
+    #: changes applied per second over the last few seconds
+    throughput: float = 0.0
+    #: bytes of source log beyond the stored position (PostgreSQL slot lag)
+    source_lag_bytes: int | None = None
+    started: datetime | None = None
+
+    def dms(self) -> dict[str, Any]:
+        return {
+            "CheckpointPosition": self.checkpoint,
+            "CDCLatencySource": round(self.latency_source, 3),
+            "CDCLatencyTarget": round(self.latency_target, 3),
+            "CDCIncomingChanges": self.incoming_changes,
+            "CDCAppliedChanges": self.applied_changes,
+            "CDCAppliedTransactions": self.applied_transactions,
+            "CDCThroughputRowsTarget": round(self.throughput, 1),
+            "SourceLagBytes": self.source_lag_bytes,
+        }
+
+
 class Listener(Protocol):
     """Receives progress as it happens (the terminal UI, logs, the API later)."""
 
@@ -74,6 +116,8 @@ class Listener(Protocol):
     def table_changed(self, stats: TableStats) -> None: ...
 
     def message(self, text: str) -> None: ...
+
+    def cdc_progress(self, cdc: CdcStats) -> None: ...
 
 
 class NullListener:
@@ -87,6 +131,9 @@ class NullListener:
         pass
 
     def message(self, text: str) -> None:
+        pass
+
+    def cdc_progress(self, cdc: CdcStats) -> None:
         pass
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +20,43 @@ from conveyor.transform.selection import TableMappings, parse_mappings
 
 EndpointConfig = PostgresConfig | MySQLConfig | SQLiteConfig
 MIGRATION_TYPES = ("full-load", "cdc", "full-load-and-cdc")
-_TOP_KEYS = {"name", "source", "target", "migration_type", "table_mappings", "settings"}
+_TOP_KEYS = {
+    "name",
+    "source",
+    "target",
+    "migration_type",
+    "table_mappings",
+    "settings",
+    "cdc_start_position",
+    "cdc_stop_position",
+}
+_STOP_KINDS = ("server_time", "commit_time")
+
+
+@dataclass(frozen=True)
+class StopPoint:
+    """DMS's CdcStopPosition: ``server_time:2026-11-27T10:00:00`` stops once Conveyor's clock passes
+    that time, ``commit_time:...`` after the last source transaction committed at or before it (UTC)."""
+
+    kind: str
+    at: datetime
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.at.strftime('%Y-%m-%dT%H:%M:%S')}"
+
+
+def parse_stop_point(text: str, path: str = "cdc_stop_position") -> StopPoint:
+    kind, sep, when = text.strip().partition(":")
+    if not sep or kind.lower() not in _STOP_KINDS:
+        raise ConfigError(f"write it as server_time:YYYY-MM-DDTHH:MM:SS or commit_time:... (UTC), not {text!r}", path)
+    try:
+        at = datetime.fromisoformat(when.strip())
+    except ValueError:
+        raise ConfigError(f"{when!r} is not a time; write it as 2026-11-27T10:00:00 (UTC)", path) from None
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return StopPoint(kind.lower(), at)
+
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -32,6 +69,10 @@ class Task:
     mappings: TableMappings
     settings: TaskSettings
     warnings: list[str] = field(default_factory=list)
+    #: DMS CdcStartPosition: where a cdc task without a stored position starts (engine's own syntax)
+    cdc_start_position: str | None = None
+    #: DMS CdcStopPosition
+    cdc_stop_position: StopPoint | None = None
     #: the task file as written (with ${VARS} unexpanded), so a worker process can rebuild the task
     document: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -76,6 +117,19 @@ def task_from_document(doc: Any) -> Task:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"is not valid JSON: {exc.msg}", "table_mappings") from None
     settings, warnings = parse_settings(doc.get("settings"))
+    start = doc.get("cdc_start_position")
+    if start is not None and (not isinstance(start, str) or not start.strip()):
+        raise ConfigError(
+            "is a position in the source's own syntax, e.g. 16/B374D848 or mysql-bin.000003:4", "cdc_start_position"
+        )
+    stop = doc.get("cdc_stop_position")
+    if stop is not None and not isinstance(stop, str):
+        raise ConfigError("write it as server_time:YYYY-MM-DDTHH:MM:SS or commit_time:...", "cdc_stop_position")
+    if (start or stop) and migration_type == "full-load":
+        raise ConfigError(
+            "applies to the cdc and full-load-and-cdc migration types only",
+            "cdc_start_position" if start else "cdc_stop_position",
+        )
     return Task(
         name=name,
         source=parse_endpoint(expand_env(doc["source"], "source"), "source"),
@@ -84,6 +138,8 @@ def task_from_document(doc: Any) -> Task:
         mappings=parse_mappings(mappings_doc),
         settings=settings,
         warnings=warnings,
+        cdc_start_position=start,
+        cdc_stop_position=parse_stop_point(stop) if stop else None,
         document=doc,
     )
 

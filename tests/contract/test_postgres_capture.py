@@ -22,14 +22,14 @@ import pytest
 from servers import PostgresServer, unique_db_name
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
-from conveyor.endpoints.postgres.capture import Idle, NeedsResync, PostgresCapture, drop
+from conveyor.endpoints.postgres.capture import NeedsResync, PostgresCapture, drop
 from conveyor.endpoints.postgres.connect import connect
 from conveyor.endpoints.postgres.engine import ENGINE
-from conveyor.endpoints.postgres.pgoutput import RelationChanged, format_lsn, parse_lsn
+from conveyor.endpoints.postgres.pgoutput import format_lsn, parse_lsn
 from conveyor.endpoints.postgres.replication import ReplicationConnection
 from conveyor.endpoints.postgres.snapshot import PostgresSnapshotReader
 from conveyor.errors import TransientError, UserActionError
-from conveyor.model.changes import UNCHANGED, Op, Transaction
+from conveyor.model.changes import UNCHANGED, Idle, Op, SchemaChanged, Transaction
 from conveyor.model.schema import Table, TableId
 from conveyor.model.segments import Segment
 
@@ -247,8 +247,9 @@ def test_every_kind_of_change(pg_url: str) -> None:
     events: list[Any] = []
     (after,) = transactions(capture, truncate.commit_position, 1, events=events)
     (changed,) = events
-    assert isinstance(changed, RelationChanged) and changed.table == TableId("public", "items")
-    assert "added email (character varying(50))" in changed.describe()
+    assert isinstance(changed, SchemaChanged) and changed.table == TableId("public", "items")
+    assert "added email (character varying(50))" in changed.description
+    assert [c.name for c in changed.columns] == [*cols, "email"] and changed.columns[-1].nullable
     assert after.changes[0].columns == (*cols, "email") and after.changes[0].after == (7, "x", None, 0, "e")
 
     # the publication is idempotent; one with other tables is an error naming the fix

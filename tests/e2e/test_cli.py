@@ -61,12 +61,13 @@ def test_resume_without_earlier_run(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "no earlier run" in proc.stderr
 
 
-def test_cdc_types_are_refused_clearly(tmp_path: Path) -> None:
+def test_cdc_from_sqlite_is_refused_clearly(tmp_path: Path) -> None:
     shop(tmp_path / "a.db")
     doc = task_doc(f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}")
     doc["migration_type"] = "full-load-and-cdc"
     proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
-    assert proc.returncode == 1 and "not available yet" in proc.stderr
+    assert proc.returncode == 1 and "change data capture from sqlite is not available" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_no_table_selected(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from conveyor.runner import forking
 
@@ -64,6 +64,22 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _terminated)
 
 
+def stop_gracefully(stop: threading.Event) -> None:
+    """Change processing: the first SIGTERM or Ctrl-C asks the stream to stop after its current target
+    commit (the position is saved; exit code 0); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def request(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        say("stopping after the current commit (again to interrupt now)")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request)
+    signal.signal(signal.SIGINT, request)
+
+
 def say(line: str) -> None:
     """One unwrapped line on stderr (errors must stay greppable, whatever the terminal width)."""
     sys.stderr.write(line + "\n")
@@ -108,17 +124,20 @@ def report(result: RunResult, as_json: bool, console: Console) -> None:
     from conveyor.control.cli.progress import statistics_table
 
     if as_json:
-        doc = {
-            "Status": "failed"
-            if not result.complete
-            else ("finished-with-errors" if result.rejected_rows else "finished"),
+        done = "stopped" if result.cdc is not None else "finished"
+        doc: dict[str, Any] = {
+            "Status": "failed" if not result.complete else (f"{done}-with-errors" if result.rejected_rows else done),
             "StopReason": result.failed,
             "TableStatistics": [t.dms() for t in result.tables],
             "Warnings": result.warnings,
         }
+        if result.cdc is not None:
+            doc["CdcStatistics"] = result.cdc.dms()
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    console.print(statistics_table(result.tables))
+    console.print(statistics_table(result.tables, cdc=result.cdc is not None))
+    if result.cdc is not None and result.cdc.checkpoint:
+        console.print(f"checkpoint: {result.cdc.checkpoint}", markup=False, highlight=False)
     if result.failed:
         say(f"error: task stopped: {result.failed}")
     elif not result.complete:
@@ -133,14 +152,21 @@ def report(result: RunResult, as_json: bool, console: Console) -> None:
 
 def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
     from conveyor.control.cli.progress import ProgressListener
+    from conveyor.runner.cdc import ChangeProcessing
     from conveyor.runner.fullload import FullLoad
     from conveyor.runner.task import load_task
 
-    stop_on_sigterm()
     task = load_task(task_file)
     console = Console(stderr=as_json)
     loader_listener = ProgressListener(console) if show_progress else None
-    runner = FullLoad(task, state_dir, resume=resume, listener=loader_listener)
+    runner: FullLoad | ChangeProcessing
+    if task.migration_type == "full-load":
+        stop_on_sigterm()
+        runner = FullLoad(task, state_dir, resume=resume, listener=loader_listener)
+    else:
+        stop = threading.Event()
+        stop_gracefully(stop)
+        runner = ChangeProcessing(task, state_dir, resume=resume, listener=loader_listener, stop=stop)
     if loader_listener is not None:
         with loader_listener:
             result = runner.run()
@@ -161,7 +187,7 @@ def run(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Run a task: full load of the selected tables from source to target."""
+    """Run a task: full load, change data capture, or both, from source to target."""
     show = not no_progress and sys.stderr.isatty() if as_json else not no_progress
     code = guarded(debug, lambda: execute_task(task_file, state_dir, resume, as_json, show))
     raise typer.Exit(code)

@@ -47,6 +47,7 @@ class ProgressListener:
             transient=False,
         )
         self._ids: dict[str, TaskID] = {}
+        self._cdc: TaskID | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> ProgressListener:
@@ -89,20 +90,41 @@ class ProgressListener:
     def message(self, text: str) -> None:
         self.progress.console.print(text, markup=False, highlight=False)
 
+    def cdc_progress(self, cdc: st.CdcStats) -> None:
+        """One line for change processing: applied changes, rate, latency, what waits."""
+        text = (
+            f"changes: {cdc.applied_changes:,} applied, {cdc.throughput:,.0f}/s, latency {cdc.latency_target:.2f} s, "
+            f"{cdc.incoming_changes:,} incoming"
+        )
+        if cdc.source_lag_bytes is not None:
+            text += f", source lag {cdc.source_lag_bytes / 1e6:,.1f} MB"
+        with self._lock:
+            if self._cdc is None:
+                self._cdc = self.progress.add_task(text, total=None, state="CDC")
+            else:
+                self.progress.update(self._cdc, description=text)
 
-def statistics_table(tables: list[st.TableStats]) -> RichTable:
+
+def statistics_table(tables: list[st.TableStats], cdc: bool = False) -> RichTable:
     table = RichTable(title="Table statistics")
-    for name in ("Table", "State", "FullLoadRows", "ErrorRows", "Seconds", "Rows/s"):
+    names = ["Table", "State", "FullLoadRows", "ErrorRows", "Seconds", "Rows/s"]
+    if cdc:
+        names += ["Inserts", "Updates", "Deletes", "Ddls", "ApplyErrors"]
+    for name in names:
         table.add_column(name, justify="left" if name in ("Table", "State") else "right")
     for t in tables:
         seconds = (t.end - t.start).total_seconds() if t.start and t.end else 0.0
         rate = f"{t.full_load_rows / seconds:,.0f}" if seconds > 0 else "-"
-        table.add_row(
+        cells = [
             f"{t.schema}.{t.table}",
             t.state,
             f"{t.full_load_rows:,}",
             f"{t.full_load_error_rows:,}",
             f"{seconds:.2f}",
             rate,
-        )
+        ]
+        if cdc:
+            cells += [f"{n:,}" for n in (t.applied_inserts, t.applied_updates, t.applied_deletes, t.applied_ddls)]
+            cells.append(f"{t.apply_error_rows:,}")
+        table.add_row(*cells)
     return table

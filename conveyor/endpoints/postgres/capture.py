@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -48,9 +49,10 @@ from conveyor.endpoints.postgres.pgoutput import (
     parse_lsn,
 )
 from conveyor.endpoints.postgres.replication import SILENCE_TIMEOUT, CreatedSlot, ReplicationConnection
+from conveyor.endpoints.postgres.snapshot import PostgresSnapshotReader, join
 from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
-from conveyor.model.changes import Transaction
-from conveyor.model.schema import Table, TableId
+from conveyor.model.changes import Idle, SchemaChanged, Transaction
+from conveyor.model.schema import Column, Table, TableId
 from conveyor.model.types import ColumnType
 
 NAME_PREFIX = "conveyor_"
@@ -68,17 +70,6 @@ class NeedsResync(TerminalError):
 
     def __reduce__(self) -> tuple[type[NeedsResync], tuple[str]]:
         return type(self), (self.reason,)
-
-
-@dataclass(frozen=True, slots=True)
-class Idle:
-    """Nothing to yield for a while; the caller may check for stop requests.
-
-    Every transaction that committed before ``position`` has been delivered. Once everything
-    delivered so far is stored in the target, ``position`` is a valid checkpoint to store and then
-    ``ack``: that keeps a slot on quiet tables from holding the server's WAL forever."""
-
-    position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +103,40 @@ def position_to_json(lsn: int) -> dict[str, Any]:
 
 def position_from_json(data: dict[str, Any]) -> int:
     return parse_lsn(str(data["lsn"]))
+
+
+def parse_position(text: str) -> int:
+    """A user's start position: an LSN as PostgreSQL prints it (``16/B374D848``)."""
+    try:
+        return parse_lsn(text.strip())
+    except ValueError:
+        raise UserActionError(
+            f"CdcStartPosition {text!r} is not a PostgreSQL LSN; write it as PostgreSQL prints one, e.g. 16/B374D848 "
+            "(SELECT pg_current_wal_lsn())"
+        ) from None
+
+
+class SlotSnapshot:
+    """The ``Snapshot`` a new slot exported: the full load of a full-load-and-cdc task reads inside it,
+    so it meets the stream exactly at the slot's consistent point. It lives while the slot's replication
+    connection stays open and idle: until ``close()``, which the runner calls after the full load."""
+
+    def __init__(self, config: PostgresConfig, slot: CreatedSlot) -> None:
+        self.config = config
+        self.slot = slot
+        self.warnings: list[str] = []
+
+    def reader(self) -> PostgresSnapshotReader:
+        return join(self.config, self.slot.snapshot)
+
+    def token(self) -> str | None:
+        return self.slot.snapshot
+
+    def release(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.slot.release()
 
 
 # --------------------------------------------------------------------------- SQL
@@ -458,6 +483,52 @@ class PostgresCapture:
             dropped.append(f"publication {self.publication}")
         return dropped
 
+    # ------------------------------------------------------------------ the Capture role
+    def handoff(self, workers: int, hold: bool) -> tuple[SlotSnapshot, int]:
+        """A new slot (replacing one an unfinished earlier full load left) and its exported snapshot."""
+        slot = self.create_slot(export_snapshot=True, replace=True)
+        return SlotSnapshot(self.config, slot), slot.lsn
+
+    def begin(self) -> int:
+        """Capture from now on: the slot's position, creating the slot when there is none yet."""
+        status = self.slot_status()
+        if status is not None and status.confirmed_flush is not None:
+            return status.confirmed_flush
+        slot = self.create_slot(export_snapshot=False)
+        return slot.lsn
+
+    def parse_position(self, text: str) -> int:
+        return parse_position(text)
+
+    def position_json(self, position: int) -> dict[str, Any]:
+        return position_to_json(position)
+
+    def position_from_json(self, data: dict[str, Any]) -> int:
+        return position_from_json(data)
+
+    def clock(self) -> tuple[datetime, int]:
+        row = run(self.conn, "SELECT pg_catalog.clock_timestamp(), pg_catalog.pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        return row[0], parse_lsn(row[1])
+
+    def lag_bytes(self, position: int) -> int | None:
+        row = run(self.conn, "SELECT pg_catalog.pg_current_wal_lsn()::text").fetchone()
+        return max(0, parse_lsn(row[0]) - position) if row else None
+
+    def _schema_changed(self, event: RelationChanged) -> SchemaChanged:
+        """A relation message's columns as ``Column``s; nullability (which the message does not carry)
+        from the catalog where the column still exists, else nullable."""
+        assert self._introspector is not None
+        try:
+            current = {c.name: c for c in self._introspector.table(event.table).columns}
+        except UserActionError:
+            current = {}
+        columns = tuple(
+            Column(c.name, c.type, current[c.name].nullable if c.name in current else True)
+            for c in event.relation.columns
+        )
+        return SchemaChanged(event.table, event.old_table, columns, event.position, event.describe())
+
     # ------------------------------------------------------------------ streaming
     def verify_slot(self, start_lsn: int | None) -> SlotStatus:
         """The slot can deliver every change after ``start_lsn``, or ``NeedsResync`` says what is lost."""
@@ -527,9 +598,9 @@ class PostgresCapture:
         expected = {t.id: tuple((c.name, c.type.native) for c in t.columns) for t in self.tables}
         return PgOutputDecoder(self._resolve_type, money_scale=self._money_scale(), expected=expected)
 
-    def stream(self, start_lsn: int | None = None) -> Iterator[Transaction | RelationChanged | Idle]:
+    def stream(self, start_lsn: int | None = None) -> Iterator[Transaction | SchemaChanged | Idle]:
         """Whole transactions committed after ``start_lsn`` (default: the slot's confirmed position),
-        in commit order; ``RelationChanged`` before the transaction holding a schema change; ``Idle``
+        in commit order; ``SchemaChanged`` before the transaction holding a schema change; ``Idle``
         after ``idle_seconds`` with nothing to yield (also while a big transaction is still arriving).
         Transactions without changes to the selected tables are not yielded (``Idle`` moves past them).
 
@@ -563,10 +634,12 @@ class PostgresCapture:
                     raise self._stream_error(exc) from None
                 if message is None:
                     continue
-                event: Transaction | RelationChanged | LogicalMessage | None
+                event: Transaction | RelationChanged | SchemaChanged | LogicalMessage | None
                 event = decoder.feed(message.payload, message.wal_start)
                 if isinstance(event, LogicalMessage):
                     event = None  # not requested
+                elif isinstance(event, RelationChanged):
+                    event = self._schema_changed(event)
                 elif isinstance(event, Transaction):
                     delivered = event.commit_position
                     if not event.changes:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from conveyor.endpoints.base import Capabilities
 from conveyor.endpoints.config import PostgresConfig
 from conveyor.endpoints.postgres.applier import PostgresApplier
+from conveyor.endpoints.postgres.capture import PostgresCapture
 from conveyor.endpoints.postgres.connect import connect
 from conveyor.endpoints.postgres.errors import classify
 from conveyor.endpoints.postgres.introspect import PostgresIntrospector
 from conveyor.endpoints.postgres.snapshot import PostgresSnapshot, join
 from conveyor.endpoints.registry import EngineSpec
+from conveyor.model.schema import Table
 
 DEFAULT_SCHEMA = "public"
 
@@ -20,6 +24,10 @@ def _introspector(config: PostgresConfig) -> PostgresIntrospector:
 
 def _snapshot(config: PostgresConfig, workers: int, hold: bool = False) -> PostgresSnapshot:
     return PostgresSnapshot(config, workers, hold)
+
+
+def _capture(config: PostgresConfig, task: str, tables: Sequence[Table]) -> PostgresCapture:
+    return PostgresCapture(config, task, tables)
 
 
 def _applier(config: PostgresConfig, control_schema: str) -> PostgresApplier:
@@ -34,7 +42,7 @@ ENGINE = EngineSpec(
         schemas=True,
         exported_snapshots=True,
         ctid_segments=True,
-        cdc=False,
+        cdc=True,
         late_primary_key=True,
         raw_copy=True,
     ),
@@ -44,4 +52,5 @@ ENGINE = EngineSpec(
     open_applier=_applier,
     default_schema=lambda config: DEFAULT_SCHEMA,
     classify=classify,
+    open_capture=_capture,
 )

@@ -14,6 +14,7 @@ is found, recorded by the apply-error policy, and every other change still lands
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ class ApplyResult:
     deletes: int = 0
     truncates: int = 0
     failed: list[RejectedRow] = field(default_factory=list)
+    #: applied changes per (source table, kind)
+    by_table: Counter[tuple[TableId, Op]] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class ChangeApplier:
             if group[0].expect is not None and cur.rowcount != expected:
                 raise _NeedsCareful
             for s in group:
-                _count(result, s.change.op)
+                _count(result, s.change)
             i = j
         return result
 
@@ -158,7 +161,7 @@ class ChangeApplier:
                     result.failed.append(self._failure(s.change, f"{s.change.op} matched {cur.rowcount} target rows"))
                     continue
                 a.release("conveyor_change")
-                _count(result, s.change.op)
+                _count(result, s.change)
             except Exception as exc:
                 a.rollback_to("conveyor_change")
                 if not a.is_data_error(exc):
@@ -244,7 +247,9 @@ class _NeedsCareful(Exception):
     """An UPDATE or DELETE touched a different number of rows than expected."""
 
 
-def _count(result: ApplyResult, op: Op) -> None:
+def _count(result: ApplyResult, change: Change) -> None:
+    op = change.op
+    result.by_table[change.table, op] += 1
     if op is Op.INSERT:
         result.inserts += 1
     elif op is Op.UPDATE:

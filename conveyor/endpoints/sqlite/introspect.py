@@ -20,6 +20,9 @@ class SQLiteIntrospector:
     def schemas(self) -> list[str]:
         return [SCHEMA]
 
+    def close(self) -> None:
+        self.conn.close()
+
     def table_ids(self, schema: str) -> list[TableId]:
         rows = self.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "

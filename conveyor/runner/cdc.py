@@ -1,0 +1,423 @@
+"""Change processing: the ``cdc`` and ``full-load-and-cdc`` migration types.
+
+Sequence (the runner owns it; engines fill roles):
+1. plan the selected tables as full load does; open the source's ``Capture`` and run its pre-flight
+   checks before anything is created;
+2. where the target already holds a position for this task (``conveyor_cdc_state``), continue from
+   it: that is what makes a restart exact, whatever stopped the previous run;
+3. otherwise, full-load-and-cdc: load every table inside the snapshot the capture hands over, then
+   store the handoff position; cdc: start from ``cdc_start_position`` or from now;
+4. stream: whole source transactions are grouped into one target transaction that also stores the
+   position of the last one (``ChangeApplier``); only after that commit is the source told it may
+   discard its log (``Capture.ack``).
+
+A stop request (SIGTERM, Ctrl-C, ``cdc_stop_position``) ends the stream after the current target
+commit; the stored position is where the next run continues. Connection trouble on either side is
+retried from the stored position, with back-off; a gap in the source's log is fatal (NEEDS_RESYNC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.convert.plan import TablePlan
+from conveyor.endpoints.base import Capture, PrepMode, Snapshot
+from conveyor.endpoints.registry import engine_for
+from conveyor.endpoints.sql.applier import SqlApplier
+from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget
+from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
+from conveyor.model.changes import Idle, Op, SchemaChanged, Transaction
+from conveyor.model.schema import TableId
+from conveyor.runner import stats as st
+from conveyor.runner.executor import classify
+from conveyor.runner.fullload import FullLoad, RunResult
+from conveyor.runner.planning import control_schema, plan_tables
+from conveyor.runner.state import StateStore
+from conveyor.runner.task import StopPoint, Task
+
+#: a target transaction holds at most this many changes (whole source transactions: one bigger
+#: source transaction is applied whole) ...
+BATCH_CHANGES = 5_000
+#: ... and waits at most this long for more transactions to join it (seconds)
+BATCH_SECONDS = 0.05
+#: seconds of quiet on the source after which the stream says so (and stop requests are seen)
+IDLE_SECONDS = 0.05
+#: a quiet stream stores its advancing position at most this often (seconds): keeps the source's log short
+IDLE_CHECKPOINT_SECONDS = 5.0
+#: seconds between statistics updates (and source lag queries)
+STATS_SECONDS = 1.0
+#: back-off between attempts after a transient failure (seconds)
+RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class _Batch:
+    transactions: list[Transaction]
+    changes: int
+    opened: float
+    position: Any
+
+
+class ChangeProcessing:
+    """Runs one cdc or full-load-and-cdc task until it is asked to stop or fails."""
+
+    def __init__(
+        self,
+        task: Task,
+        state_dir: str,
+        resume: bool = False,
+        listener: st.Listener | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.task = task
+        self.state_dir = state_dir
+        self.resume = resume
+        self.listener = listener or st.NullListener()
+        self.stop = stop or threading.Event()
+        self.source = engine_for(task.source)
+        self.target = engine_for(task.target)
+        if not self.source.capabilities.cdc or self.source.open_capture is None:
+            raise UserActionError(
+                f"change data capture from {self.source.name} is not available; sources for cdc and "
+                "full-load-and-cdc are PostgreSQL and MySQL/MariaDB (use migration_type full-load)"
+            )
+        self.warnings: list[str] = list(task.warnings)
+        self.stats = st.TaskStats()
+        self.cdc = st.CdcStats()
+        self.plans: list[TablePlan] = []
+        self.suspended: dict[TableId, str] = {}
+        self._capture: Capture | None = None
+        self._handoff: Any = None
+        self._stop_reason: str | None = None
+
+    # ------------------------------------------------------------------ entry point
+    def run(self) -> RunResult:
+        applier = self._open_applier()
+        try:
+            stored = ChangeApplier(applier, {}).read_position(self.task.name)
+            if stored is None and self.task.migration_type == "full-load-and-cdc":
+                result = self._full_load()
+                if not result.complete:
+                    return result
+                lease = applier.start_task(self.task.name, fresh=False)
+                stored = self.capture.position_json(self._handoff)
+                self._changes(applier).apply(self.task.name, lease, [], stored)
+            else:
+                self.plans = plan_tables(self.task, self.source, self.target, applier, self._warn)
+                self._open_capture()
+                self._plan_stats()
+                if stored is None:
+                    stored = self._first_position(applier)
+            self._stream_with_retries(applier, stored)
+        finally:
+            with contextlib.suppress(Exception):
+                applier.close()
+            if self._capture is not None:
+                self._capture.close()
+        failed = self._stop_reason
+        return RunResult(list(self.stats.tables.values()), self.warnings, failed, cdc=self.cdc)
+
+    @property
+    def capture(self) -> Capture:
+        assert self._capture is not None
+        return self._capture
+
+    def _open_applier(self) -> SqlApplier:
+        applier = self.target.open_applier(self.task.target, control_schema(self.task, self.target))
+        if not isinstance(applier, SqlApplier):  # every target is one today; a file target would not be
+            raise UserActionError(f"change data capture into {self.target.name} is not available")
+        return applier
+
+    def _open_capture(self) -> None:
+        assert self.source.open_capture is not None
+        self._capture = self.source.open_capture(self.task.source, self.task.name, [p.source for p in self.plans])
+        for w in self.capture.check():
+            self._warn(w)
+
+    # ------------------------------------------------------------------ starting points
+    def _full_load(self) -> RunResult:
+        """The full load, inside the snapshot where the stream begins; always whole (a snapshot does
+        not outlive its run, so an interrupted full load starts over)."""
+        if self._ran_before():
+            self._warn(
+                "the full load of this full-load-and-cdc task did not finish before; it starts over, because the "
+                "snapshot it read ended with that run"
+            )
+
+        def open_snapshot(plans: list[TablePlan], workers: int, hold: bool) -> Snapshot:
+            self.plans = plans
+            self._open_capture()
+            snapshot, self._handoff = self.capture.handoff(workers, hold)
+            self.listener.message(f"change capture starts at {self._checkpoint(self._handoff)}")
+            return snapshot
+
+        loader = FullLoad(
+            self.task, self.state_dir, resume=False, listener=self.listener, open_snapshot=open_snapshot, stop=self.stop
+        )
+        result = loader.run()
+        self.warnings = list(dict.fromkeys([*self.warnings, *loader.warnings]))
+        self.stats = loader.stats
+        return result
+
+    def _first_position(self, applier: SqlApplier) -> dict[str, Any]:
+        """cdc without a stored position: the user's start position, else now. Target tables are
+        created where missing (DMS leaves them to the user; an empty table is the useful default)."""
+        for plan in self.plans:
+            applier.prepare(plan.target, plan.native_types, PrepMode.DO_NOTHING)
+        begun = self.capture.begin()
+        text = self.task.cdc_start_position
+        position = self.capture.parse_position(text) if text else begun
+        self.listener.message(f"change capture starts at {self._checkpoint(position)}")
+        return self.capture.position_json(position)
+
+    # ------------------------------------------------------------------ streaming
+    def _stream_with_retries(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                self._stream(applier, stored)
+                return
+            except ConveyorError as exc:
+                if not isinstance(exc, TransientError):
+                    raise
+                error: ConveyorError = exc
+            except Exception as exc:
+                error = classify(exc, (self.source, self.target))
+                if not isinstance(error, TransientError):
+                    raise error from exc
+            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+            attempt += 1
+            self._warn(f"{error}; retrying in {delay:.0f} s from the stored position")
+            if self.stop.wait(delay):
+                return
+            with contextlib.suppress(Exception):
+                applier.close()
+            applier = self._open_applier()
+            stored = ChangeApplier(applier, {}).read_position(self.task.name) or stored
+
+    def _stream(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
+        lease = applier.start_task(self.task.name, fresh=False)
+        changes = self._changes(applier)
+        capture = self.capture
+        saved = capture.position_from_json(stored)
+        self.cdc.checkpoint = self._checkpoint(saved)
+        self.cdc.started = self.cdc.started or st.now()
+        batch: _Batch | None = None
+        last_saved_at = time.monotonic()
+        last_stats = 0.0
+        recent: deque[tuple[float, int]] = deque(maxlen=20)
+        stop_at = self.task.cdc_stop_position
+
+        def flush() -> None:
+            nonlocal batch, saved, last_saved_at
+            if batch is None:
+                return
+            result = changes.apply(self.task.name, lease, batch.transactions, capture.position_json(batch.position))
+            capture.ack(batch.position)
+            saved, last_saved_at = batch.position, time.monotonic()
+            self._applied(batch, result)
+            recent.append((time.monotonic(), self.cdc.applied_changes))
+            batch = None
+
+        for event in capture.stream(saved):
+            if isinstance(event, Transaction):
+                if stop_at is not None and stop_at.kind == "commit_time" and _after(event.commit_ts, stop_at.at):
+                    flush()
+                    self._stopped(f"reached the stop position {stop_at}")
+                    break
+                txn = self._route(event)
+                if txn is None:
+                    continue
+                if batch is None:
+                    batch = _Batch([], 0, time.monotonic(), None)
+                batch.transactions.append(txn)
+                batch.changes += len(txn.changes)
+                batch.position = txn.commit_position
+                self.cdc.incoming_changes += len(txn.changes)
+                self._latency_source(txn)
+                if batch.changes >= BATCH_CHANGES or time.monotonic() - batch.opened >= BATCH_SECONDS:
+                    flush()
+            elif isinstance(event, Idle):
+                flush()
+                now = time.monotonic()
+                if event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
+                    changes.apply(self.task.name, lease, [], capture.position_json(event.position))
+                    capture.ack(event.position)
+                    saved, last_saved_at = event.position, now
+                    self.cdc.checkpoint = self._checkpoint(saved)
+                if stop_at is not None and self._stop_point_reached(stop_at, event.position):
+                    self._stopped(f"reached the stop position {stop_at}")
+                    break
+            else:
+                flush()
+                self._schema_changed(event)
+            now = time.monotonic()
+            if now - last_stats >= STATS_SECONDS:
+                last_stats = now
+                self._progress(saved, recent)
+            if self.stop.is_set():
+                flush()
+                self._stopped("asked to stop")
+                break
+        self._progress(saved, recent)
+
+    def _route(self, txn: Transaction) -> Transaction | None:
+        """The transaction's changes to tables that are still replicated; statistics per table."""
+        kept = []
+        for change in txn.changes:
+            if change.table in self.suspended:
+                continue
+            stats = self._table_stats(change.table)
+            if stats is None:
+                continue
+            if change.op is Op.INSERT:
+                stats.inserts += 1
+            elif change.op is Op.UPDATE:
+                stats.updates += 1
+            elif change.op is Op.DELETE:
+                stats.deletes += 1
+            else:
+                stats.ddls += 1
+            kept.append(change)
+        if not kept:
+            return None
+        return Transaction(txn.txid, txn.commit_position, txn.commit_ts, kept)
+
+    def _applied(self, batch: _Batch, result: ApplyResult) -> None:
+        for (table, op), count in result.by_table.items():
+            stats = self._table_stats(table)
+            if stats is None:
+                continue
+            if op is Op.INSERT:
+                stats.applied_inserts += count
+            elif op is Op.UPDATE:
+                stats.applied_updates += count
+            elif op is Op.DELETE:
+                stats.applied_deletes += count
+            else:
+                stats.applied_ddls += count
+            stats.last_update = st.now()
+        for reject in result.failed:
+            stats = self._table_stats(reject.table)
+            if stats is not None:
+                stats.apply_error_rows += 1
+            self.listener.message(
+                f"apply error: {reject.table} key {reject.key}: "
+                f"{(reject.column + ': ') if reject.column else ''}{reject.reason}"
+            )
+        self.cdc.incoming_changes -= batch.changes
+        self.cdc.applied_changes += batch.changes - len(result.failed)
+        self.cdc.applied_transactions += len(batch.transactions)
+        self.cdc.checkpoint = self._checkpoint(batch.position)
+        last = batch.transactions[-1].commit_ts
+        if last is not None:
+            self.cdc.latency_target = max(0.0, (st.now() - _utc(last)).total_seconds())
+
+    def _latency_source(self, txn: Transaction) -> None:
+        if txn.commit_ts is not None:
+            self.cdc.latency_source = max(0.0, (st.now() - _utc(txn.commit_ts)).total_seconds())
+
+    def _progress(self, saved: Any, recent: deque[tuple[float, int]]) -> None:
+        if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+            self.cdc.throughput = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+        with contextlib.suppress(Exception):
+            self.cdc.source_lag_bytes = self.capture.lag_bytes(saved)
+        self.listener.cdc_progress(self.cdc)
+
+    def _stop_point_reached(self, stop_at: StopPoint, delivered: Any) -> bool:
+        """At a quiet moment: has every transaction before the stop point been applied?"""
+        if stop_at.kind == "server_time":
+            return st.now() >= stop_at.at
+        clock, end = self.capture.clock()
+        # a commit stamped just before ``clock`` may still be writing its commit record: a margin
+        return _utc(clock).timestamp() > stop_at.at.timestamp() + 1.0 and _not_before(delivered, end)
+
+    def _stopped(self, why: str) -> None:
+        self.listener.message(f"stopped ({why}) at {self.cdc.checkpoint}; run the task again to continue")
+
+    # ------------------------------------------------------------------ schema changes
+    def _schema_changed(self, event: SchemaChanged) -> None:
+        """Until target DDL is applied for schema changes, a changed table is suspended: its changes are
+        no longer applied, the others go on, and the reason is in the statistics."""
+        stats = self._table_stats(event.table) or self._table_stats(event.old_table)
+        if stats is not None:
+            stats.ddls += 1
+        self._suspend(event.old_table, f"{event.description}: this kind of schema change is not applied yet")
+        if event.table != event.old_table:
+            self._suspend(event.table, f"{event.description}: renamed tables are not followed")
+
+    def _suspend(self, table: TableId, reason: str) -> None:
+        if table in self.suspended:
+            return
+        self.suspended[table] = reason
+        stats = self._table_stats(table)
+        if stats is None:
+            return
+        stats.state = st.ERROR
+        stats.error = f"suspended: {reason}"
+        self.listener.table_changed(stats)
+        self._warn(f"{table}: suspended: {reason}")
+
+    # ------------------------------------------------------------------ helpers
+    def _changes(self, applier: SqlApplier) -> ChangeApplier:
+        """The apply path's view of each planned table: keyed by source table, written to the target
+        table, with encoders for canonical values (even between the same engines: the stream decodes)."""
+        targets = {
+            plan.source.id: ChangeTarget(
+                plan.target,
+                [applier.encoder(c.type, n) for c, n in zip(plan.source.columns, plan.native_types, strict=True)],
+            )
+            for plan in self.plans
+        }
+        return ChangeApplier(applier, targets)
+
+    def _plan_stats(self) -> None:
+        for plan in self.plans:
+            stats = st.TableStats(plan.target.id.schema, plan.target.id.name, state=st.COMPLETED)
+            self.stats.tables[plan.key] = stats
+            self.listener.table_planned(stats)
+
+    def _table_stats(self, source: TableId) -> st.TableStats | None:
+        for plan in self.plans:
+            if plan.source.id == source:
+                return self.stats.tables.get(plan.key)
+        return None
+
+    def _checkpoint(self, position: Any) -> str:
+        return _checkpoint_text(self.capture.position_json(position))
+
+    def _ran_before(self) -> bool:
+        store = StateStore(self.state_dir)
+        try:
+            return store.load(self.task.name) is not None
+        finally:
+            store.close()
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        self.listener.message(f"warning: {text}")
+
+
+def _checkpoint_text(position: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(position.items()))
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _after(commit_ts: datetime | None, at: datetime) -> bool:
+    return commit_ts is not None and _utc(commit_ts) > at
+
+
+def _not_before(delivered: Any, end: Any) -> bool:
+    try:
+        return bool(delivered >= end)
+    except TypeError:
+        raise TerminalError(f"cannot compare stream positions {delivered!r} and {end!r}") from None

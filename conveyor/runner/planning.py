@@ -1,0 +1,59 @@
+"""Which source tables a task moves and where they land: selection, target names, conversion plans.
+
+Full load and change processing plan tables the same way, so a table streamed by CDC is exactly the
+table the full load created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conveyor.convert.plan import TablePlan, plan_table
+from conveyor.endpoints.base import Applier
+from conveyor.endpoints.registry import EngineSpec
+from conveyor.errors import UserActionError
+from conveyor.model.schema import TableId
+from conveyor.runner.task import Task
+
+
+def control_schema(task: Task, target: EngineSpec) -> str:
+    """Where the control tables live (DMS ControlSchema; default: the target schema)."""
+    return task.settings.ControlTablesSettings.ControlSchema or target_schema(task, None, None, target)
+
+
+def target_schema(task: Task, source_schema: str | None, source: EngineSpec | None, target: EngineSpec) -> str:
+    """DMS TargetSchema; otherwise the source schema between engines that both have schemas, else the
+    target's default schema (database)."""
+    explicit = task.settings.TargetMetadata.TargetSchema
+    if explicit:
+        return explicit
+    if target.capabilities.schemas and source_schema and source is not None and source.capabilities.schemas:
+        return source_schema
+    return target.default_schema(task.target)
+
+
+def plan_tables(
+    task: Task, source: EngineSpec, target: EngineSpec, applier: Applier, warn: Callable[[str], None]
+) -> list[TablePlan]:
+    """Introspect the source, apply the selection rules and plan each selected table onto the target."""
+    introspector = source.open_introspector(task.source)
+    try:
+        ids: list[TableId] = []
+        for schema in introspector.schemas():
+            ids.extend(introspector.table_ids(schema))
+        selected = task.mappings.select(ids)
+        if not selected:
+            raise UserActionError(
+                "no source table matches the table mappings; check the selection rules' schema-name and table-name"
+            )
+        id_map = {tid: TableId(target_schema(task, tid.schema, source, target), tid.name) for tid, _ in selected}
+        same = source.name == target.name
+        plans = []
+        for tid, order in selected:
+            plan, warnings = plan_table(introspector.table(tid), id_map[tid], applier, same, id_map, order)
+            for w in warnings:
+                warn(w)
+            plans.append(plan)
+        return plans
+    finally:
+        introspector.close()
