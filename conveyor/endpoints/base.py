@@ -20,6 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from conveyor.convert.schema_change import ColumnChange
 from conveyor.model.changes import Idle, SchemaChanged, Transaction
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Table, TableId
@@ -260,6 +261,13 @@ class Applier(Protocol):
     def record_rejects(self, task_name: str, rejects: list[RejectedRow]) -> None: ...
 
     def close(self) -> None: ...
+
+    def alter_table(self, table: Table, changes: Sequence[ColumnChange], native_types: Sequence[str]) -> Table:
+        """Follow a source's column changes during CDC (``convert.schema_change.diff_table``) on the target
+        table ``table``, whose columns have ``native_types``; new and widened columns get ``map_type``'s
+        types. Committed before it returns, and safe to run again with the same changes (a crash may
+        come between DDL statements that commit themselves). Returns the target table as it is now."""
+        ...
 
 
 def describe_row(columns: tuple[str, ...], row: Row) -> dict[str, Any]:

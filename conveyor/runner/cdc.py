@@ -22,11 +22,12 @@ import contextlib
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.convert.plan import TablePlan
+from conveyor.convert.schema_change import apply_change, diff_table
 from conveyor.endpoints.base import Capture, PrepMode, Snapshot
 from conveyor.endpoints.registry import engine_for
 from conveyor.endpoints.sql.applier import SqlApplier
@@ -208,6 +209,7 @@ class ChangeProcessing:
         saved = capture.position_from_json(stored)
         self.cdc.checkpoint = self._checkpoint(saved)
         self.cdc.started = self.cdc.started or st.now()
+        self.listener.message(f"streaming changes from {self.cdc.checkpoint}")
         batch: _Batch | None = None
         last_saved_at = time.monotonic()
         last_stats = 0.0
@@ -256,7 +258,7 @@ class ChangeProcessing:
                     break
             else:
                 flush()
-                self._schema_changed(event)
+                self._schema_changed(event, changes)
             now = time.monotonic()
             if now - last_stats >= STATS_SECONDS:
                 last_stats = now
@@ -272,6 +274,11 @@ class ChangeProcessing:
         kept = []
         for change in txn.changes:
             if change.table in self.suspended:
+                continue
+            if (
+                change.op is Op.TRUNCATE
+                and not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated
+            ):
                 continue
             stats = self._table_stats(change.table)
             if stats is None:
@@ -342,15 +349,36 @@ class ChangeProcessing:
         self.listener.message(f"stopped ({why}) at {self.cdc.checkpoint}; run the task again to continue")
 
     # ------------------------------------------------------------------ schema changes
-    def _schema_changed(self, event: SchemaChanged) -> None:
-        """Until target DDL is applied for schema changes, a changed table is suspended: its changes are
-        no longer applied, the others go on, and the reason is in the statistics."""
-        stats = self._table_stats(event.table) or self._table_stats(event.old_table)
-        if stats is not None:
-            stats.ddls += 1
-        self._suspend(event.old_table, f"{event.description}: this kind of schema change is not applied yet")
+    def _schema_changed(self, event: SchemaChanged, changes: ChangeApplier) -> None:
+        """ADD / DROP / RENAME COLUMN and type widening are made on the target table too, before the
+        first change written under the new definition; anything else suspends that one table (its
+        changes are no longer applied, the other tables go on) with the reason in its statistics."""
+        plan = self._plan_for(event.old_table)
+        if plan is None or event.old_table in self.suspended:
+            return
+        stats = self.stats.tables[plan.key]
+        stats.ddls += 1
         if event.table != event.old_table:
-            self._suspend(event.table, f"{event.description}: renamed tables are not followed")
+            self._suspend(event.old_table, f"{event.description}: renamed tables are not followed")
+            return
+        if not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered:
+            self._suspend(event.table, f"{event.description} (HandleSourceTableAltered is false)")
+            return
+        column_changes, reasons = diff_table(plan.source, event.columns)
+        if reasons:
+            self._suspend(event.table, f"{event.description}: {'; '.join(reasons)}")
+            return
+        applier = changes.applier
+        target = applier.alter_table(plan.target, column_changes, plan.native_types)
+        source = plan.source
+        for change in column_changes:
+            source = apply_change(source, change)
+        natives = [applier.map_type(c.type) for c in source.columns]
+        updated = replace(plan, source=source, target=target, native_types=natives)
+        self.plans[self.plans.index(plan)] = updated
+        changes.targets[source.id] = self._change_target(applier, updated)
+        stats.applied_ddls += 1
+        self.listener.message(f"{target.id}: followed the source: {event.description}")
 
     def _suspend(self, table: TableId, reason: str) -> None:
         if table in self.suspended:
@@ -368,14 +396,12 @@ class ChangeProcessing:
     def _changes(self, applier: SqlApplier) -> ChangeApplier:
         """The apply path's view of each planned table: keyed by source table, written to the target
         table, with encoders for canonical values (even between the same engines: the stream decodes)."""
-        targets = {
-            plan.source.id: ChangeTarget(
-                plan.target,
-                [applier.encoder(c.type, n) for c, n in zip(plan.source.columns, plan.native_types, strict=True)],
-            )
-            for plan in self.plans
-        }
-        return ChangeApplier(applier, targets)
+        return ChangeApplier(applier, {plan.source.id: self._change_target(applier, plan) for plan in self.plans})
+
+    @staticmethod
+    def _change_target(applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
+        encoders = [applier.encoder(c.type, n) for c, n in zip(plan.source.columns, plan.native_types, strict=True)]
+        return ChangeTarget(plan.target, encoders)
 
     def _plan_stats(self) -> None:
         for plan in self.plans:
@@ -383,11 +409,15 @@ class ChangeProcessing:
             self.stats.tables[plan.key] = stats
             self.listener.table_planned(stats)
 
-    def _table_stats(self, source: TableId) -> st.TableStats | None:
+    def _plan_for(self, source: TableId) -> TablePlan | None:
         for plan in self.plans:
             if plan.source.id == source:
-                return self.stats.tables.get(plan.key)
+                return plan
         return None
+
+    def _table_stats(self, source: TableId) -> st.TableStats | None:
+        plan = self._plan_for(source)
+        return self.stats.tables.get(plan.key) if plan is not None else None
 
     def _checkpoint(self, position: Any) -> str:
         return _checkpoint_text(self.capture.position_json(position))
@@ -421,3 +451,30 @@ def _not_before(delivered: Any, end: Any) -> bool:
         return bool(delivered >= end)
     except TypeError:
         raise TerminalError(f"cannot compare stream positions {delivered!r} and {end!r}") from None
+
+
+def cleanup(task: Task, state_dir: str) -> list[str]:
+    """``conveyor cleanup``: drop what change capture created on the source (PostgreSQL: the slot, which
+    keeps WAL while the task is stopped, and the publication) and the task's stored position on the
+    target, so its next run starts over. Returns what was removed."""
+    source, target = engine_for(task.source), engine_for(task.target)
+    removed: list[str] = []
+    if source.open_capture is not None:
+        capture = source.open_capture(task.source, task.name, [])
+        try:
+            removed += [f"{what} on the source" for what in capture.drop()]
+        finally:
+            capture.close()
+    applier = target.open_applier(task.target, control_schema(task, target))
+    try:
+        if isinstance(applier, SqlApplier) and ChangeApplier(applier, {}).forget(task.name):
+            removed.append("the stored CDC position on the target")
+    finally:
+        applier.close()
+    store = StateStore(state_dir)
+    try:
+        if store.forget(task.name):
+            removed.append(f"the task's state in {state_dir}")
+    finally:
+        store.close()
+    return removed

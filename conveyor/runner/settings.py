@@ -153,12 +153,25 @@ class ControlTablesSettingsSection(BaseModel):
     )
 
 
+class ChangeProcessingDdlHandlingPolicySection(BaseModel):
+    model_config = _STRICT
+    HandleSourceTableAltered: bool = Field(
+        True,
+        description="Follow ADD / DROP / RENAME COLUMN and type widening on the target; other DDL, or any DDL "
+        "when false, suspends that table.",
+    )
+    HandleSourceTableTruncated: bool = Field(True, description="Truncate the target table when the source's is.")
+
+
 class TaskSettings(BaseModel):
     model_config = _STRICT
     FullLoadSettings: FullLoadSettingsSection = FullLoadSettingsSection()
     TargetMetadata: TargetMetadataSection = TargetMetadataSection()
     ErrorBehavior: ErrorBehaviorSection = ErrorBehaviorSection()
     ControlTablesSettings: ControlTablesSettingsSection = ControlTablesSettingsSection()
+    ChangeProcessingDdlHandlingPolicy: ChangeProcessingDdlHandlingPolicySection = (
+        ChangeProcessingDdlHandlingPolicySection()
+    )
 
 
 def honoured_keys() -> dict[str, set[str]]:

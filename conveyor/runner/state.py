@@ -53,5 +53,8 @@ class StateStore:
             (task_name, status, lease, json.dumps(plan), json.dumps(stats) if stats is not None else None),
         )
 
+    def forget(self, task_name: str) -> bool:
+        return self.conn.execute("DELETE FROM tasks WHERE task_name = ?", (task_name,)).rowcount > 0
+
     def close(self) -> None:
         self.conn.close()

@@ -3,147 +3,20 @@ and the target follows the source under concurrent writes (TOAST values, key upd
 
 from __future__ import annotations
 
-import random
-import string
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from oracle import canonical_rows, compare, fetch
+from cdc_support import SOURCE_SQL, Running, diff_tables, wait_equal, wait_until, write_workload
+from oracle import fetch
 from servers import PostgresServer, unique_db_name
-from tasks import task_doc
+from tasks import cli, task_doc, write_task
 
 from conveyor.endpoints.config import parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
-from conveyor.runner.cdc import ChangeProcessing
-from conveyor.runner.fullload import RunResult
-from conveyor.runner.task import task_from_document
-
-SOURCE_SQL = """
-CREATE TABLE items (id bigint PRIMARY KEY, name varchar(100) NOT NULL, qty int, price numeric(10,2), big text);
-CREATE TABLE bag (a int, b varchar(20));
-ALTER TABLE bag REPLICA IDENTITY FULL;
-INSERT INTO items SELECT g, 'item ' || g, g % 17, g / 4.0, CASE WHEN g % 50 = 0 THEN repeat(md5(g::text), 400) END
-  FROM generate_series(1, 3000) g;
-INSERT INTO bag SELECT g % 10, 'v' || (g % 3) FROM generate_series(1, 200) g;
-"""
-
-
-def big_value(rng: random.Random) -> str:
-    """~10 KB that does not compress, so PostgreSQL stores it out of line (TOAST)."""
-    return "".join(rng.choices(string.ascii_letters, k=10_000))
-
-
-def write_workload(url: str, transactions: int, seed: int, pause: float = 0.0) -> None:
-    """Multi-row transactions: inserts, updates (some of the key, some of TOAST values, most leaving
-    them alone), deletes, duplicate rows in a keyless table, and a few rollbacks."""
-    rng = random.Random(seed)
-    next_id = 1_000_000 + seed * 100_000
-    with psycopg.connect(url, autocommit=False) as conn:
-        for n in range(transactions):
-            for _ in range(rng.randint(1, 6)):
-                action = rng.random()
-                target = rng.randint(1, 3000)
-                if action < 0.3:
-                    next_id += 1
-                    conn.execute(
-                        "INSERT INTO items VALUES (%s, %s, %s, %s, %s)",
-                        (next_id, f"new {next_id}", rng.randint(0, 9), rng.randint(0, 10**6) / 100, None),
-                    )
-                elif action < 0.6:
-                    conn.execute("UPDATE items SET qty = qty + 1, name = name || '+' WHERE id = %s", (target,))
-                elif action < 0.65:
-                    conn.execute("UPDATE items SET big = %s WHERE id = %s", (big_value(rng), target))
-                elif action < 0.7:
-                    next_id += 1
-                    conn.execute("UPDATE items SET id = %s WHERE id = %s", (next_id, target))
-                elif action < 0.8:
-                    conn.execute("DELETE FROM items WHERE id = %s", (target,))
-                elif action < 0.9:
-                    conn.execute("INSERT INTO bag VALUES (%s, %s)", (rng.randint(0, 9), f"v{rng.randint(0, 2)}"))
-                else:
-                    conn.execute(
-                        "DELETE FROM bag WHERE ctid = (SELECT ctid FROM bag WHERE a = %s LIMIT 1)", (rng.randint(0, 9),)
-                    )
-            if n % 25 == 7:
-                conn.rollback()
-            else:
-                conn.commit()
-            time.sleep(pause)
-
-
-def diff(source_url: str, target_url: str) -> str:
-    """'' when every table is equal row by row, else what differs."""
-    out = []
-    for table, key in (("items", (0,)), ("bag", ())):
-        src = canonical_rows(fetch(source_url, table, schema="public"))
-        dst = canonical_rows(fetch(target_url, table, schema="public" if target_url.startswith("postgres") else None))
-        d = compare(src, dst, key)
-        if not d.equal:
-            out.append(f"{table}: {d}")
-    return "\n".join(out)
-
-
-def wait_equal(task: Running, source_url: str, target_url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task.check()
-        try:
-            found = diff(source_url, target_url)
-        except Exception as exc:  # the full load has not created the table yet
-            if not any(m in str(exc) for m in ("does not exist", "doesn't exist", "no such table")):
-                raise
-            found = str(exc)
-        if not found:
-            return
-        time.sleep(0.5)
-    raise AssertionError(found)
-
-
-def wait_until(task: Running, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        task.check()
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-class Running:
-    """A change-processing task on a thread of this process, stopped like SIGTERM stops it."""
-
-    def __init__(self, doc: dict[str, Any], state_dir: Path) -> None:
-        self.stop = threading.Event()
-        self.runner = ChangeProcessing(task_from_document(doc), str(state_dir), stop=self.stop)
-        self.result: RunResult | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result = self.runner.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def check(self) -> None:
-        """The task is still running (its error, if it failed)."""
-        if not self.thread.is_alive():
-            if self.error is not None:
-                raise self.error
-            raise AssertionError(f"the task ended early: {self.result}")
-
-    def finish(self) -> RunResult:
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "the task did not stop within 60 s"
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
 
 
 @pytest.fixture(params=["postgresql", "mysql", "sqlite"])
@@ -223,3 +96,53 @@ def test_cdc_only_starts_now_and_creates_missing_tables(source_url: str, target_
     (stats,) = result.tables
     assert (stats.inserts, stats.updates, stats.deletes) == (2, 1, 1)
     assert (stats.applied_inserts, stats.applied_updates, stats.applied_deletes) == (2, 1, 1)
+
+
+def test_cleanup_drops_the_slot_and_the_stored_position(source_url: str, pg_url: str, tmp_path: Path) -> None:
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    task.finish()
+    path = write_task(doc, tmp_path / "task.yaml")
+    proc = cli("cleanup", str(path), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 0, proc.stderr
+    assert "dropped replication slot conveyor_cdc on the source" in proc.stderr
+    assert "dropped publication conveyor_cdc on the source" in proc.stderr
+    assert "dropped the stored CDC position on the target" in proc.stderr
+    with psycopg.connect(source_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'conveyor_cdc'"
+        ).fetchone() == (0,)
+    proc = cli("cleanup", str(path), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 0 and "nothing to clean up" in proc.stderr
+
+
+def test_schema_changes_reach_the_target_and_other_ddl_suspends_one_table(
+    source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    doc = {**task_doc(source_url, target_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("UPDATE items SET qty = 1 WHERE id = 1")
+        conn.execute("ALTER TABLE items ADD COLUMN email varchar(50)")
+        conn.execute("INSERT INTO items (id, name, qty, email) VALUES (-1, 'with email', 3, 'a@b.c')")
+        conn.execute("ALTER TABLE items RENAME COLUMN qty TO quantity")
+        conn.execute("UPDATE items SET quantity = 42, email = 'x@y.z' WHERE id = 2")
+        conn.execute("ALTER TABLE items ALTER COLUMN name TYPE varchar(300)")
+        conn.execute("INSERT INTO items (id, name) VALUES (-2, %s)", ("n" * 250,))
+        conn.execute("ALTER TABLE items DROP COLUMN price")
+        conn.execute("INSERT INTO items (id, name, quantity) VALUES (-3, 'after drop', 7)")
+        conn.execute("DELETE FROM items WHERE id = 3")
+        # not a change Conveyor follows: bag is suspended, items goes on
+        conn.execute("ALTER TABLE bag ALTER COLUMN b TYPE int USING length(b)")
+        conn.execute("INSERT INTO bag VALUES (1, 1)")
+        conn.execute("INSERT INTO items (id, name) VALUES (-4, 'still streaming')")
+    wait_until(task, lambda: "bag" in str(task.runner.suspended))
+    schema = "public" if target_url.startswith("postgres") else None
+    wait_until(task, lambda: (-4,) in {tuple(r) for r in fetch(target_url, "items", ["id"], schema=schema)})
+    result = task.finish()
+    assert not diff_tables(source_url, target_url, [("items", (0,))])
+    stats = {t.table: t for t in result.tables}
+    assert stats["items"].ddls == 4 and stats["items"].applied_ddls == 4
+    assert stats["bag"].state == "Table error" and "suspended" in (stats["bag"].error or "")

@@ -151,7 +151,7 @@ def report(result: RunResult, as_json: bool, console: Console) -> None:
 
 
 def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
-    from conveyor.control.cli.progress import ProgressListener
+    from conveyor.control.cli.progress import LineListener, ProgressListener
     from conveyor.runner.cdc import ChangeProcessing
     from conveyor.runner.fullload import FullLoad
     from conveyor.runner.task import load_task
@@ -159,14 +159,15 @@ def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, sh
     task = load_task(task_file)
     console = Console(stderr=as_json)
     loader_listener = ProgressListener(console) if show_progress else None
+    listener = loader_listener or LineListener(Console(stderr=True))
     runner: FullLoad | ChangeProcessing
     if task.migration_type == "full-load":
         stop_on_sigterm()
-        runner = FullLoad(task, state_dir, resume=resume, listener=loader_listener)
+        runner = FullLoad(task, state_dir, resume=resume, listener=listener)
     else:
         stop = threading.Event()
         stop_gracefully(stop)
-        runner = ChangeProcessing(task, state_dir, resume=resume, listener=loader_listener, stop=stop)
+        runner = ChangeProcessing(task, state_dir, resume=resume, listener=listener, stop=stop)
     if loader_listener is not None:
         with loader_listener:
             result = runner.run()
@@ -223,6 +224,29 @@ def demo(
     err.print(f"running {task_path}: {source} -> {target}")
     code = guarded(debug, lambda: execute_task(str(task_path), str(folder / ".conveyor"), False, False, True))
     raise typer.Exit(code)
+
+
+@app.command()
+def cleanup(
+    task_file: Annotated[str, typer.Argument(help="Task file (YAML or JSON).")],
+    state_dir: StateDir = ".conveyor",
+    debug: Debug = False,
+) -> None:
+    """Remove what a task keeps between runs: its replication slot and publication on the source (a
+    stopped task's slot makes PostgreSQL keep WAL), its stored position on the target, its local state."""
+
+    def action() -> int:
+        from conveyor.runner.cdc import cleanup as run_cleanup
+        from conveyor.runner.task import load_task
+
+        removed = run_cleanup(load_task(task_file), state_dir)
+        for what in removed:
+            say(f"dropped {what}")
+        if not removed:
+            say("nothing to clean up")
+        return EXIT_OK
+
+    raise typer.Exit(guarded(debug, action))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -13,6 +13,7 @@ as in PostgreSQL and SQLite).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,9 @@ DATA_ERRORS = frozenset(
 #: a foreign key name taken by another table (names are per database in InnoDB)
 DUPLICATE_CONSTRAINT = frozenset({1005, 1022, 1826})
 TABLE_OPTIONS = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+#: first versions with ``RENAME COLUMN``; older servers rename with CHANGE and the whole definition
+RENAME_COLUMN_SINCE = {True: (10, 5), False: (8, 0)}  # keyed by is MariaDB
+CHANGE_COLUMN_SQL = "ALTER TABLE {table} CHANGE COLUMN {column} {definition}"
 
 
 class LoadWarning(pymysql.err.DataError):
@@ -57,10 +61,23 @@ class MySQLApplier(SqlApplier):
     timestamp_type = "DATETIME(6)"  # TIMESTAMP may auto-update, and ends in 2038
     null_safe_equals = "<=>"
     row_locator = None  # UPDATE/DELETE take LIMIT 1
+    # one MODIFY sets type and nullability together, so it carries the whole definition
+    alter_type_sql = "ALTER TABLE {table} MODIFY COLUMN {definition}"
+    drop_not_null_sql = alter_type_sql
+    column_indexes_sql = (
+        "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+        "AND COLUMN_NAME = %s AND INDEX_NAME <> 'PRIMARY'"
+    )
+    drop_index_sql = "ALTER TABLE {table} DROP INDEX {index}"
 
     def __init__(self, connection: Any, control_schema: str) -> None:
         super().__init__(connection, control_schema)
         self.mariadb = is_mariadb(connection)
+        # MariaDB before 11 reports itself as "5.5.5-10.11.6-MariaDB" to old clients
+        info = str(connection.get_server_info()).removeprefix("5.5.5-")
+        version = tuple(int(n) for n in re.findall(r"\d+", info)[:2])
+        if version < RENAME_COLUMN_SINCE[self.mariadb]:
+            self.rename_column_sql = CHANGE_COLUMN_SQL
         self._statements: dict[tuple[Any, ...], tuple[str, list[int]]] = {}
 
     # ----------------------------------------------------------------- hooks
@@ -89,6 +106,13 @@ class MySQLApplier(SqlApplier):
         keys = set(table.primary_key.columns) if table.primary_key else set()
         fitted = types.fit_row(list(natives), [c.name in keys for c in table.columns])
         return super().create_table_sql(table, fitted) + TABLE_OPTIONS
+
+    def column_native(self, table: Table, name: str, natives: dict[str, str]) -> str:
+        """As in CREATE TABLE, a varchar that would overflow InnoDB's row limit becomes TEXT; only this
+        column changes (the others are passed as keys, which ``fit_row`` leaves alone)."""
+        others = [natives[c] for c in table.column_names if c != name]
+        in_key = name in (table.primary_key.columns if table.primary_key else ())
+        return types.fit_row([*others, self.map_type(table.column(name).type)], [True] * len(others) + [in_key])[-1]
 
     def table_exists(self, table_id: TableId) -> bool:
         row = self.execute(

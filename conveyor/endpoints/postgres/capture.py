@@ -30,7 +30,7 @@ import hashlib
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +59,8 @@ NAME_PREFIX = "conveyor_"
 MAX_NAME_BYTES = 63
 #: seconds without anything to yield after which ``stream()`` yields ``Idle``
 IDLE_SECONDS = 1.0
+#: seconds to wait for the slot of a run that just died to become free
+SLOT_RELEASE_WAIT = 15.0
 
 
 class NeedsResync(TerminalError):
@@ -427,7 +429,7 @@ class PostgresCapture:
                     f"replication slot {self.slot} already exists on {self.where} (an earlier run of task "
                     f"{self.task}?); resume the task, or drop the slot with conveyor cleanup to start over"
                 )
-            self._drop_slot(status)
+            self._drop_slot(status, wait=SLOT_RELEASE_WAIT)
         repl = ReplicationConnection(self.config, silence_timeout=self.silence_timeout)
         try:
             created = repl.create_slot(self.slot, export_snapshot=export_snapshot)
@@ -455,7 +457,13 @@ class PostgresCapture:
             return UserActionError(f"{message} on {self.where}; set wal_level = logical and restart PostgreSQL")
         return classify(exc) or TerminalError(f"cannot create replication slot {self.slot}: {message}")
 
-    def _drop_slot(self, status: SlotStatus) -> None:
+    def _drop_slot(self, status: SlotStatus, wait: float = 0.0) -> None:
+        """``wait``: seconds to let a dead client's walsender notice and release the slot first (a run
+        killed moments ago still shows as its user)."""
+        deadline = time.monotonic() + wait
+        while status.active_pid is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = self.slot_status() or status
         if status.active_pid is not None:
             raise UserActionError(
                 f"replication slot {self.slot} is in use by process {status.active_pid} (is task {self.task} "
@@ -516,15 +524,15 @@ class PostgresCapture:
         return max(0, parse_lsn(row[0]) - position) if row else None
 
     def _schema_changed(self, event: RelationChanged) -> SchemaChanged:
-        """A relation message's columns as ``Column``s; nullability (which the message does not carry)
-        from the catalog where the column still exists, else nullable."""
+        """A relation message's columns as ``Column``s; nullability and defaults (which the message does
+        not carry) from the catalog where the column still exists, else nullable without a default."""
         assert self._introspector is not None
         try:
             current = {c.name: c for c in self._introspector.table(event.table).columns}
         except UserActionError:
             current = {}
         columns = tuple(
-            Column(c.name, c.type, current[c.name].nullable if c.name in current else True)
+            replace(current[c.name], type=c.type) if c.name in current else Column(c.name, c.type)
             for c in event.relation.columns
         )
         return SchemaChanged(event.table, event.old_table, columns, event.position, event.describe())

@@ -12,9 +12,11 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.convert.schema_change import AddColumn, ColumnChange, DropColumn, RenameColumn, WidenColumn, apply_change
 from conveyor.endpoints.base import (
     Encoder,
     ErrorPolicy,
@@ -25,7 +27,7 @@ from conveyor.endpoints.base import (
 )
 from conveyor.errors import RowRejected, StopTask, TerminalError
 from conveyor.model.rows import Row, RowBatch
-from conveyor.model.schema import ForeignKey, Index, Key, Table, TableId
+from conveyor.model.schema import Column, ForeignKey, Index, Key, Table, TableId
 from conveyor.model.types import ColumnType
 
 SEGMENTS_TABLE = "conveyor_segments"
@@ -56,6 +58,21 @@ class SqlApplier:
     #: the pseudo-column locating one physical row (PostgreSQL ctid, SQLite rowid), used to change a
     #: single row of a table without a key; None: the engine takes ``LIMIT 1`` on UPDATE/DELETE (MySQL)
     row_locator: str | None = "ctid"
+    #: ALTER TABLE templates for a source's column changes during CDC: ``{table}`` qualified, ``{column}``
+    #: (the old name), ``{new}`` and ``{index}`` quoted, ``{native}`` the target type, ``{definition}`` the
+    #: whole column as CREATE TABLE declares it
+    add_column_sql = "ALTER TABLE {table} ADD COLUMN {definition}"
+    drop_column_sql = "ALTER TABLE {table} DROP COLUMN {column}"
+    rename_column_sql = "ALTER TABLE {table} RENAME COLUMN {column} TO {new}"
+    alter_type_sql = "ALTER TABLE {table} ALTER COLUMN {column} TYPE {native}"
+    drop_not_null_sql = "ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"
+    #: names of a table's columns on the target, bound (schema, table)
+    columns_sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+    #: indexes over a column, bound (schema, table, column): dropped before the column, since MySQL would
+    #: keep them on the other columns and SQLite refuses the drop; None where DROP COLUMN takes them along
+    #: (PostgreSQL), which is what ``apply_change`` records
+    column_indexes_sql: str | None = None
+    drop_index_sql = "DROP INDEX {index}"
 
     def __init__(self, connection: Any, control_schema: str) -> None:
         self.conn = connection
@@ -330,6 +347,89 @@ class SqlApplier:
                 if not self.is_already_exists(exc):
                     warnings.append(f"{table.id}: foreign key {fk.name} not created: {first_line(exc)}")
         return warnings
+
+    # ----------------------------------------------------------------- schema changes during CDC
+    def alter_table(self, table: Table, changes: Sequence[ColumnChange], native_types: Sequence[str]) -> Table:
+        """Run the changes on the target ``table`` (whose columns have ``native_types``) and commit;
+        returns the table as it is now. One transaction where DDL is transactional; where it commits
+        itself (MySQL) each step first checks the target's columns and skips what is done already, so
+        the whole list can run again after a crash between two statements (the stream position is
+        stored only after this returns). Consecutive widenings run together (SQLite rebuilds once)."""
+        natives = dict(zip(table.column_names, native_types, strict=True))
+        widened: dict[str, Column] = {}  # widened column -> its definition before
+        try:
+            present = {r[0] for r in self.execute(self.columns_sql, (table.id.schema, table.id.name)).fetchall()}
+            for change in changes:
+                if isinstance(change, WidenColumn):
+                    old = table.column(change.column.name)
+                    widened.setdefault(old.name, old)
+                    # widening is about the type: the target's identity stays
+                    table = apply_change(table, WidenColumn(replace(change.column, identity=old.identity)))
+                    continue
+                if widened:
+                    self.widen_columns(table, widened, natives)
+                    widened = {}
+                table = self.alter_column(table, change, natives, present)
+            if widened:
+                self.widen_columns(table, widened, natives)
+            self.commit()
+        except Exception:
+            self.rollback()
+            raise
+        return table
+
+    def alter_column(self, table: Table, change: ColumnChange, natives: dict[str, str], present: set[str]) -> Table:
+        """An added, dropped or renamed column, unless ``present`` (the target's column names) shows it
+        is done already; returns the table after it and keeps ``natives`` and ``present`` up to date."""
+        after = apply_change(table, change)
+        match change:
+            case AddColumn(column):
+                native = natives[column.name] = self.column_native(after, column.name, natives)
+                if column.name not in present:
+                    definition = self.column_sql(after, len(after.columns) - 1, native)
+                    self.alter(self.add_column_sql, after, column.name, definition=definition)
+                    present.add(column.name)
+            case DropColumn(name):
+                if name in present:
+                    if self.column_indexes_sql:
+                        params = (table.id.schema, table.id.name, name)
+                        for (index,) in self.execute(self.column_indexes_sql, params).fetchall():
+                            self.alter(self.drop_index_sql, table, name, index=self.quote(index))
+                    self.alter(self.drop_column_sql, table, name)
+                    present.discard(name)
+                del natives[name]
+            case RenameColumn(old, new):
+                natives[new] = natives.pop(old)
+                if old in present:
+                    definition = self.column_sql(after, after.column_names.index(new), natives[new])
+                    self.alter(self.rename_column_sql, table, old, new=self.quote(new), definition=definition)
+                    present.discard(old)
+                    present.add(new)
+        return after
+
+    def widen_columns(self, table: Table, before: dict[str, Column], natives: dict[str, str]) -> None:
+        """Give the widened columns of ``table`` their new target types (where the type changes) and drop
+        NOT NULL where it went; ``before``: their old definitions. An engine with one statement for both
+        (MySQL's MODIFY) runs it once. Re-running is harmless: the type is the same, NULL stays NULL."""
+        for name, old in before.items():
+            index = table.column_names.index(name)
+            native = self.column_native(table, name, natives)
+            templates = []
+            if native != natives[name]:
+                templates.append(self.alter_type_sql)
+            if table.columns[index].nullable and not old.nullable:
+                templates.append(self.drop_not_null_sql)
+            natives[name] = native
+            definition = self.column_sql(table, index, native)
+            for template in dict.fromkeys(templates):
+                self.alter(template, table, name, native=native, definition=definition)
+
+    def column_native(self, table: Table, name: str, natives: dict[str, str]) -> str:
+        """The target type of a new or widened column (``natives``: the table's other columns)."""
+        return self.map_type(table.column(name).type)
+
+    def alter(self, template: str, table: Table, column: str, **fields: str) -> None:
+        self.execute(template.format(table=self.qualified(table.id), column=self.quote(column), **fields))
 
     # ----------------------------------------------------------------- loading
     def load(

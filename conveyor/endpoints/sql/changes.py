@@ -83,6 +83,15 @@ class ChangeApplier:
         a.commit()
         return json.loads(row[0]) if row else None
 
+    def forget(self, task_name: str) -> bool:
+        """Remove the task's stored position (``conveyor cleanup``): its next run starts over.
+        True when there was one."""
+        a = self.applier
+        a.execute(self.state_ddl())
+        cur = a.execute(f"DELETE FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,))
+        a.commit()
+        return bool(cur.rowcount)
+
     def _save_position(self, task_name: str, lease: int, position: dict[str, Any]) -> None:
         a = self.applier
         now = datetime.now(UTC).replace(tzinfo=None)

@@ -10,8 +10,9 @@ from conveyor.endpoints.base import Encoder
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier
 from conveyor.endpoints.sqlite import types
 from conveyor.endpoints.sqlite.connect import quote
+from conveyor.errors import TerminalError
 from conveyor.model.rows import Row, RowBatch
-from conveyor.model.schema import Table, TableId
+from conveyor.model.schema import Column, Table, TableId
 from conveyor.model.types import ColumnType
 
 
@@ -22,6 +23,12 @@ class SQLiteApplier(SqlApplier):
     max_identifier_length = 1000
     null_safe_equals = "IS"
     row_locator = "rowid"
+    # the PRAGMA table functions take the table (and schema) as constraints on their hidden columns
+    columns_sql = "SELECT name FROM pragma_table_info WHERE schema = ? AND arg = ?"
+    column_indexes_sql = (
+        "SELECT il.name FROM pragma_index_list AS il JOIN pragma_index_info AS ii ON ii.arg = il.name "
+        "AND ii.schema = il.schema WHERE il.schema = ? AND il.arg = ? AND ii.name = ? AND il.origin = 'c'"
+    )
 
     def quote(self, name: str) -> str:
         return quote(name)
@@ -62,6 +69,41 @@ class SQLiteApplier(SqlApplier):
         if pk and len(pk.columns) == 1:
             return None  # declared on the column itself, see ``column_sql``
         return super().primary_key_clause(table)
+
+    def widen_columns(self, table: Table, before: dict[str, Column], natives: dict[str, str]) -> None:
+        """SQLite checks no length or precision, but the declared type still gives a column its
+        affinity (DECIMAL_TEXT keeps digits that DECIMAL would round) and describes it to readers, and
+        NOT NULL can only go with the table: so the table is rebuilt with the new definitions, the
+        documented way (copy into a new table, drop, rename, indexes again), inside this transaction.
+        Nothing happens when the declared types and nullability are already the new ones."""
+        for name in before:
+            natives[name] = self.map_type(table.column(name).type)
+        declared = {
+            r[0]: (r[1], bool(r[2]))
+            for r in self.execute(
+                'SELECT name, type, "notnull" FROM pragma_table_info WHERE schema = ? AND arg = ?',
+                (table.id.schema, table.id.name),
+            ).fetchall()
+        }
+        if all(declared.get(name) == (natives[name], not table.column(name).nullable) for name in before):
+            return
+        if set(declared) != set(table.column_names):
+            raise TerminalError(
+                f"{table.id}: the target has columns {sorted(declared)}, not {sorted(table.column_names)}; "
+                "cannot rebuild it to widen columns"
+            )
+        rebuilt = table.renamed(TableId(table.id.schema, f"{table.id.name}__conveyor_rebuild"))
+        columns = self.column_list(table.column_names)
+        self.execute(self.create_table_sql(rebuilt, [natives[c] for c in table.column_names]))
+        self.execute(
+            f"INSERT INTO {self.qualified(rebuilt.id)} ({columns}) SELECT {columns} FROM {self.qualified(table.id)}"
+        )
+        self.execute(self.drop_table_sql(table))
+        self.execute(f"ALTER TABLE {self.qualified(rebuilt.id)} RENAME TO {self.qualified(table.id)}")
+        for key in table.unique_keys:
+            self.execute(self.unique_sql(table, key))
+        for index in table.indexes:
+            self.execute(self.index_sql(table, index))
 
     def table_exists(self, table_id: TableId) -> bool:
         row = self.conn.execute(

@@ -1,0 +1,154 @@
+"""Change data capture from PostgreSQL in tests: a source database with a workload, the task on a
+thread, and row-by-row comparison with the target."""
+
+from __future__ import annotations
+
+import random
+import string
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+from oracle import canonical_rows, compare, fetch
+
+from conveyor.runner.cdc import ChangeProcessing
+from conveyor.runner.fullload import RunResult
+from conveyor.runner.task import task_from_document
+
+SOURCE_SQL = """
+CREATE TABLE items (id bigint PRIMARY KEY, name varchar(100) NOT NULL, qty int, price numeric(10,2), big text);
+CREATE TABLE bag (a int, b varchar(20));
+ALTER TABLE bag REPLICA IDENTITY FULL;
+INSERT INTO items SELECT g, 'item ' || g, g % 17, g / 4.0, CASE WHEN g % 50 = 0 THEN repeat(md5(g::text), 400) END
+  FROM generate_series(1, 3000) g;
+INSERT INTO bag SELECT g % 10, 'v' || (g % 3) FROM generate_series(1, 200) g;
+"""
+
+
+def big_value(rng: random.Random) -> str:
+    """~10 KB that does not compress, so PostgreSQL stores it out of line (TOAST)."""
+    return "".join(rng.choices(string.ascii_letters, k=10_000))
+
+
+def write_workload(url: str, transactions: int, seed: int, pause: float = 0.0) -> None:
+    """Multi-row transactions: inserts, updates (some of the key, some of TOAST values, most leaving
+    them alone), deletes, duplicate rows in a keyless table, and a few rollbacks."""
+    rng = random.Random(seed)
+    next_id = 1_000_000 + seed * 100_000
+    with psycopg.connect(url, autocommit=False) as conn:
+        for n in range(transactions):
+            for _ in range(rng.randint(1, 6)):
+                action = rng.random()
+                target = rng.randint(1, 3000)
+                if action < 0.3:
+                    next_id += 1
+                    conn.execute(
+                        "INSERT INTO items VALUES (%s, %s, %s, %s, %s)",
+                        (next_id, f"new {next_id}", rng.randint(0, 9), rng.randint(0, 10**6) / 100, None),
+                    )
+                elif action < 0.6:
+                    conn.execute("UPDATE items SET qty = qty + 1, name = name || '+' WHERE id = %s", (target,))
+                elif action < 0.65:
+                    conn.execute("UPDATE items SET big = %s WHERE id = %s", (big_value(rng), target))
+                elif action < 0.7:
+                    next_id += 1
+                    conn.execute("UPDATE items SET id = %s WHERE id = %s", (next_id, target))
+                elif action < 0.8:
+                    conn.execute("DELETE FROM items WHERE id = %s", (target,))
+                elif action < 0.9:
+                    conn.execute("INSERT INTO bag VALUES (%s, %s)", (rng.randint(0, 9), f"v{rng.randint(0, 2)}"))
+                else:
+                    conn.execute(
+                        "DELETE FROM bag WHERE ctid = (SELECT ctid FROM bag WHERE a = %s LIMIT 1)", (rng.randint(0, 9),)
+                    )
+            if n % 25 == 7:
+                conn.rollback()
+            else:
+                conn.commit()
+            time.sleep(pause)
+
+
+TABLES = (("items", (0,)), ("bag", ()))
+
+
+def diff(source_url: str, target_url: str) -> str:
+    """'' when every table is equal row by row, else what differs."""
+    return diff_tables(source_url, target_url, TABLES)
+
+
+def diff_tables(source_url: str, target_url: str, tables: Sequence[tuple[str, tuple[int, ...]]]) -> str:
+    """'' when the tables (name, key column positions) are equal row by row, else what differs."""
+    out = []
+    for table, key in tables:
+        src = canonical_rows(fetch(source_url, table, schema="public"))
+        dst = canonical_rows(fetch(target_url, table, schema="public" if target_url.startswith("postgres") else None))
+        d = compare(src, dst, key)
+        if not d.equal:
+            out.append(f"{table}: {d}")
+    return "\n".join(out)
+
+
+class Alive(Protocol):
+    def check(self) -> None:
+        """Raise when the task is no longer running."""
+
+
+def wait_equal(task: Alive, source_url: str, target_url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task.check()
+        try:
+            found = diff(source_url, target_url)
+        except Exception as exc:  # the full load has not created the table yet
+            if not any(m in str(exc) for m in ("does not exist", "doesn't exist", "no such table")):
+                raise
+            found = str(exc)
+        if not found:
+            return
+        time.sleep(0.5)
+    raise AssertionError(found)
+
+
+def wait_until(task: Alive, condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        task.check()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+class Running:
+    """A change-processing task on a thread of this process, stopped like SIGTERM stops it."""
+
+    def __init__(self, doc: dict[str, Any], state_dir: Path) -> None:
+        self.stop = threading.Event()
+        self.runner = ChangeProcessing(task_from_document(doc), str(state_dir), stop=self.stop)
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.runner.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def check(self) -> None:
+        """The task is still running (its error, if it failed)."""
+        if not self.thread.is_alive():
+            if self.error is not None:
+                raise self.error
+            raise AssertionError(f"the task ended early: {self.result}")
+
+    def finish(self) -> RunResult:
+        self.stop.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the task did not stop within 60 s"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
