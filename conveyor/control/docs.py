@@ -36,9 +36,23 @@ def task_file_page() -> str:
         "# Task file reference",
         "",
         "A task file is YAML or JSON with these keys: `name`, `source`, `target`, `migration_type` "
-        "(`full-load`; `cdc` and `full-load-and-cdc` come with change data capture), `table_mappings` "
-        "(AWS DMS table-mapping JSON) and `settings` (AWS DMS task settings). Unknown keys are errors "
+        "(`full-load`, `cdc` or `full-load-and-cdc`), `table_mappings` (AWS DMS table-mapping JSON), "
+        "`settings` (AWS DMS task settings), and for the CDC types `cdc_start_position` and "
+        "`cdc_stop_position` (DMS's CdcStartPosition and CdcStopPosition). Unknown keys are errors "
         "naming their path.",
+        "",
+        "## Change data capture",
+        "",
+        "- `cdc_start_position`: where a `cdc` task without a stored position starts, in the source's own "
+        "syntax: a PostgreSQL LSN (`16/B374D848`; the task's slot must already exist and not be past it) or "
+        "a MySQL binlog position (`mysql-bin.000003:4`). Without it, a `cdc` task starts now. Once the "
+        "target holds a position for the task (table `conveyor_cdc_state`), every run continues from there.",
+        "- `cdc_stop_position`: `server_time:2026-11-27T10:00:00` stops once Conveyor's clock passes that "
+        "time (UTC); `commit_time:...` stops after the last source transaction committed at or before it.",
+        "- SIGTERM or Ctrl-C stops after the current target commit (exit code 0); a second one interrupts "
+        "at once. The stored position is where the next run continues. `conveyor cleanup TASK_FILE` drops "
+        "the replication slot and publication and the stored position: a stopped task's slot makes "
+        "PostgreSQL keep WAL.",
         "",
         "## Endpoints",
         "",
