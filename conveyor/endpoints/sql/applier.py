@@ -155,6 +155,11 @@ class SqlApplier:
             cur.execute(sql)
         return cur
 
+    def pipeline(self) -> contextlib.AbstractContextManager[Any]:
+        """Statements inside are sent without waiting for each other's results, where the driver can
+        (their cursors' results are in when the block ends); errors surface by the block's end."""
+        return contextlib.nullcontext()
+
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
         cur = self.conn.cursor()
         cur.executemany(sql, params)

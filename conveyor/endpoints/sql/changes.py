@@ -36,6 +36,11 @@ class ChangeTarget:
 
     table: Table
     encoders: list[Encoder | None]
+    by_name: dict[str, Encoder | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = (c.name for c in self.table.columns)
+        object.__setattr__(self, "by_name", dict(zip(names, self.encoders, strict=True)))
 
 
 @dataclass
@@ -138,24 +143,30 @@ class ChangeApplier:
         return result
 
     def _run_fast(self, statements: list[_Statement]) -> ApplyResult:
+        """Consecutive statements with the same SQL run as one ``executemany``; all of them are sent
+        without waiting for each other where the driver pipelines (PostgreSQL), and the row counts are
+        checked once they are all in."""
         a = self.applier
         result = ApplyResult()
-        i = 0
-        while i < len(statements):
-            j = i + 1
-            while j < len(statements) and statements[j].sql == statements[i].sql:
-                j += 1
-            group = statements[i:j]
-            if len(group) == 1:
-                cur = a.execute(group[0].sql, group[0].params)
-            else:
-                cur = a.executemany(group[0].sql, [s.params for s in group])
-            expected = sum(s.expect for s in group if s.expect is not None)
-            if group[0].expect is not None and cur.rowcount != expected:
-                raise _NeedsCareful
-            for s in group:
-                _count(result, s.change)
-            i = j
+        checks: list[tuple[Any, int]] = []
+        with a.pipeline():
+            i = 0
+            while i < len(statements):
+                j = i + 1
+                while j < len(statements) and statements[j].sql == statements[i].sql:
+                    j += 1
+                group = statements[i:j]
+                if len(group) == 1:
+                    cur = a.execute(group[0].sql, group[0].params)
+                else:
+                    cur = a.executemany(group[0].sql, [s.params for s in group])
+                if group[0].expect is not None:
+                    checks.append((cur, sum(s.expect for s in group if s.expect is not None)))
+                i = j
+        if any(cur.rowcount != expected for cur, expected in checks):
+            raise _NeedsCareful
+        for s in statements:
+            _count(result, s.change)
         return result
 
     def _run_careful(self, statements: list[_Statement]) -> ApplyResult:
@@ -215,10 +226,11 @@ class ChangeApplier:
         """Columns the source sent (not UNCHANGED), with their values encoded for the target."""
         cols: list[str] = []
         values: list[Any] = []
-        for i, (col, value) in enumerate(zip(columns, row, strict=True)):
+        encoders = target.by_name
+        for col, value in zip(columns, row, strict=True):
             if value is UNCHANGED:
                 continue
-            encode = target.encoders[i]
+            encode = encoders[col]
             if value is not None and encode is not None:
                 try:
                     value = encode(value)
@@ -236,11 +248,14 @@ class ChangeApplier:
         assert image is not None
         index = {c: i for i, c in enumerate(change.columns)}
         if key and all(image[index[k]] is not UNCHANGED for k in key):
-            names = list(key)
+            # key columns are NOT NULL: plain equality, which an index serves (PostgreSQL cannot use one
+            # for IS NOT DISTINCT FROM)
+            names, equals = list(key), "="
         else:
             names = [c for c in change.columns if image[index[c]] is not UNCHANGED]
+            equals = a.null_safe_equals
         _, values = self._present(target, tuple(names), tuple(image[index[c]] for c in names))
-        clause = " AND ".join(f"{a.quote(c)} {a.null_safe_equals} {a.param}" for c in names)
+        clause = " AND ".join(f"{a.quote(c)} {equals} {a.param}" for c in names)
         return clause, tuple(values)
 
     def _failure(self, change: Change, reason: str, column: str | None = None) -> RejectedRow:

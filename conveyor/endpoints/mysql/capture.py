@@ -1,0 +1,1068 @@
+"""MySQL / MariaDB change data capture from the row-based binlog.
+
+How a runner uses it::
+
+    capture = MySQLCapture(config, task_name, tables)
+    warnings = capture.check()                       # UserActionError naming the fix
+    snapshot, start = capture.handoff(workers, hold) # full-load-and-cdc (or start = capture.begin())
+    for event in capture.stream(start):              # later runs: the position stored in the target
+        ...apply a Transaction and store event.commit_position in the same target commit...
+
+The snapshot and the stream meet exactly: ``MySQLSnapshot`` notes the binlog position while
+``FLUSH TABLES WITH READ LOCK`` holds every commit back, and each reader's consistent snapshot
+begins under the same lock, so a transaction is either in the snapshot or after the position.
+
+The stream is a replica connection (``binlog.BinlogStream``) with a server id derived from the task
+name; row events are decoded by code generated per table layout (``rowevents``) into the values the
+snapshot reader gives for the same rows. TABLE_MAP events carry column types but no names, so the
+columns are those of the tables the capture was opened with (as the runner described them before
+the handoff, i.e. as of the stream's start), re-read from the catalog after each DDL statement on a
+selected table, with ``SchemaChanged`` before the rows written under the new definition.
+
+That history lives in memory only. A stream that starts (or restarts) from a position older than a
+schema change its table descriptions already include, or that lags behind two changes of one table,
+decodes the rows in between with a later definition: where the layout differs (column count, types)
+it stops with ``NeedsResync`` rather than guess; where it does not (a renamed column) the rows carry
+the later names. Persisting the history (e.g. next to the position in the target) would close that.
+
+Gaps are loud: a start position in a purged binlog file, an INCIDENT event (the source lost
+changes), or statement-logged changes to a selected table raise ``NeedsResync``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import struct
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import total_ordering
+from typing import Any
+
+import pymysql
+
+from conveyor.endpoints.config import MySQLConfig
+from conveyor.endpoints.mysql import binlog as bl
+from conveyor.endpoints.mysql.binlog import BinlogError, BinlogStream, ConnectionLost, Event, lenenc
+from conveyor.endpoints.mysql.connect import connect, is_mariadb, quote
+from conveyor.endpoints.mysql.errors import account_of, classify, error_code, message
+from conveyor.endpoints.mysql.introspect import _GENERATED, MySQLIntrospector
+from conveyor.endpoints.mysql.rowevents import (
+    BINARY_LOGICALS,
+    LayoutMismatch,
+    RowsDecoder,
+    Target,
+    Unsupported,
+    parse_table_map,
+)
+from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
+from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
+from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
+from conveyor.model.schema import Column, Table, TableId
+
+#: seconds without anything to yield after which ``stream()`` yields ``Idle``
+IDLE_SECONDS = 1.0
+#: replica server ids of tasks: this base plus a hash of the task name (unlikely to meet a real replica's)
+SERVER_ID_BASE = 0x50000000
+#: MySQL character set -> Python codec (MySQL's latin1 is Windows-1252)
+CODECS: dict[str, str | None] = {
+    "binary": None,
+    "utf8mb4": "utf-8",
+    "utf8mb3": "utf-8",
+    "utf8": "utf-8",
+    "ascii": "ascii",
+    "latin1": "cp1252",
+    "latin2": "iso8859-2",
+    "latin5": "iso8859-9",
+    "latin7": "iso8859-13",
+    "greek": "iso8859-7",
+    "hebrew": "iso8859-8",
+    "cp1250": "cp1250",
+    "cp1251": "cp1251",
+    "cp1256": "cp1256",
+    "cp1257": "cp1257",
+    "cp850": "cp850",
+    "cp852": "cp852",
+    "cp866": "cp866",
+    "koi8r": "koi8-r",
+    "koi8u": "koi8-u",
+    "ucs2": "utf-16-be",
+    "utf16": "utf-16-be",
+    "utf16le": "utf-16-le",
+    "utf32": "utf-32-be",
+    "sjis": "shift_jis",
+    "cp932": "cp932",
+    "ujis": "euc-jp",
+    "eucjpms": "euc-jp",
+    "gbk": "gbk",
+    "gb2312": "gb2312",
+    "gb18030": "gb18030",
+    "big5": "big5",
+    "euckr": "euc-kr",
+    "tis620": "tis-620",
+    "macroman": "mac-roman",
+}
+COLUMNS_SQL = (
+    "SELECT COLUMN_NAME, CHARACTER_SET_NAME, EXTRA FROM information_schema.COLUMNS "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION"
+)
+SERVER_SQL = "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, @@GLOBAL.server_id"
+EXPIRY_SQL = "SELECT @@GLOBAL.binlog_expire_logs_seconds"
+#: MySQL: JSON partial updates log only the changed part of a value
+ROW_VALUE_SQL = "SELECT @@GLOBAL.binlog_row_value_options"
+COMPRESSION_SQL = "SELECT @@GLOBAL.binlog_transaction_compression"
+
+#: MySQL events this capture cannot read -> the setting that keeps them out of the binlog
+UNREADABLE_SETTINGS = {
+    bl.TRANSACTION_PAYLOAD: "binlog_transaction_compression = OFF",
+    bl.PARTIAL_UPDATE_ROWS: "binlog_row_value_options = ''",
+}
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+_MARIADB_GTID = struct.Struct("<QIB").unpack_from
+_GTID_ENTRY = struct.Struct("<IIQ").unpack_from
+_INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
+_OPS = {"i": _INSERT, "u": _UPDATE, "d": _DELETE}
+
+
+class NeedsResync(TerminalError):
+    """Changes are lost between the target's position and what the source can still send.
+
+    The same shape as the PostgreSQL capture's ``NeedsResync`` (one shared class belongs in
+    ``conveyor.errors``)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"NEEDS_RESYNC: {reason}")
+
+    def __reduce__(self) -> tuple[type[NeedsResync], tuple[str]]:
+        return type(self), (self.reason,)
+
+
+# --------------------------------------------------------------------------- positions
+@total_ordering
+@dataclass(frozen=True, eq=False, slots=True)
+class BinlogPosition:
+    """A place in the source's binlog: file and offset, and the GTID state there where the server
+    has GTIDs (MariaDB ``domain-server-seq`` per domain; MySQL's executed GTID set). Ordered and
+    equal by file and offset: the GTID is what the same place is called, not another place."""
+
+    file: str
+    pos: int
+    gtid: str = ""
+
+    @property
+    def key(self) -> tuple[int, str, int]:
+        stem, _, number = self.file.rpartition(".")
+        return (int(number), stem, self.pos) if number.isdigit() else (-1, self.file, self.pos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BinlogPosition) and self.key == other.key
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, BinlogPosition):
+            return NotImplemented
+        return self.key < other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.pos}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"file": self.file, "pos": self.pos}
+        if self.gtid:
+            data["gtid"] = self.gtid
+        return data
+
+
+def position_from_json(data: dict[str, Any]) -> BinlogPosition:
+    return BinlogPosition(str(data["file"]), int(data["pos"]), str(data.get("gtid") or ""))
+
+
+_POSITION = re.compile(r"^\s*([^:\s/\\]+):(\d+)\s*$")
+
+
+def parse_position(text: str) -> BinlogPosition:
+    """A user's start position: ``binlog-file:offset`` as SHOW MASTER STATUS prints them."""
+    match = _POSITION.match(text)
+    if not match or int(match.group(2)) < 4:
+        raise UserActionError(
+            f"CdcStartPosition {text!r} is not a MySQL binlog position; write it as file:offset, e.g. "
+            "mysql-bin.000003:4567 (SHOW MASTER STATUS shows the current one)"
+        )
+    return BinlogPosition(match.group(1), int(match.group(2)))
+
+
+def server_id_for(task: str) -> int:
+    """The replica server id of a task's stream: stable, so a stale stream of the same task is
+    replaced by the server when a new one connects."""
+    return SERVER_ID_BASE + zlib.crc32(task.encode()) % 0x10000000
+
+
+# --------------------------------------------------------------------------- GTID states
+def _mariadb_state(text: str) -> dict[int, str]:
+    state = {}
+    for part in text.replace(" ", "").split(","):
+        if part.count("-") == 2:
+            state[int(part.split("-")[0])] = part
+    return state
+
+
+def _mariadb_text(state: dict[int, str]) -> str:
+    return ",".join(state[d] for d in sorted(state))
+
+
+def _mysql_set(text: str) -> dict[str, list[list[int]]]:
+    """MySQL's GTID set text (``uuid:1-5:7,uuid2:1-3``) as uuid -> sorted [start, end] intervals."""
+    out: dict[str, list[list[int]]] = {}
+    for part in re.sub(r"\s+", "", text).split(","):
+        if ":" not in part:
+            continue
+        sid, *ranges = part.split(":")
+        for r in ranges:
+            start, _, end = r.partition("-")
+            out.setdefault(sid.lower(), []).append([int(start), int(end or start)])
+    return out
+
+
+def _mysql_add(gtids: dict[str, list[list[int]]], sid: str, gno: int) -> None:
+    intervals = gtids.setdefault(sid, [])
+    for interval in intervals:
+        if interval[0] <= gno <= interval[1]:
+            return
+        if gno == interval[1] + 1:
+            interval[1] = gno
+            return
+    intervals.append([gno, gno])
+    intervals.sort()
+
+
+def _mysql_text(gtids: dict[str, list[list[int]]]) -> str:
+    return ",".join(sid + "".join(f":{a}" if a == b else f":{a}-{b}" for a, b in gtids[sid]) for sid in sorted(gtids))
+
+
+class GtidState:
+    """The GTID state as the stream moves: MariaDB's per-domain positions or MySQL's executed set."""
+
+    def __init__(self, text: str) -> None:
+        self.mariadb = _mariadb_state(text) if text and ":" not in text else {}
+        self.mysql = _mysql_set(text) if ":" in text else {}
+
+    def add_mariadb(self, domain: int, gtid: str) -> None:
+        self.mariadb[domain] = gtid
+
+    def add_mysql(self, sid: str, gno: int) -> None:
+        _mysql_add(self.mysql, sid, gno)
+
+    def text(self) -> str:
+        return _mysql_text(self.mysql) if self.mysql else _mariadb_text(self.mariadb)
+
+
+# --------------------------------------------------------------------------- DDL statements
+_TOKEN = re.compile(r"`(?:[^`]|``)*`|\"(?:[^\"]|\"\")*\"|'(?:[^'\\]|\\.|'')*'|[\w$\u0080-\uffff]+|\S", re.UNICODE)
+_COMMENT = re.compile(r"/\*(?!!)[\s\S]*?\*/|/\*!\d*|\*/|--[^\n]*|#[^\n]*")
+_DML = {"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"}
+
+
+@dataclass(frozen=True, slots=True)
+class Ddl:
+    """What a statement does to tables: ``kind`` (alter, rename, drop, truncate, create) and the
+    tables, with their new names for a rename."""
+
+    kind: str
+    tables: tuple[tuple[TableId, TableId], ...]
+
+
+def _tokens(sql: str) -> list[str]:
+    return _TOKEN.findall(_COMMENT.sub(" ", sql))
+
+
+def _ident(token: str) -> str:
+    if token[:1] == "`":
+        return token[1:-1].replace("``", "`")
+    if token[:1] == '"':
+        return token[1:-1].replace('""', '"')
+    return token
+
+
+def _name(tokens: list[str], i: int, database: str) -> tuple[TableId, int]:
+    """A possibly qualified table name at ``tokens[i]``."""
+    first = _ident(tokens[i])
+    if i + 2 < len(tokens) and tokens[i + 1] == ".":
+        return TableId(first, _ident(tokens[i + 2])), i + 3
+    return TableId(database, first), i + 1
+
+
+def _skip(tokens: list[str], i: int, *words: str) -> int:
+    while i < len(tokens) and tokens[i].upper() in words:
+        i += 1
+    return i
+
+
+def parse_ddl(sql: str, database: str) -> Ddl | None:
+    """The tables a DDL statement changes (None for other statements); ``database`` is the
+    session's default database, for unqualified names."""
+    tokens = _tokens(sql)
+    upper = [t.upper() for t in tokens]
+    if not tokens:
+        return None
+    head = upper[0]
+    try:
+        if head == "ALTER":
+            i = _skip(tokens, 1, "ONLINE", "IGNORE")
+            if i >= len(tokens) or upper[i] != "TABLE":
+                return None
+            i = _skip(tokens, i + 1, "IF", "EXISTS")
+            table, i = _name(tokens, i, database)
+            new = table
+            for j in range(i, len(tokens) - 1):
+                if upper[j] == "RENAME" and upper[j + 1] not in ("COLUMN", "INDEX", "KEY"):
+                    k = _skip(tokens, j + 1, "TO", "AS")
+                    new, _ = _name(tokens, k, database)
+            return Ddl("rename" if new != table else "alter", ((table, new),))
+        if head == "RENAME":
+            i = _skip(tokens, 1, "TABLE", "TABLES")
+            pairs = []
+            while i < len(tokens):
+                old, i = _name(tokens, _skip(tokens, i, "IF", "EXISTS"), database)
+                i = _skip(tokens, i, "WAIT", "NOWAIT")
+                if i < len(tokens) and upper[i].isdigit():
+                    i += 1
+                new, i = _name(tokens, _skip(tokens, i, "TO"), database)
+                pairs.append((old, new))
+                i = _skip(tokens, i, ",")
+            return Ddl("rename", tuple(pairs))
+        if head in ("DROP", "TRUNCATE", "CREATE"):
+            i = _skip(tokens, 1, "OR", "REPLACE", "TEMPORARY")
+            if head != "TRUNCATE" and (i >= len(tokens) or upper[i] not in ("TABLE", "TABLES")):
+                return None
+            i = _skip(tokens, i, "TABLE", "TABLES", "IF", "NOT", "EXISTS")
+            names = []
+            while i < len(tokens):
+                table, i = _name(tokens, i, database)
+                names.append((table, table))
+                if head != "DROP" or i >= len(tokens) or tokens[i] != ",":
+                    break
+                i += 1
+            return Ddl(head.lower(), tuple(names))
+    except IndexError:
+        return None
+    return None
+
+
+def _statement_tables(sql: str, database: str, selected: set[TableId]) -> list[TableId]:
+    """Selected tables a statement names (for statement-logged DML)."""
+    tokens = _tokens(sql)
+    if not tokens or tokens[0].upper() not in _DML:
+        return []
+    found = []
+    for i, token in enumerate(tokens):
+        if token == "." or (i > 0 and tokens[i - 1] == "."):
+            continue
+        table, _ = _name(tokens, i, database)
+        if table in selected and table not in found:
+            found.append(table)
+    return found
+
+
+def describe_change(old: Sequence[Column], new: Sequence[Column]) -> str:
+    """What changed between two definitions of a table, for people."""
+    before = {c.name: c for c in old}
+    after = {c.name: c for c in new}
+    dropped = [c for c in old if c.name not in after]
+    added = [c for c in new if c.name not in before]
+    parts = []
+    if len(dropped) == len(added) == 1 and dropped[0].type == added[0].type:
+        parts.append(f"renamed {dropped[0].name} to {added[0].name}")
+        dropped, added = [], []
+    parts += [f"added {c.name} ({c.type.native or c.type.describe()})" for c in added]
+    parts += [f"dropped {c.name}" for c in dropped]
+    for c in new:
+        was = before.get(c.name)
+        if was is not None and (was.type != c.type or was.nullable != c.nullable):
+            parts.append(f"changed {c.name} from {was.type.native} to {c.type.native}")
+    return ", ".join(parts) or "no column changed"
+
+
+# --------------------------------------------------------------------------- per-table state
+@dataclass(slots=True)
+class TableSchema:
+    """A selected table as the stream currently decodes it."""
+
+    table: Table
+    #: per binlog column (every column of the table, generated ones too): where its value goes
+    targets: tuple[Target | None, ...]
+    version: int
+
+
+@dataclass(slots=True)
+class _Mapped:
+    """A TABLE_MAP's table_id, resolved: the table and the decoder for its layout (None: not selected)."""
+
+    table: TableId
+    schema: TableSchema | None
+    decoder: RowsDecoder | None
+
+
+# --------------------------------------------------------------------------- the role
+class MySQLCapture:
+    """The Capture role of MySQL / MariaDB for one task and its selected tables; one thread at a time."""
+
+    def __init__(
+        self,
+        config: MySQLConfig,
+        task: str,
+        tables: Sequence[Table] = (),
+        *,
+        idle_seconds: float = IDLE_SECONDS,
+        silence_timeout: float = bl.SILENCE_TIMEOUT,
+    ) -> None:
+        self.config = config
+        self.task = task
+        self.tables = list(tables)
+        self.idle_seconds = idle_seconds
+        self.silence_timeout = silence_timeout
+        self.server_id = server_id_for(task)
+        self.acked: BinlogPosition | None = None
+        self._conn: Any = None
+        self._introspector: MySQLIntrospector | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    @property
+    def conn(self) -> Any:
+        """The ordinary connection for catalog queries (opened on first use, reopened when broken)."""
+        if self._conn is None or not self._conn.open:
+            self._conn = connect(self.config, "source")
+            self._introspector = MySQLIntrospector(self._conn, self.config)
+        return self._conn
+
+    @property
+    def introspector(self) -> MySQLIntrospector:
+        _ = self.conn
+        assert self._introspector is not None
+        return self._introspector
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A catalog query; once more on a new connection when the old one broke (a server restart)."""
+        try:
+            return self._run(sql, params)
+        except pymysql.err.OperationalError as exc:
+            if error_code(exc) not in (2006, 2013):
+                raise
+            self.close()
+            return self._run(sql, params)
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        conn = self.conn
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            rows = list(cur.fetchall())
+        conn.commit()  # no snapshot kept open: the next catalog query sees the latest definitions
+        return rows
+
+    def _account(self) -> str:
+        user, _, host = str(self._query("SELECT CURRENT_USER()")[0][0]).rpartition("@")
+        return f"'{user}'@'{host}'"
+
+    # ------------------------------------------------------------------ pre-flight
+    def check(self) -> list[str]:
+        """Everything change data capture needs; the first problem raises ``UserActionError`` naming
+        the fix. Returns warnings."""
+        row = self._query(SERVER_SQL)[0]
+        log_bin, binlog_format, row_image, server_id = int(row[0] or 0), str(row[1]), str(row[2]), int(row[3] or 0)
+        mariadb = is_mariadb(self.conn)
+        if not log_bin:
+            raise UserActionError(
+                f"binary logging is off on {self.where}; change data capture reads the binlog: start the server with "
+                "log_bin (in my.cnf [mysqld]: log_bin = mysql-bin, server_id = 1, binlog_format = ROW, "
+                "binlog_row_image = FULL) and restart it (Amazon RDS: enable automated backups)"
+            )
+        if binlog_format.upper() != "ROW":
+            raise UserActionError(
+                f"binlog_format is {binlog_format} on {self.where}; change data capture needs row events: run SET "
+                "GLOBAL binlog_format = 'ROW' and set binlog_format = ROW in my.cnf (RDS: the parameter group); "
+                "sessions already open keep their format until they reconnect"
+            )
+        if row_image.upper() != "FULL":
+            raise UserActionError(
+                f"binlog_row_image is {row_image} on {self.where}; change data capture needs whole rows: run SET "
+                "GLOBAL binlog_row_image = 'FULL' and set binlog_row_image = FULL in my.cnf (RDS: the parameter group)"
+            )
+        if server_id == 0:
+            raise UserActionError(
+                f"server_id is 0 on {self.where}, so it cannot serve replicas; run SET GLOBAL server_id = 1 and set "
+                "server_id in my.cnf"
+            )
+        if not mariadb:
+            self._check_mysql_options()
+        try:
+            self.binlog_end()
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) not in (1227, 1044, 1045, 1142):
+                raise
+            grant = "BINLOG MONITOR" if mariadb else "REPLICATION CLIENT"
+            raise UserActionError(
+                f"user {account_of(exc) or self._account()} may not read the binlog position on {self.where} "
+                f"({message(exc)}); run: GRANT {grant} ON *.* TO {account_of(exc) or self._account()}"
+            ) from None
+        self._check_replication()
+        if not self.tables:
+            raise UserActionError("no tables are selected for change data capture; check the table mappings")
+        for table in self.tables:
+            current = self.introspector.table(table.id)
+            self._schema(current)
+            binary_json = [c.name for c in current.columns if not mariadb and c.type.native.lower() == "json"]
+            if binary_json:
+                raise UserActionError(
+                    f"{table.id} has JSON columns ({', '.join(binary_json)}), which MySQL logs in its binary JSON "
+                    "form that change data capture cannot decode yet; leave the table out of change data capture"
+                )
+        return self._expiry_warnings()
+
+    def _check_mysql_options(self) -> None:
+        """MySQL 8 can log JSON updates partially and compress whole transactions: neither is readable here."""
+        with contextlib.suppress(pymysql.err.MySQLError):
+            options = str(self._query(ROW_VALUE_SQL)[0][0] or "")
+            if "PARTIAL_JSON" in options.upper():
+                raise UserActionError(
+                    f"binlog_row_value_options is {options} on {self.where}: JSON updates are logged partially; "
+                    "run SET GLOBAL binlog_row_value_options = ''"
+                )
+        with contextlib.suppress(pymysql.err.MySQLError):
+            if int(self._query(COMPRESSION_SQL)[0][0] or 0):
+                raise UserActionError(
+                    f"binlog_transaction_compression is ON on {self.where}; change data capture reads uncompressed "
+                    "events: run SET GLOBAL binlog_transaction_compression = OFF"
+                )
+
+    def _check_replication(self) -> None:
+        """REPLICATION SLAVE, checked by registering as a replica as the stream will."""
+        conn = connect(self.config, "source")
+        try:
+            bl.register(conn, self.server_id)
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) not in (1227, 1044, 1045, 1142):
+                raise
+            account = account_of(exc) or self._account()
+            raise UserActionError(
+                f"user {account} may not stream the binlog on {self.where} ({message(exc)}); run: GRANT "
+                f"REPLICATION SLAVE ON *.* TO {account}"
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _expiry_warnings(self) -> list[str]:
+        try:
+            seconds = int(self._query(EXPIRY_SQL)[0][0] or 0)
+        except pymysql.err.MySQLError:
+            return []
+        if 0 < seconds < 86400:
+            return [
+                f"{self.where} purges binlogs after {seconds / 3600:.1f} h (binlog_expire_logs_seconds): a task "
+                "stopped for longer needs a new full load"
+            ]
+        return []
+
+    # ------------------------------------------------------------------ positions
+    def binlog_end(self) -> BinlogPosition:
+        """The end of the binlog now, with the GTID state there: MySQL prints its executed set beside
+        the position, MariaDB's ``BINLOG_GTID_POS()`` gives the state at a file and offset."""
+        try:
+            rows = self._query("SHOW MASTER STATUS")
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) != 1064:
+                raise
+            rows = self._query("SHOW BINARY LOG STATUS")  # MySQL 8.4 renamed it
+        if not rows:
+            raise UserActionError(f"binary logging is off on {self.where}; change data capture reads the binlog")
+        file, pos = str(rows[0][0]), int(rows[0][1])
+        if is_mariadb(self.conn):
+            gtid = self._query("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))[0][0]
+        else:
+            gtid = rows[0][4] if len(rows[0]) > 4 else ""
+        return BinlogPosition(file, pos, str(gtid or "").replace("\n", ""))
+
+    def handoff(self, workers: int, hold: bool) -> tuple[MySQLSnapshot, BinlogPosition]:
+        """A snapshot taken under FLUSH TABLES WITH READ LOCK and the binlog position noted under it."""
+        snapshot = MySQLSnapshot(self.config, workers, hold)
+        if snapshot.position is None:
+            snapshot.close()
+            self.binlog_end()  # raises when the position is what cannot be read
+            account = self._account()
+            raise UserActionError(
+                f"user {account} may not take FLUSH TABLES WITH READ LOCK on {self.where}, so the full load would "
+                f"not meet the change stream at an exact point; run: GRANT RELOAD ON *.* TO {account}"
+            )
+        position = snapshot.position
+        return snapshot, BinlogPosition(position["file"], int(position["pos"]), position.get("gtid", ""))
+
+    def begin(self) -> BinlogPosition:
+        return self.binlog_end()
+
+    def parse_position(self, text: str) -> BinlogPosition:
+        return parse_position(text)
+
+    def position_json(self, position: BinlogPosition) -> dict[str, Any]:
+        return position.to_json()
+
+    def position_from_json(self, data: dict[str, Any]) -> BinlogPosition:
+        return position_from_json(data)
+
+    def clock(self) -> tuple[datetime, BinlogPosition]:
+        """The server's UTC clock, then the binlog end: a commit stamped before the clock is before the end."""
+        now = self._query("SELECT UTC_TIMESTAMP(6)")[0][0]
+        return now.replace(tzinfo=UTC), self.binlog_end()
+
+    def binlog_files(self) -> list[tuple[str, int]]:
+        """SHOW BINARY LOGS: (file, size) from the oldest the server still has."""
+        return [(str(r[0]), int(r[1])) for r in self._query("SHOW BINARY LOGS")]
+
+    def lag_bytes(self, position: BinlogPosition) -> int | None:
+        files = self.binlog_files()
+        names = [f for f, _ in files]
+        if position.file not in names:
+            return None
+        at = names.index(position.file)
+        return max(0, files[at][1] - position.pos) + sum(size for _, size in files[at + 1 :])
+
+    def ack(self, position: BinlogPosition) -> None:
+        """Nothing to confirm on a MySQL server (the target stores positions); kept for ``acked``."""
+        if self.acked is None or position > self.acked:
+            self.acked = position
+
+    def drop(self) -> list[str]:
+        return []  # a replica connection leaves nothing behind on the source
+
+    # ------------------------------------------------------------------ schemas
+    def _load(self, table_id: TableId) -> TableSchema:
+        """The table's definition now."""
+        return self._schema(self.introspector.table(table_id))
+
+    def _schema(self, table: Table) -> TableSchema:
+        """How the binlog holds ``table``'s rows: its columns in order, with generated and system
+        columns (in the binlog, not in the table's rows) where the catalog has them, each with its
+        character set's codec. Columns the catalog no longer has (``table`` was described before a
+        schema change) keep the codec of their type's usual character set."""
+        table_id = table.id
+        catalog = self._query(COLUMNS_SQL, (table_id.schema, table_id.name))
+        charsets = {name: str(charset or "binary").lower() for name, charset, _ in catalog}
+        names = [c.name for c in table.columns]
+        extra = [name for name, _, kind in catalog if name not in names and _GENERATED.search(kind or "")]
+        order = [name for name, _, _ in catalog if name not in extra]
+        by_name = {c.name: c for c in table.columns}
+        targets: list[Target | None] = []
+        for name in [name for name, _, _ in catalog] if order == names else names:
+            column = by_name.get(name)
+            if column is None:
+                targets.append(None)
+                continue
+            binary = column.type.logical in BINARY_LOGICALS
+            charset = charsets.get(name, "binary" if binary else "utf8mb4")
+            if charset not in CODECS:
+                raise UserActionError(
+                    f"column {name} of {table_id} has character set {charset}, which change data capture cannot "
+                    f"decode; convert it (ALTER TABLE {quote(table_id.schema)}.{quote(table_id.name)} MODIFY ... "
+                    "CHARACTER SET utf8mb4) or leave the table out"
+                )
+            targets.append(Target(name, column.type, CODECS[charset]))
+        return TableSchema(table, tuple(targets), 0)
+
+    # ------------------------------------------------------------------ streaming
+    def verify_start(self, start: BinlogPosition) -> None:
+        """The server still has the binlog from ``start`` on, or ``NeedsResync`` says what is lost."""
+        files = self.binlog_files()
+        names = [f for f, _ in files]
+        if start.file not in names:
+            oldest = names[0] if names else "none"
+            if files and start < BinlogPosition(oldest, 4):
+                raise NeedsResync(
+                    f"binlog file {start.file} is no longer on {self.where} (purged; the oldest is {oldest}): the "
+                    f"changes since {start} are lost"
+                )
+            newest = names[-1] if names else "none"
+            raise NeedsResync(
+                f"binlog file {start.file} is not on {self.where} (its binlogs are {oldest} .. {newest}): the "
+                "source was restored from a backup or is another server"
+            )
+        size = files[names.index(start.file)][1]
+        if start.pos > size:
+            raise NeedsResync(
+                f"the task resumes at {start}, past the end of binlog file {start.file} ({size} bytes) on "
+                f"{self.where}: the source was restored from a backup or is another server"
+            )
+
+    def stream(self, start: BinlogPosition) -> Iterator[Transaction | SchemaChanged | Idle]:
+        """Whole transactions committed after ``start`` on the selected tables, in commit order;
+        ``SchemaChanged`` where a DDL statement changed a selected table; ``Idle`` after
+        ``idle_seconds`` with nothing to yield. See the module docstring for what raises."""
+        try:
+            self.verify_start(start)
+            schemas = {t.id: self._schema(t) for t in self.tables}
+            server_id = self.server_id
+            if server_id == int(self._query("SELECT @@GLOBAL.server_id")[0][0]):
+                server_id += 1
+            stream = BinlogStream(self.config, server_id, start.file, start.pos, silence_timeout=self.silence_timeout)
+        except pymysql.err.MySQLError as exc:
+            raise self._error(exc) from None
+        try:
+            yield from _Reader(self, stream, start, schemas).run()
+        except BinlogError as exc:
+            raise self._binlog_error(exc, start) from None
+        except ConnectionLost as exc:
+            raise TransientError(f"the binlog connection to {self.where} broke ({exc}); reconnecting") from None
+        except pymysql.err.MySQLError as exc:
+            raise self._error(exc) from None
+        finally:
+            stream.close()
+
+    def _error(self, exc: pymysql.err.MySQLError) -> ConveyorError:
+        code = error_code(exc)
+        if code in (1227, 1044, 1045) and "REPLICATION" in message(exc).upper():
+            return UserActionError(
+                f"{message(exc)} on {self.where}; run: GRANT REPLICATION SLAVE ON *.* TO '{self.config.user}'@'%'"
+            )
+        return classify(exc) or TerminalError(f"MySQL change data capture on {self.where}: {message(exc)}")
+
+    def _binlog_error(self, exc: BinlogError, start: BinlogPosition) -> ConveyorError:
+        if exc.code == 1236:
+            text = exc.message.lower()
+            if "could not find first log file" in text or "purged" in text or "not find" in text:
+                return NeedsResync(
+                    f"the server no longer has binlog file {start.file} ({exc.message}): the changes since {start} "
+                    "are lost"
+                )
+            return TerminalError(f"the server cannot stream its binlog from {start} ({exc.message})")
+        return self._error(pymysql.err.OperationalError(exc.code, exc.message))
+
+    def refresh(self, table_id: TableId) -> TableSchema | None:
+        """The table's definition after a DDL statement; None when it no longer exists."""
+        try:
+            return self._load(table_id)
+        except UserActionError:
+            return None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+class _Reader:
+    """One ``stream()``'s state: the position, the open transaction, the table layouts."""
+
+    def __init__(
+        self, capture: MySQLCapture, stream: BinlogStream, start: BinlogPosition, schemas: dict[TableId, TableSchema]
+    ) -> None:
+        self.capture = capture
+        self.stream = stream
+        self.schemas = schemas
+        self.selected = set(schemas)
+        self.file = start.file
+        self.pos = start.pos
+        self.gtid = GtidState(start.gtid)
+        #: the last place between transactions (what Idle reports)
+        self.boundary = start
+        self.maps: dict[int, _Mapped] = {}
+        self.versions = itertools.count(1)
+        self.decoders: dict[tuple[TableId, int, bytes], RowsDecoder] = {}
+        self.id_size = 6
+        # the open transaction
+        self.in_group = False  # a GTID event or BEGIN opened a group not yet committed
+        self.began = False  # a BEGIN (or MariaDB's transactional GTID event) is open
+        self.group_gtid = ""
+        self.group_domain = -1
+        self.group_mysql: tuple[str, int] | None = None
+        self.pending: list[tuple[Op, TableId, tuple[str, ...], Any, Any, BinlogPosition]] = []
+
+    def run(self) -> Iterator[Transaction | SchemaChanged | Idle]:
+        capture, stream = self.capture, self.stream
+        idle = capture.idle_seconds
+        last_yield = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - last_yield >= idle:
+                yield Idle(self.boundary)
+                last_yield = now = time.monotonic()
+            event = stream.read(idle - (now - last_yield))
+            if event is None:
+                continue
+            for out in self.feed(event):
+                yield out
+                last_yield = time.monotonic()
+
+    def position(self) -> BinlogPosition:
+        return BinlogPosition(self.file, self.pos, self.gtid.text())
+
+    def feed(self, event: Event) -> list[Transaction | SchemaChanged]:
+        """One event; returns what it completes."""
+        kind = event.type
+        start = self.pos
+        if event.end > start and not event.flags & bl.ARTIFICIAL:
+            self.pos = event.end
+        if kind in bl.ROWS_EVENTS:
+            self._rows(event, start)
+            return []
+        if kind == bl.TABLE_MAP:
+            self._table_map(event)
+            return []
+        if kind == bl.XID:
+            return self._commit(event, _U64(event.data, bl.HEADER_SIZE)[0])
+        if kind in (bl.QUERY, bl.QUERY_COMPRESSED):
+            return self._query(event)
+        if kind == bl.MARIADB_GTID:
+            seq, domain, flags = _MARIADB_GTID(event.data, bl.HEADER_SIZE)
+            self.group_gtid = f"{domain}-{event.server_id}-{seq}"
+            self.group_domain = domain
+            self.in_group = True
+            self.began = not flags & bl.GTID_STANDALONE
+            return []
+        if kind == bl.MYSQL_GTID:
+            p = bl.HEADER_SIZE + 1
+            sid = event.data[p : p + 16].hex()
+            sid = f"{sid[:8]}-{sid[8:12]}-{sid[12:16]}-{sid[16:20]}-{sid[20:]}"
+            gno = _U64(event.data, p + 16)[0]
+            self.group_gtid = f"{sid}:{gno}"
+            self.group_mysql = (sid, gno)
+            self.in_group = True
+            return []
+        if kind == bl.MARIADB_GTID_LIST:
+            self._gtid_list(event)
+        elif kind == bl.ROTATE:
+            self.file = event.data[bl.HEADER_SIZE + 8 :].decode()
+            self.pos = _U64(event.data, bl.HEADER_SIZE)[0]
+            self.maps.clear()
+        elif kind == bl.FORMAT_DESCRIPTION:
+            self._format(event)
+        elif kind in (bl.TRANSACTION_PAYLOAD, bl.PARTIAL_UPDATE_ROWS):
+            setting = UNREADABLE_SETTINGS[kind]
+            raise NeedsResync(
+                f"the binlog at {self.file}:{start} holds changes in a form this capture cannot read; run SET GLOBAL "
+                f"{setting} (and in my.cnf) and reload the tables"
+            )
+        elif kind == bl.XA_PREPARE:
+            if self.pending:
+                raise TerminalError(
+                    f"an XA transaction changed {self.pending[0][1]} (prepared at {self.file}:{start}); change data "
+                    "capture of XA transactions is not supported: leave the table out or avoid XA on it"
+                )
+            self._end_group()
+        elif kind == bl.INCIDENT:
+            raise NeedsResync(
+                f"the binlog holds an INCIDENT event at {self.file}:{start}: the source may have lost changes "
+                "(e.g. a failed statement on a non-transactional table); only a new full load makes the target whole"
+            )
+        if not self.in_group:
+            self.boundary = self.position()
+        return []
+
+    # ------------------------------------------------------------------ events
+    def _format(self, event: Event) -> None:
+        data = event.data
+        header_len = data[bl.HEADER_SIZE + 56]
+        lengths = data[bl.HEADER_SIZE + 57 :]
+        if header_len != bl.HEADER_SIZE:
+            raise TerminalError(f"binlog events with a {header_len}-byte header are not supported")
+        if len(lengths) >= bl.TABLE_MAP:
+            self.id_size = 4 if lengths[bl.TABLE_MAP - 1] == 6 else 6
+
+    def _gtid_list(self, event: Event) -> None:
+        p = bl.HEADER_SIZE
+        count = _U32(event.data, p)[0] & 0x0FFFFFFF
+        state = GtidState("")
+        for i in range(count):
+            domain, server, seq = _GTID_ENTRY(event.data, p + 4 + 16 * i)
+            state.add_mariadb(domain, f"{domain}-{server}-{seq}")
+        self.gtid = state
+
+    def _table_map(self, event: Event) -> None:
+        table_map = parse_table_map(event.data, bl.HEADER_SIZE, self.id_size)
+        table = TableId(table_map.schema, table_map.name)
+        schema = self.schemas.get(table)
+        decoder = None
+        if schema is not None:
+            key = (table, schema.version, table_map.key)
+            decoder = self.decoders.get(key)
+            if decoder is None:
+                try:
+                    decoder = RowsDecoder(table_map, schema.targets, str(table))
+                except Unsupported as exc:
+                    raise TerminalError(f"{exc}; leave table {table} out of the task's change data capture") from None
+                except LayoutMismatch as exc:
+                    raise NeedsResync(
+                        f"{exc} (at {self.file}:{self.pos}): the table's definition changed after this position, and "
+                        "the task restarted from before the change; reload the table"
+                    ) from None
+                self.decoders[key] = decoder
+        self.maps[table_map.table_id] = _Mapped(table, schema, decoder)
+
+    def _rows(self, event: Event, start: int) -> None:
+        op_code, update, compressed, v2 = bl.ROWS_EVENTS[event.type]
+        data = event.data
+        p = bl.HEADER_SIZE
+        table_id = int.from_bytes(data[p : p + self.id_size], "little")
+        p += self.id_size + 2
+        if v2:
+            p += _U16(data, p)[0]
+        mapped = self.maps.get(table_id)
+        if mapped is None:
+            raise TerminalError(f"a rows event at {self.file}:{start} names table id {table_id} without a TABLE_MAP")
+        if mapped.decoder is None or mapped.schema is None:
+            return
+        width, p = lenenc(data, p)
+        full = (1 << width) - 1
+        nbytes = (width + 7) // 8
+        present = int.from_bytes(data[p : p + nbytes], "little")
+        p += nbytes
+        if update:
+            present &= int.from_bytes(data[p : p + nbytes], "little")
+            p += nbytes
+        if present != full:
+            raise NeedsResync(
+                f"rows of {mapped.table} at {self.file}:{start} were logged without every column (binlog_row_image "
+                "is not FULL for some session): their changes cannot be applied; run SET GLOBAL binlog_row_image = "
+                "'FULL' and reload the table"
+            )
+        if compressed:
+            data, p = self._uncompress(data, p), 0
+        try:
+            rows = mapped.decoder.rows(data, p, len(data))
+        except (ValueError, IndexError, struct.error) as exc:
+            raise TerminalError(f"cannot decode the rows of {mapped.table} at {self.file}:{start}: {exc}") from None
+        names = mapped.schema.table.column_names
+        table = mapped.table
+        position = BinlogPosition(self.file, start)
+        op = _OPS[op_code]
+        append = self.pending.append
+        if update:
+            for i in range(0, len(rows), 2):
+                append((op, table, names, rows[i], rows[i + 1], position))
+        elif op is _INSERT:
+            for row in rows:
+                append((op, table, names, None, row, position))
+        else:
+            for row in rows:
+                append((op, table, names, row, None, position))
+        if not self.in_group:
+            self.in_group = True  # rows without BEGIN: a user's start position inside a transaction
+
+    def _uncompress(self, data: bytes, p: int) -> bytes:
+        try:
+            return bl.mariadb_uncompress(data, p, len(data))
+        except (ValueError, zlib.error) as exc:
+            raise TerminalError(f"cannot uncompress the binlog event before {self.file}:{self.pos}: {exc}") from None
+
+    def _query(self, event: Event) -> list[Transaction | SchemaChanged]:
+        data = event.data
+        p = bl.HEADER_SIZE
+        db_len = data[p + 8]
+        status_len = _U16(data, p + 11)[0]
+        p += 13 + status_len
+        database = data[p : p + db_len].decode("utf-8", "surrogateescape")
+        p += db_len + 1
+        raw = self._uncompress(data, p) if event.type == bl.QUERY_COMPRESSED else data[p:]
+        sql = raw.decode("utf-8", "surrogateescape")
+        word = sql.lstrip()[:11].upper()
+        if word.startswith("BEGIN"):
+            self.in_group = self.began = True
+            return []
+        if word.startswith("COMMIT"):
+            return self._commit(event, None)
+        if word.startswith("ROLLBACK") and not word.startswith("ROLLBACK TO"):
+            self._end_group()
+            self.boundary = self.position()
+            return []
+        if self.began:
+            self._statement(sql, database, event)
+            return []  # a statement inside a transaction (SAVEPOINT, statement-logged DML ...)
+        self._statement(sql, database, event)
+        self._group_done()
+        out = self._ddl(sql, database, event)
+        self._end_group()
+        self.boundary = self.position()
+        return out
+
+    def _statement(self, sql: str, database: str, event: Event) -> None:
+        """A statement-logged change to a selected table would be lost silently: refuse it."""
+        tables = _statement_tables(sql, database, self.selected)
+        if tables:
+            raise NeedsResync(
+                f"a change to {', '.join(map(str, tables))} at {self.file}:{self.pos} was logged as a statement "
+                "(binlog_format is not ROW for some session), so its rows are not in the binlog; run SET GLOBAL "
+                "binlog_format = 'ROW' and reload the table"
+            )
+
+    def _group_done(self) -> None:
+        """The group's GTID joins the state (at its commit, or after a standalone statement)."""
+        if self.group_domain >= 0:
+            self.gtid.add_mariadb(self.group_domain, self.group_gtid)
+        elif self.group_mysql is not None:
+            self.gtid.add_mysql(*self.group_mysql)
+
+    def _commit(self, event: Event, xid: int | None) -> list[Transaction | SchemaChanged]:
+        self._group_done()
+        position = self.position()
+        pending = self.pending
+        txid: int | str | None = self.group_gtid or xid
+        self._end_group()
+        self.boundary = position
+        if not pending:
+            return []
+        commit_ts = datetime.fromtimestamp(event.timestamp, UTC)
+        changes = [
+            Change(op, table, names, before, after, at, position, commit_ts, txid)
+            for op, table, names, before, after, at in pending
+        ]
+        return [Transaction(txid, position, commit_ts, changes)]
+
+    def _end_group(self) -> None:
+        self.in_group = self.began = False
+        self.group_gtid = ""
+        self.group_domain = -1
+        self.group_mysql = None
+        self.pending = []
+
+    def _ddl(self, sql: str, database: str, event: Event) -> list[Transaction | SchemaChanged]:
+        """A standalone statement: the schema changes and truncations of selected tables it makes."""
+        ddl = parse_ddl(sql, database)
+        if ddl is None:
+            return []
+        position = self.position()
+        commit_ts = datetime.fromtimestamp(event.timestamp, UTC)
+        out: list[Transaction | SchemaChanged] = []
+        for old, new in ddl.tables:
+            schema = self.schemas.get(old)
+            if schema is None and not (ddl.kind == "create" and old in self.selected):
+                continue
+            if ddl.kind == "truncate" and schema is not None:
+                names = schema.table.column_names
+                change = Change(Op.TRUNCATE, old, names, None, None, position, position, commit_ts, self.group_gtid)
+                out.append(Transaction(self.group_gtid or None, position, commit_ts, [change]))
+                continue
+            fresh = self.capture.refresh(new)
+            before = schema.table.columns if schema is not None else ()
+            self.schemas.pop(old, None)
+            if fresh is None:
+                out.append(SchemaChanged(old, old, (), position, "dropped the table", sql))
+                continue
+            fresh.version = next(self.versions)
+            self.schemas[new] = fresh
+            if new != old:
+                description = f"renamed to {new}"
+            elif fresh.table.columns == before:
+                continue
+            else:
+                description = describe_change(before, fresh.table.columns)
+            out.append(SchemaChanged(new, old, fresh.table.columns, position, description, sql))
+        return out

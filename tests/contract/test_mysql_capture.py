@@ -1,0 +1,828 @@
+"""MySQL / MariaDB change data capture against a real MariaDB: the snapshot/stream handoff, every kind
+of change, values equal to the snapshot reader's, time zones, binlog rotation, big transactions,
+restarts, purged binlogs, schema changes, TLS, and the pre-flight checks' messages."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pymysql
+import pytest
+from alltypes import MYSQL
+from servers import MariaDBServer, unique_db_name
+
+from conveyor.endpoints.config import MySQLConfig, parse_endpoint
+from conveyor.endpoints.mysql.binlog import ROTATE, BinlogStream
+from conveyor.endpoints.mysql.capture import (
+    BinlogPosition,
+    MySQLCapture,
+    NeedsResync,
+    parse_ddl,
+    parse_position,
+    server_id_for,
+)
+from conveyor.endpoints.mysql.engine import ENGINE
+from conveyor.endpoints.mysql.snapshot import join
+from conveyor.errors import TerminalError, TransientError, UserActionError
+from conveyor.model.changes import Idle, Op, SchemaChanged, Transaction
+from conveyor.model.rows import Row
+from conveyor.model.schema import Table, TableId
+from conveyor.model.segments import Segment
+
+IDLE = 0.2  # seconds before stream() yields Idle: keeps the tests quick
+
+
+# --------------------------------------------------------------------------- helpers
+def config(url: str, **fields: Any) -> MySQLConfig:
+    cfg = parse_endpoint(url, "endpoint")
+    assert isinstance(cfg, MySQLConfig)
+    return MySQLConfig.model_validate({**cfg.model_dump(), **fields})
+
+
+def database_of(url: str) -> str:
+    return config(url).database
+
+
+def connect(url: str, **kwargs: Any) -> Any:
+    cfg = config(url)
+    password = cfg.password.get_secret_value() if cfg.password else ""
+    return pymysql.connect(
+        host=cfg.host,
+        port=cfg.port,
+        user=cfg.user,
+        password=password,
+        database=cfg.database,
+        autocommit=True,
+        charset="utf8mb4",
+        **kwargs,
+    )
+
+
+def execute(url: str, *statements: str, params: Any = None) -> None:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def query(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def tables(url: str, *names: str) -> list[Table]:
+    intro = ENGINE.open_introspector(config(url))
+    try:
+        return [intro.table(TableId(database_of(url), n)) for n in names]
+    finally:
+        intro.close()  # type: ignore[attr-defined]
+
+
+def capture_for(url: str, *names: str, **fields: Any) -> MySQLCapture:
+    task = f"{database_of(url)}-{'-'.join(names)}"
+    return MySQLCapture(config(url, **fields), task, tables(url, *names), idle_seconds=IDLE)
+
+
+def until_idle(stream: Iterator[Any], count: int = 1, timeout: float = 20.0) -> list[Any]:
+    """Events up to the first Idle after ``count`` transactions or schema changes (or the first
+    Idle after 2 s when none come)."""
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    for event in stream:
+        if isinstance(event, Idle):
+            if len(out) >= count or (not out and time.monotonic() - started > 2):
+                return out
+        else:
+            out.append(event)
+        assert time.monotonic() < deadline, f"only {len(out)} of {count} events within {timeout} s"
+    return out
+
+
+def transactions(events: list[Any]) -> list[Transaction]:
+    return [e for e in events if isinstance(e, Transaction)]
+
+
+def snapshot_rows(url: str, table: Table) -> list[Row]:
+    reader = join(config(url))
+    try:
+        return [r for b in reader.read(table, Segment(table.id, 0), 1000) for r in b.rows]
+    finally:
+        reader.close()
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of the same type (an aware datetime with the same zone); NaN equals NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, datetime) and a.tzinfo != b.tzinfo:
+        return False
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    if isinstance(a, Decimal):
+        return str(a) == str(b)  # the same scale too
+    return bool(a == b)
+
+
+def assert_same_rows(expected: list[Row], got: list[Row], columns: tuple[str, ...]) -> None:
+    assert len(expected) == len(got)
+    for want, have in zip(expected, got, strict=True):
+        diffs = [(c, w, h) for c, w, h in zip(columns, want, have, strict=True) if not same(w, h)]
+        assert not diffs, f"row {want[0]}: {[(c, repr(w)[:60], repr(h)[:60]) for c, w, h in diffs]}"
+
+
+@contextlib.contextmanager
+def global_setting(server: MariaDBServer, name: str, value: Any) -> Iterator[None]:
+    """A server variable changed for the block (the server is this xdist worker's own)."""
+    admin = server._admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"SELECT @@GLOBAL.{name}")
+            old = cur.fetchone()[0]
+            cur.execute(f"SET GLOBAL {name} = %s", (value,))
+        yield
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"SET GLOBAL {name} = %s", (old,))
+        admin.close()
+
+
+# --------------------------------------------------------------------------- the handoff
+def test_snapshot_and_stream_meet_exactly(mysql_url: str) -> None:
+    """Rows committed before the snapshot's binlog position are in the snapshot, the others in the
+    stream; none twice, none lost, while a writer commits throughout."""
+    execute(mysql_url, "CREATE TABLE handoff (id int PRIMARY KEY, v varchar(20))")
+    execute(mysql_url, "INSERT INTO handoff SELECT seq, 'initial' FROM seq_1_to_100")
+    capture = capture_for(mysql_url, "handoff")
+    capture.check()
+    committed: set[int] = set(range(1, 101))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            conn = connect(mysql_url)
+            key = 1000
+            with conn.cursor() as cur:
+                while not stop.is_set():
+                    key += 1
+                    cur.execute("INSERT INTO handoff VALUES (%s, 'concurrent')", (key,))
+                    committed.add(key)
+                    time.sleep(0.002)
+            conn.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        snapshot, start = capture.handoff(workers=1, hold=False)
+        time.sleep(0.2)  # more commits after the position, before the snapshot is read
+        try:
+            (table,) = capture.tables
+            reader = snapshot.reader()
+            snapshot_ids = [r[0] for b in reader.read(table, Segment(table.id, 0), 500) for r in b.rows]
+        finally:
+            snapshot.close()
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert isinstance(start, BinlogPosition) and start.gtid
+    assert len(committed) > len(snapshot_ids) > 101  # the writer committed on both sides of the point
+
+    streamed: list[int] = []
+    deadline = time.monotonic() + 30
+    stream = capture.stream(start)
+    try:
+        for event in stream:
+            if isinstance(event, Transaction):
+                streamed += [c.after[0] for c in event.changes if c.after is not None]
+            elif isinstance(event, Idle) and set(streamed) | set(snapshot_ids) >= committed:
+                break
+            assert time.monotonic() < deadline, f"{len(committed - set(streamed) - set(snapshot_ids))} rows missing"
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+    assert len(streamed) == len(set(streamed)), "a row streamed twice"
+    assert not set(streamed) & set(snapshot_ids), "a row both in the snapshot and in the stream"
+    assert set(streamed) | set(snapshot_ids) == committed
+    capture.close()
+
+
+# --------------------------------------------------------------------------- kinds of changes
+def test_every_kind_of_change(mysql_url: str) -> None:
+    execute(
+        mysql_url,
+        "CREATE TABLE items (id int PRIMARY KEY, name varchar(50), qty int)",
+        "CREATE TABLE log (msg varchar(20), n int)",  # no primary key
+        "CREATE TABLE other (id int PRIMARY KEY)",  # not selected
+    )
+    capture = capture_for(mysql_url, "items", "log")
+    assert capture.check() == []
+    start = capture.begin()
+    conn = connect(mysql_url)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO items VALUES (1, 'one', 10)")
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO items VALUES (2, 'two', 20), (3, 'three', 30)")
+        cur.execute("UPDATE items SET qty = qty + 1 WHERE id = 2")
+        cur.execute("INSERT INTO other VALUES (1)")
+        cur.execute("COMMIT")
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO items VALUES (9, 'rolled back', 0)")
+        cur.execute("ROLLBACK")
+        cur.execute("UPDATE items SET id = 4 WHERE id = 3")  # a key update
+        cur.execute("DELETE FROM items WHERE id = 1")
+        cur.execute("INSERT INTO other VALUES (2)")  # a transaction without selected tables
+        cur.execute("INSERT INTO log VALUES ('dup', 1), ('dup', 1), ('other', NULL)")
+        cur.execute("DELETE FROM log WHERE msg = 'dup' LIMIT 1")
+        cur.execute("UPDATE log SET n = 2 WHERE n IS NULL")
+        cur.execute("TRUNCATE TABLE log")
+    conn.close()
+    stream = capture.stream(start)
+    txns = transactions(until_idle(stream))
+    stream.close()  # type: ignore[attr-defined]
+    items, log = (TableId(database_of(mysql_url), n) for n in ("items", "log"))
+    got = [[(c.op, c.table.name, c.before, c.after) for c in t.changes] for t in txns]
+    assert got == [
+        [(Op.INSERT, "items", None, (1, "one", 10))],
+        [
+            (Op.INSERT, "items", None, (2, "two", 20)),
+            (Op.INSERT, "items", None, (3, "three", 30)),
+            (Op.UPDATE, "items", (2, "two", 20), (2, "two", 21)),
+        ],
+        [(Op.UPDATE, "items", (3, "three", 30), (4, "three", 30))],
+        [(Op.DELETE, "items", (1, "one", 10), None)],
+        [
+            (Op.INSERT, "log", None, ("dup", 1)),
+            (Op.INSERT, "log", None, ("dup", 1)),
+            (Op.INSERT, "log", None, ("other", None)),
+        ],
+        [(Op.DELETE, "log", ("dup", 1), None)],
+        [(Op.UPDATE, "log", ("other", None), ("other", 2))],
+        [(Op.TRUNCATE, "log", None, None)],
+    ]
+    assert {c.table for t in txns for c in t.changes} == {items, log}
+    assert all(c.columns == ("id", "name", "qty") for c in txns[0].changes)
+    positions = [t.commit_position for t in txns]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    for txn in txns:
+        assert isinstance(txn.txid, str) and txn.txid.count("-") == 2  # a MariaDB GTID
+        assert txn.commit_ts is not None and abs((datetime.now(UTC) - txn.commit_ts).total_seconds()) < 60
+        assert all(c.commit_position == txn.commit_position and c.txid == txn.txid for c in txn.changes)
+        assert txn.commit_position.gtid and txn.txid in txn.commit_position.gtid
+    capture.close()
+
+
+# --------------------------------------------------------------------------- values
+EXTRA_TYPES = (
+    "CREATE TABLE extra_types (id int PRIMARY KEY, d0 decimal(10,0), d5 decimal(20,5) NOT NULL DEFAULT 0, "
+    "d30 decimal(30,10), t2 time(2), t4 time(4), t0 time, dt3 datetime(3), dt0 datetime, ts0 timestamp NULL, "
+    "ts3 timestamp(3) NULL, mu mediumint unsigned, m mediumint, y year, b3 bit(3), "
+    "l1 varchar(20) CHARACTER SET latin1, c5 char(5), c5b char(5) CHARACTER SET latin1 COLLATE latin1_bin, "
+    "bin3 binary(3), tb tinyblob, tt tinytext, big bigint unsigned NOT NULL DEFAULT 0, "
+    "gen int AS (id * 2) VIRTUAL, sm smallint unsigned NOT NULL DEFAULT 0, fl float NOT NULL DEFAULT 0, "
+    "e enum('a','b') NOT NULL DEFAULT 'a', st set('x','y','z','w','v','u','t','s','r'), pt point, "
+    "u8 varchar(300) CHARACTER SET utf8mb3, dt date, u uuid, i4 inet4, i6 inet6)"
+)
+EXTRA_ROWS = [
+    "INSERT INTO extra_types (id) VALUES (1)",
+    "INSERT INTO extra_types VALUES (2, -12345, -123456789012345.12345, 12345678901234567890.0123456789, "
+    "'-00:00:00.5', '-12:34:56.1234', '838:59:59', '2024-02-29 12:34:56.789', '0000-00-00 00:00:00', "
+    "'1970-01-01 00:00:01', '2038-01-19 03:14:07.999', 16777215, -8388608, 0, b'101', 'é ü ß', 'ab  ', "
+    "'x ', 'a', x'00ff', 'tiny', 18446744073709551615, DEFAULT, 65535, 3.25, 'b', 'x,s,r', POINT(1, 2), "
+    "REPEAT('€', 300), '2024-00-00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '0.0.0.0', '::')",
+    "INSERT INTO extra_types VALUES (3, 0, 0.00001, -0.0000000001, '00:00:00.01', '23:59:59.9999', '-838:59:59', "
+    "'1000-01-01 00:00:00.001', '9999-12-31 23:59:59', NULL, NULL, 0, 8388607, 2155, b'000', '', '', '', '', '', "
+    "'', 0, DEFAULT, 0, -1.5, 'a', '', NULL, '', '0000-00-00', '6ba7b810-9dad-11d1-80b4-00c04fd430c8', "
+    "'255.0.0.1', '1:0:2:0:3:0:4:5')",
+    "INSERT INTO extra_types (id, u, i4, i6) VALUES (4, '00000000-0000-0000-0000-000000000000', '1.2.3.4', "
+    "'::ffff:1.2.3.4'), (5, NULL, NULL, '::1.2.3.4'), (6, NULL, NULL, '1:0:0:2:0:0:0:3'), (7, NULL, NULL, '::100')",
+]
+
+
+def test_values_equal_the_snapshot_readers(mysql_url: str) -> None:
+    """The all-types table of the full-load tests, and more edge cases, streamed as inserts, then as
+    the before images of updates: the same tuples as the snapshot reader's, value for value."""
+    execute(mysql_url, "CREATE TABLE all_types (id int PRIMARY KEY)", EXTRA_TYPES)
+    capture = capture_for(mysql_url, "all_types", "extra_types")
+    execute(mysql_url, "DROP TABLE all_types")
+    start = capture.begin()
+    MYSQL.create(mysql_url)
+    execute(mysql_url, "SET SESSION sql_mode = ''", *EXTRA_ROWS)
+    capture = capture_for(mysql_url, "all_types", "extra_types")
+    capture.check()
+    all_types, extra = capture.tables
+    expected = {t.id: snapshot_rows(mysql_url, t) for t in capture.tables}
+    assert len(expected[all_types.id]) == 5 and len(expected[extra.id]) == 7
+    execute(mysql_url, "UPDATE all_types SET id = id + 100", "UPDATE extra_types SET id = id + 100")
+    stream = capture.stream(start)
+    events = until_idle(stream, count=7)  # the all-types inserts, 4 more inserts, 2 updates
+    stream.close()  # type: ignore[attr-defined]
+    assert not [e for e in events if isinstance(e, SchemaChanged)]  # CREATE TABLE as described
+    for table in capture.tables:
+        changes = [c for t in transactions(events) for c in t.changes if c.table == table.id]
+        inserted = [c.after for c in changes if c.op is Op.INSERT]
+        before = [c.before for c in changes if c.op is Op.UPDATE]
+        assert_same_rows(expected[table.id], inserted, table.column_names)  # type: ignore[arg-type]
+        assert_same_rows(expected[table.id], before, table.column_names)  # type: ignore[arg-type]
+    capture.close()
+
+
+def test_timestamps_are_instants_whatever_the_time_zones(mysql_url: str, mysql_server: MariaDBServer) -> None:
+    """TIMESTAMP values written from sessions in different zones, under another server zone, stream
+    as the same aware UTC datetimes the snapshot reader gives."""
+    execute(mysql_url, "CREATE TABLE moments (id int PRIMARY KEY, ts timestamp(6) NULL, dt datetime(6))")
+    capture = capture_for(mysql_url, "moments")
+    start = capture.begin()
+    with global_setting(mysql_server, "time_zone", "+03:00"):
+        for i, zone in enumerate(["'+05:30'", "'-08:00'", "@@GLOBAL.time_zone", "'SYSTEM'"]):
+            execute(
+                mysql_url,
+                f"SET time_zone = {zone}",
+                f"INSERT INTO moments VALUES ({i}, '2024-06-01 12:00:00.123456', '2024-06-01 12:00:00.123456')",
+            )
+        stream = capture.stream(start)
+        events = until_idle(stream)
+        stream.close()  # type: ignore[attr-defined]
+    (table,) = capture.tables
+    expected = snapshot_rows(mysql_url, table)
+    streamed = [c.after for t in transactions(events) for c in t.changes]
+    assert_same_rows(expected, streamed, table.column_names)  # type: ignore[arg-type]
+    instants = [row[1] for row in expected]
+    assert instants[0] == datetime(2024, 6, 1, 6, 30, 0, 123456, tzinfo=UTC)
+    assert instants[1] == datetime(2024, 6, 1, 20, 0, 0, 123456, tzinfo=UTC)
+    assert instants[2] == datetime(2024, 6, 1, 9, 0, 0, 123456, tzinfo=UTC)  # the server's zone, +03:00
+    assert instants[3] == datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)  # the host's, UTC here
+    capture.close()
+
+
+# --------------------------------------------------------------------------- the binlog
+def test_rotation_mid_stream(mysql_url: str) -> None:
+    """FLUSH BINARY LOGS between transactions (and while streaming): positions move to the next file."""
+    execute(mysql_url, "CREATE TABLE spins (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "spins")
+    start = capture.begin()
+    execute(mysql_url, "INSERT INTO spins VALUES (1)", "FLUSH BINARY LOGS", "INSERT INTO spins VALUES (2)")
+    stream = capture.stream(start)
+    first = transactions(until_idle(stream))
+    execute(mysql_url, "FLUSH BINARY LOGS", "INSERT INTO spins VALUES (3)")
+    second = transactions(until_idle(stream))
+    stream.close()  # type: ignore[attr-defined]
+    txns = first + second
+    assert [c.after for t in txns for c in t.changes] == [(1,), (2,), (3,)]
+    files = [t.commit_position.file for t in txns]
+    assert files[0] == start.file and files[0] < files[1] < files[2]
+    assert txns[0].commit_position < txns[1].commit_position < txns[2].commit_position
+    capture.close()
+
+
+def test_a_50k_row_transaction(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE bulk (id int PRIMARY KEY, v varchar(40), n decimal(12,2))")
+    capture = capture_for(mysql_url, "bulk")
+    start = capture.begin()
+    execute(mysql_url, "INSERT INTO bulk SELECT seq, MD5(seq), seq / 100 FROM seq_1_to_50000")
+    started = time.monotonic()
+    stream = capture.stream(start)
+    (txn,) = transactions(until_idle(stream))
+    stream.close()  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 15
+    assert len(txn.changes) == 50000
+    assert txn.changes[-1].after == (50000, query(mysql_url, "SELECT MD5(50000)")[0][0], Decimal("500.00"))
+    assert [c.after[0] for c in txn.changes if c.after is not None] == list(range(1, 50001))
+    capture.close()
+
+
+def test_a_restart_from_a_stored_position_delivers_exactly_what_followed(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE steps (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "steps")
+    start = capture.begin()
+    for i in range(1, 4):
+        execute(mysql_url, f"INSERT INTO steps VALUES ({i})")
+    stream = capture.stream(start)
+    txns = transactions(until_idle(stream))
+    idle = next(e for e in stream if isinstance(e, Idle))
+    stream.close()  # type: ignore[attr-defined]
+    assert [t.changes[0].after for t in txns] == [(1,), (2,), (3,)]
+    assert idle.position == txns[-1].commit_position
+    stored = capture.position_json(txns[1].commit_position)
+    assert stored == {"file": start.file, "pos": txns[1].commit_position.pos, "gtid": txns[1].commit_position.gtid}
+    capture.ack(txns[1].commit_position)
+    capture.close()
+
+    execute(mysql_url, "INSERT INTO steps VALUES (4)")
+    again = capture_for(mysql_url, "steps")
+    restarted = again.position_from_json(stored)
+    assert restarted == txns[1].commit_position
+    stream = again.stream(restarted)
+    assert [t.changes[0].after for t in transactions(until_idle(stream))] == [(3,), (4,)]
+    stream.close()  # type: ignore[attr-defined]
+    stream = again.stream(again.position_from_json(again.position_json(idle.position)))
+    assert [t.changes[0].after for t in transactions(until_idle(stream))] == [(4,)]
+    stream.close()  # type: ignore[attr-defined]
+    # a user's CdcStartPosition
+    stream = again.stream(again.parse_position(f"{restarted.file}:{restarted.pos}"))
+    assert [t.changes[0].after for t in transactions(until_idle(stream))] == [(3,), (4,)]
+    stream.close()  # type: ignore[attr-defined]
+    again.close()
+
+
+def test_positions_parse_order_and_measure(mysql_url: str) -> None:
+    assert parse_position(" mysql-bin.000003:4567 ") == BinlogPosition("mysql-bin.000003", 4567)
+    for bad in ("mysql-bin.000003", "4567", "mysql-bin.000003:x", "a:b:1", "mysql-bin.000003:2"):
+        with pytest.raises(UserActionError, match=r"file:offset, e\.g\. mysql-bin\.000003:4567"):
+            parse_position(bad)
+    assert BinlogPosition("mysql-bin.999999", 9) < BinlogPosition("mysql-bin.1000000", 4)
+    assert BinlogPosition("b.000001", 5, "0-1-2") == BinlogPosition("b.000001", 5)
+    assert server_id_for("a") == server_id_for("a") != server_id_for("b")
+    execute(mysql_url, "CREATE TABLE sized (id int PRIMARY KEY, v text)")
+    capture = capture_for(mysql_url, "sized")
+    start = capture.begin()
+    execute(mysql_url, "INSERT INTO sized SELECT seq, REPEAT('x', 1000) FROM seq_1_to_100")
+    lag = capture.lag_bytes(start)
+    assert lag is not None and 100_000 < lag < 200_000
+    assert capture.lag_bytes(BinlogPosition("gone.000001", 4)) is None
+    clock, end = capture.clock()
+    assert clock.tzinfo is UTC and abs((datetime.now(UTC) - clock).total_seconds()) < 60
+    assert end >= start and capture.lag_bytes(end) == 0
+    assert capture.drop() == []
+    capture.close()
+
+
+def test_a_purged_binlog_asks_for_a_resync(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE gone (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "gone")
+    start = capture.begin()
+    execute(mysql_url, "INSERT INTO gone VALUES (1)", "FLUSH BINARY LOGS", "INSERT INTO gone VALUES (2)")
+    newest = query(mysql_url, "SHOW MASTER STATUS")[0][0]
+    # the server keeps files a dump thread reads; those of closed streams end at their next heartbeat
+    for (thread,) in query(mysql_url, "SELECT id FROM information_schema.PROCESSLIST WHERE command = 'Binlog Dump'"):
+        with contextlib.suppress(pymysql.err.MySQLError):
+            execute(mysql_url, f"KILL {int(thread)}")
+    deadline = time.monotonic() + 10
+    while query(mysql_url, "SHOW BINARY LOGS")[0][0] != newest:  # and until InnoDB's binlog checkpoint passes
+        assert time.monotonic() < deadline, "PURGE BINARY LOGS kept the older files"
+        execute(mysql_url, f"PURGE BINARY LOGS TO '{newest}'")
+        time.sleep(0.2)
+    with pytest.raises(NeedsResync, match=rf"^NEEDS_RESYNC: binlog file {start.file} is no longer on .*purged"):
+        next(capture.stream(start))
+    with pytest.raises(NeedsResync, match="past the end of binlog file"):
+        next(capture.stream(BinlogPosition(newest, 1 << 30)))
+    number = int(newest.rsplit(".", 1)[1]) + 5
+    with pytest.raises(NeedsResync, match="restored from a backup or is another server"):
+        next(capture.stream(BinlogPosition(f"mysql-bin.{number:06d}", 4)))
+    capture.close()
+
+
+def test_a_silent_server_is_a_dead_connection(mysql_url: str) -> None:
+    """No event and no heartbeat for silence_timeout seconds: TransientError. A healthy idle stream
+    outlives its silence timeout (heartbeats), a stream whose socket stops delivering does not."""
+    execute(mysql_url, "CREATE TABLE quiet (id int PRIMARY KEY)")
+    capture = MySQLCapture(
+        config(mysql_url), "quiet", tables(mysql_url, "quiet"), idle_seconds=IDLE, silence_timeout=1.5
+    )
+    stream = capture.stream(capture.begin())
+    idles = 0
+    for event in stream:
+        idles += isinstance(event, Idle)
+        if idles * IDLE > 2.5:
+            break
+    started = time.monotonic()
+    # the server's heartbeats are what kept it alive; a dropped link delivers nothing: recv times out
+    original = BinlogStream._fill
+    BinlogStream._fill = lambda self, timeout: (time.sleep(min(timeout, 0.1)), False)[1]  # type: ignore[method-assign]
+    try:
+        with pytest.raises(TransientError, match="silent for"):
+            for _ in stream:
+                pass
+    finally:
+        BinlogStream._fill = original  # type: ignore[method-assign]
+    assert time.monotonic() - started < 4
+    capture.close()
+
+
+def test_a_server_restart_is_transient(mysql_url: str, mysql_server: MariaDBServer) -> None:
+    """The stream breaks with TransientError; after the restart it continues from the stored position."""
+    execute(mysql_url, "CREATE TABLE bounce (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "bounce")
+    start = capture.begin()
+    execute(mysql_url, "INSERT INTO bounce VALUES (1)")
+    stream = capture.stream(start)
+    (first,) = transactions(until_idle(stream))
+    mysql_server.stop()
+    try:
+        with pytest.raises(TransientError, match=r"binlog|lost the connection|shutting down"):
+            for _ in stream:
+                pass
+    finally:
+        mysql_server.start()
+    execute(mysql_url, "INSERT INTO bounce VALUES (2)")
+    stream = capture.stream(first.commit_position)
+    assert [c.after for t in transactions(until_idle(stream)) for c in t.changes] == [(2,)]
+    stream.close()  # type: ignore[attr-defined]
+    capture.close()
+
+
+# --------------------------------------------------------------------------- schema changes
+def test_schema_changes_mid_stream(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE evolving (id int PRIMARY KEY, v varchar(10), note text)")
+    capture = capture_for(mysql_url, "evolving")
+    start = capture.begin()
+    # a row and a schema change before the stream starts: the row decodes as it was written
+    execute(
+        mysql_url, "INSERT INTO evolving VALUES (1, 'a', 'n1')", "ALTER TABLE evolving ADD COLUMN email varchar(50)"
+    )
+    execute(mysql_url, "INSERT INTO evolving VALUES (2, 'b', 'n2', 'b@x')")
+    stream = capture.stream(start)
+    events = until_idle(stream)
+    steps = [
+        ("ALTER TABLE evolving DROP COLUMN note", "INSERT INTO evolving VALUES (3, 'c', 'c@x')"),
+        ("ALTER TABLE evolving RENAME COLUMN v TO val", "INSERT INTO evolving VALUES (4, 'd', 'd@x')"),
+        (
+            "ALTER TABLE evolving MODIFY id bigint, MODIFY val varchar(100)",
+            "INSERT INTO evolving VALUES (5, 'e', 'e@x')",
+        ),
+        ("ALTER TABLE evolving ADD INDEX (val)", "UPDATE evolving SET val = 'E' WHERE id = 5"),
+    ]
+    for ddl, dml in steps:
+        execute(mysql_url, ddl, dml)
+        events += until_idle(stream)
+    stream.close()  # type: ignore[attr-defined]
+    got = [
+        (e.description, [c.name for c in e.columns], e.ddl)
+        if isinstance(e, SchemaChanged)
+        else (e.changes[0].columns, e.changes[0].after)
+        for e in events
+    ]
+    assert got == [
+        (("id", "v", "note"), (1, "a", "n1")),
+        (
+            "added email (varchar(50))",
+            ["id", "v", "note", "email"],
+            "ALTER TABLE evolving ADD COLUMN email varchar(50)",
+        ),
+        (("id", "v", "note", "email"), (2, "b", "n2", "b@x")),
+        ("dropped note", ["id", "v", "email"], "ALTER TABLE evolving DROP COLUMN note"),
+        (("id", "v", "email"), (3, "c", "c@x")),
+        ("renamed v to val", ["id", "val", "email"], "ALTER TABLE evolving RENAME COLUMN v TO val"),
+        (("id", "val", "email"), (4, "d", "d@x")),
+        (
+            "changed id from int(11) to bigint(20), changed val from varchar(10) to varchar(100)",
+            ["id", "val", "email"],
+            "ALTER TABLE evolving MODIFY id bigint, MODIFY val varchar(100)",
+        ),
+        (("id", "val", "email"), (5, "e", "e@x")),
+        (("id", "val", "email"), (5, "E", "e@x")),  # an index changes no column: no SchemaChanged
+    ]
+    schema_events = [e for e in events if isinstance(e, SchemaChanged)]
+    assert all(e.table == e.old_table == capture.tables[0].id for e in schema_events)
+    capture.close()
+
+
+def test_a_restart_before_an_unseen_schema_change_is_loud(mysql_url: str) -> None:
+    """Rows written before a schema change that the capture's definitions already include cannot be
+    decoded: NeedsResync, never values under the wrong columns."""
+    execute(mysql_url, "CREATE TABLE late (id int PRIMARY KEY, v varchar(10))")
+    start = capture_for(mysql_url, "late").begin()
+    execute(mysql_url, "INSERT INTO late VALUES (1, 'a')", "ALTER TABLE late ADD COLUMN n int")
+    capture = capture_for(mysql_url, "late")  # described after the change
+    with pytest.raises(NeedsResync, match=r"late have 2 columns, the table has 3 .*reload the table"):
+        for _ in capture.stream(start):
+            pass
+    capture.close()
+
+
+def test_ddl_statements_name_their_tables() -> None:
+    assert parse_ddl("ALTER TABLE `a``b` ADD x int", "db") == parse_ddl("alter online table db.`a``b` add x int", "x")
+    ddl = parse_ddl("/* comment */ RENAME TABLE a TO b, other.c TO d", "db")
+    assert ddl is not None and ddl.kind == "rename"
+    assert ddl.tables == ((TableId("db", "a"), TableId("db", "b")), (TableId("other", "c"), TableId("db", "d")))
+    ddl = parse_ddl("ALTER TABLE t RENAME COLUMN a TO b, RENAME TO u", "db")
+    assert ddl is not None and ddl.tables == ((TableId("db", "t"), TableId("db", "u")),)
+    ddl = parse_ddl("DROP TABLE IF EXISTS `t1`,`x`.`t2` /* generated by server */", "db")
+    assert (
+        ddl is not None
+        and ddl.kind == "drop"
+        and [t for t, _ in ddl.tables] == [TableId("db", "t1"), TableId("x", "t2")]
+    )
+    ddl = parse_ddl("TRUNCATE t", "db")
+    assert ddl is not None and ddl.kind == "truncate"
+    assert parse_ddl("CREATE INDEX i ON t (a)", "db") is None
+    assert parse_ddl("INSERT INTO t VALUES (1)", "db") is None
+
+
+def test_renamed_and_dropped_tables(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE r1 (id int PRIMARY KEY)", "CREATE TABLE d1 (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "r1", "d1")
+    stream = capture.stream(capture.begin())
+    until_idle(stream)
+    execute(mysql_url, "RENAME TABLE r1 TO r2", "INSERT INTO r2 VALUES (1)", "DROP TABLE d1")
+    events = until_idle(stream)
+    stream.close()  # type: ignore[attr-defined]
+    db = database_of(mysql_url)
+    renamed, txn, dropped = events
+    assert isinstance(renamed, SchemaChanged) and renamed.old_table == TableId(db, "r1")
+    assert renamed.table == TableId(db, "r2") and renamed.description == "renamed to " + str(TableId(db, "r2"))
+    assert isinstance(txn, Transaction) and txn.changes[0].table == TableId(db, "r2")
+    assert isinstance(dropped, SchemaChanged) and dropped.table == TableId(db, "d1") and dropped.columns == ()
+    capture.close()
+
+
+def test_statement_logged_changes_are_refused(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE stmt (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "stmt")
+    start = capture.begin()
+    execute(mysql_url, "SET SESSION binlog_format = 'STATEMENT'", "INSERT INTO stmt VALUES (1)")
+    with pytest.raises(NeedsResync, match=r"stmt at .* was logged as a statement"):
+        for _ in capture.stream(start):
+            pass
+    capture.close()
+
+
+def test_xa_transactions_are_refused_on_selected_tables(mysql_url: str) -> None:
+    """XA PREPARE logs a transaction whose outcome comes later: refused, never delivered early or lost;
+    XA on other tables passes by."""
+    execute(mysql_url, "CREATE TABLE xa_kept (id int PRIMARY KEY)", "CREATE TABLE xa_other (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "xa_kept")
+    start = capture.begin()
+    execute(
+        mysql_url, "XA START 'a'", "INSERT INTO xa_other VALUES (1)", "XA END 'a'", "XA PREPARE 'a'", "XA COMMIT 'a'"
+    )
+    execute(mysql_url, "INSERT INTO xa_kept VALUES (1)")
+    stream = capture.stream(start)
+    assert [c.after for t in transactions(until_idle(stream)) for c in t.changes] == [(1,)]
+    stream.close()  # type: ignore[attr-defined]
+    execute(
+        mysql_url, "XA START 'b'", "INSERT INTO xa_kept VALUES (2)", "XA END 'b'", "XA PREPARE 'b'", "XA COMMIT 'b'"
+    )
+    with pytest.raises(TerminalError, match=r"XA transaction changed .*xa_kept"):
+        for _ in capture.stream(start):
+            pass
+    capture.close()
+
+
+def test_compressed_binlog_events(mysql_url: str, mysql_server: MariaDBServer) -> None:
+    """MariaDB's log_bin_compress: row and query events arrive zlib-compressed."""
+    execute(mysql_url, "CREATE TABLE squeezed (id int PRIMARY KEY, v text)")
+    capture = capture_for(mysql_url, "squeezed")
+    start = capture.begin()
+    with global_setting(mysql_server, "log_bin_compress", 1):
+        execute(mysql_url, "INSERT INTO squeezed SELECT seq, REPEAT('z', 500) FROM seq_1_to_50")
+        execute(mysql_url, "ALTER TABLE squeezed ADD COLUMN w int" + " " * 300)
+        execute(mysql_url, "INSERT INTO squeezed VALUES (51, REPEAT('y', 400), 7)")
+    stream = capture.stream(start)
+    events = until_idle(stream)
+    stream.close()  # type: ignore[attr-defined]
+    first, changed, last = events
+    assert isinstance(first, Transaction) and [c.after for c in first.changes][49] == (50, "z" * 500)
+    assert isinstance(changed, SchemaChanged) and changed.description == "added w (int(11))"
+    assert isinstance(last, Transaction) and last.changes[0].after == (51, "y" * 400, 7)
+    capture.close()
+
+
+# --------------------------------------------------------------------------- pre-flight
+class NoBinlogServer(MariaDBServer):
+    """A MariaDB with binary logging off (the later option wins)."""
+
+    def _server_argv(self) -> list[str]:
+        return [*super()._server_argv(), "--skip-log-bin"]
+
+
+@pytest.fixture(scope="module")
+def no_binlog_server() -> Iterator[MariaDBServer]:
+    server = NoBinlogServer.launch()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_binlog_off_is_refused(no_binlog_server: MariaDBServer) -> None:
+    url = no_binlog_server.create_database(unique_db_name("no_binlog"))
+    execute(url, "CREATE TABLE t (id int PRIMARY KEY)")
+    capture = capture_for(url, "t")
+    with pytest.raises(UserActionError, match=r"binary logging is off .*log_bin = mysql-bin.*restart"):
+        capture.check()
+    with pytest.raises(UserActionError, match="binary logging is off"):
+        capture.begin()
+    capture.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fix"),
+    [
+        ("binlog_format", "STATEMENT", r"binlog_format is STATEMENT .*SET GLOBAL binlog_format = 'ROW'"),
+        ("binlog_format", "MIXED", r"binlog_format is MIXED .*SET GLOBAL binlog_format = 'ROW'"),
+        ("binlog_row_image", "MINIMAL", r"binlog_row_image is MINIMAL .*SET GLOBAL binlog_row_image = 'FULL'"),
+    ],
+)
+def test_server_settings_are_named_with_the_fix(
+    mysql_url: str, mysql_server: MariaDBServer, name: str, value: Any, fix: str
+) -> None:
+    execute(mysql_url, "CREATE TABLE t (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "t")
+    with global_setting(mysql_server, name, value), pytest.raises(UserActionError, match=fix):
+        capture.check()
+    capture.close()
+
+
+def test_privileges_are_named_with_the_fix(mysql_url: str, mysql_server: MariaDBServer) -> None:
+    """Each missing privilege in turn, as the check meets them; SUPER is never needed."""
+    db = database_of(mysql_url)
+    user = unique_db_name("cdc", prefix="u")[:32]
+    execute(mysql_url, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1)", "CREATE TABLE other (id int)")
+    admin = mysql_server._admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute("CREATE USER %s@'%%' IDENTIFIED BY 'pw'", (user,))
+            cur.execute(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
+        url = mysql_server.url(db, user=user, password="pw")
+        capture = MySQLCapture(config(url), "privileges", tables(mysql_url, "t"), idle_seconds=IDLE)
+        with pytest.raises(UserActionError, match=rf"GRANT BINLOG MONITOR ON \*\.\* TO '{user}'@'%'"):
+            capture.check()
+        with admin.cursor() as cur:
+            cur.execute(f"GRANT BINLOG MONITOR ON *.* TO '{user}'@'%'")
+        capture.close()
+        with pytest.raises(UserActionError, match=rf"GRANT REPLICATION SLAVE ON \*\.\* TO '{user}'@'%'"):
+            capture.check()
+        with admin.cursor() as cur:
+            cur.execute(f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'%'")
+            cur.execute(f"REVOKE SELECT ON `{db}`.* FROM '{user}'@'%'")
+            cur.execute(f"GRANT SELECT ON `{db}`.`other` TO '{user}'@'%'")
+        capture.close()
+        with pytest.raises(UserActionError, match=r"GRANT SELECT ON"):
+            capture.check()
+        with admin.cursor() as cur:
+            cur.execute(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'")
+        capture.close()
+        assert capture.check() == []
+        with pytest.raises(
+            UserActionError, match=rf"FLUSH TABLES WITH READ LOCK.*GRANT RELOAD ON \*\.\* TO '{user}'@'%'"
+        ):
+            capture.handoff(workers=1, hold=False)
+        with admin.cursor() as cur:
+            cur.execute(f"GRANT RELOAD ON *.* TO '{user}'@'%'")
+        snapshot, start = capture.handoff(workers=1, hold=False)
+        snapshot.close()
+        execute(mysql_url, "INSERT INTO t VALUES (2)")
+        stream = capture.stream(start)
+        assert [c.after for t in transactions(until_idle(stream)) for c in t.changes] == [(2,)]
+        stream.close()  # type: ignore[attr-defined]
+        capture.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
+        admin.close()
+
+
+def test_unsupported_character_sets_are_named(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE armenian (id int PRIMARY KEY, v varchar(10) CHARACTER SET armscii8)")
+    capture = capture_for(mysql_url, "armenian")
+    with pytest.raises(UserActionError, match=r"column v of .*armenian has character set armscii8.*utf8mb4"):
+        capture.check()
+    capture.close()
+
+
+# --------------------------------------------------------------------------- TLS and secrets
+def test_the_binlog_connection_uses_tls_and_hides_passwords(mysql_url: str, mysql_server: MariaDBServer) -> None:
+    cfg = config(mysql_url, ssl_mode="VERIFY_IDENTITY", ssl_ca=str(mysql_server.ca_file))
+    execute(mysql_url, "CREATE TABLE secure (id int PRIMARY KEY)")
+    capture = MySQLCapture(cfg, "tls", tables(mysql_url, "secure"), idle_seconds=IDLE)
+    start = capture.begin()
+    stream = BinlogStream(cfg, server_id_for("tls-probe"), start.file, start.pos)
+    try:
+        assert isinstance(stream.sock, ssl.SSLSocket) and stream.sock.version() is not None
+        event = stream.read(5)
+        assert event is not None and event.type == ROTATE
+    finally:
+        stream.close()
+    execute(mysql_url, "INSERT INTO secure VALUES (1)")
+    events = capture.stream(start)
+    assert [c.after for t in transactions(until_idle(events)) for c in t.changes] == [(1,)]
+    events.close()  # type: ignore[attr-defined]
+    capture.close()
+    wrong = MySQLCapture(config(mysql_url, password="hunter2-wrong"), "tls", capture.tables, idle_seconds=IDLE)
+    with pytest.raises(UserActionError) as caught:
+        next(wrong.stream(start))
+    assert "access denied" in str(caught.value) and "hunter2" not in str(caught.value)
+    with pytest.raises(UserActionError) as caught:
+        wrong.check()
+    assert "hunter2" not in str(caught.value)
