@@ -52,3 +52,15 @@ class RowRejected(ConveyorError):
 
     def __reduce__(self) -> tuple[type[RowRejected], tuple[str, str | None]]:
         return type(self), (self.reason, self.column)
+
+
+class NeedsResync(TerminalError):
+    """Changes are lost between the target's position and what the source can still send (a dropped
+    or invalidated slot, a purged binlog): only a new full load makes the target whole again."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"NEEDS_RESYNC: {reason}")
+
+    def __reduce__(self) -> tuple[type[NeedsResync], tuple[str]]:
+        return type(self), (self.reason,)

@@ -60,7 +60,7 @@ from conveyor.endpoints.mysql.rowevents import (
     parse_table_map,
 )
 from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
-from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
+from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
 from conveyor.model.schema import Column, Table, TableId
 
@@ -128,20 +128,6 @@ _MARIADB_GTID = struct.Struct("<QIB").unpack_from
 _GTID_ENTRY = struct.Struct("<IIQ").unpack_from
 _INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
 _OPS = {"i": _INSERT, "u": _UPDATE, "d": _DELETE}
-
-
-class NeedsResync(TerminalError):
-    """Changes are lost between the target's position and what the source can still send.
-
-    The same shape as the PostgreSQL capture's ``NeedsResync`` (one shared class belongs in
-    ``conveyor.errors``)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"NEEDS_RESYNC: {reason}")
-
-    def __reduce__(self) -> tuple[type[NeedsResync], tuple[str]]:
-        return type(self), (self.reason,)
 
 
 # --------------------------------------------------------------------------- positions

@@ -50,7 +50,7 @@ from conveyor.endpoints.postgres.pgoutput import (
 )
 from conveyor.endpoints.postgres.replication import SILENCE_TIMEOUT, CreatedSlot, ReplicationConnection
 from conveyor.endpoints.postgres.snapshot import PostgresSnapshotReader, join
-from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
+from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Idle, SchemaChanged, Transaction
 from conveyor.model.schema import Column, Table, TableId
 from conveyor.model.types import ColumnType
@@ -61,17 +61,6 @@ MAX_NAME_BYTES = 63
 IDLE_SECONDS = 1.0
 #: seconds to wait for the slot of a run that just died to become free
 SLOT_RELEASE_WAIT = 15.0
-
-
-class NeedsResync(TerminalError):
-    """Changes are lost between the target's position and what the source can still send."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"NEEDS_RESYNC: {reason}")
-
-    def __reduce__(self) -> tuple[type[NeedsResync], tuple[str]]:
-        return type(self), (self.reason,)
 
 
 @dataclass(frozen=True, slots=True)
