@@ -153,7 +153,12 @@ class Capture(Protocol):
     The runner's sequence: ``check()``; then either ``handoff()`` (full-load-and-cdc: the snapshot for
     the full load and the position where the stream continues it) or ``begin()`` (cdc: from now);
     ``stream(start)``; after each target commit that stored a position, ``ack(position)``.
+    Positions compare with ``<`` in log order.
     """
+
+    #: seconds with nothing to deliver before ``stream()`` yields ``Idle`` (the runner sets it: its
+    #: latency is bounded by it when a lone transaction waits for company in a batch)
+    idle_seconds: float
 
     def check(self) -> list[str]:
         """Pre-flight: every server setting and privilege CDC needs; the first problem raises

@@ -47,6 +47,8 @@ from conveyor.runner.task import StopPoint, Task
 BATCH_CHANGES = 5_000
 #: ... and waits at most this long for more transactions to join it (seconds)
 BATCH_SECONDS = 0.05
+#: batch apply: changes per MB of BatchApplyMemoryLimit (a change in memory takes about 500 bytes)
+CHANGES_PER_MB = 2_000
 #: seconds of quiet on the source after which the stream says so (and stop requests are seen)
 IDLE_SECONDS = 0.05
 #: a quiet stream stores its advancing position at most this often (seconds): keeps the source's log short
@@ -138,6 +140,7 @@ class ChangeProcessing:
     def _open_capture(self) -> None:
         assert self.source.open_capture is not None
         self._capture = self.source.open_capture(self.task.source, self.task.name, [p.source for p in self.plans])
+        self._capture.idle_seconds = IDLE_SECONDS
         for w in self.capture.check():
             self._warn(w)
 
@@ -212,15 +215,20 @@ class ChangeProcessing:
         self.listener.message(f"streaming changes from {self.cdc.checkpoint}")
         batch: _Batch | None = None
         last_saved_at = time.monotonic()
-        last_stats = 0.0
+        last_stats = last_clock = 0.0
         recent: deque[tuple[float, int]] = deque(maxlen=20)
         stop_at = self.task.cdc_stop_position
+        net = self.task.settings.TargetMetadata.BatchApplyEnabled
+        tuning = self.task.settings.ChangeProcessingTuning
+        window = tuning.BatchApplyTimeoutMin if net else BATCH_SECONDS
+        max_changes = tuning.BatchApplyMemoryLimit * CHANGES_PER_MB if net else BATCH_CHANGES
 
         def flush() -> None:
             nonlocal batch, saved, last_saved_at
             if batch is None:
                 return
-            result = changes.apply(self.task.name, lease, batch.transactions, capture.position_json(batch.position))
+            position = capture.position_json(batch.position)
+            result = changes.apply(self.task.name, lease, batch.transactions, position, net=net)
             capture.ack(batch.position)
             saved, last_saved_at = batch.position, time.monotonic()
             self._applied(batch, result)
@@ -243,7 +251,7 @@ class ChangeProcessing:
                 batch.position = txn.commit_position
                 self.cdc.incoming_changes += len(txn.changes)
                 self._latency_source(txn)
-                if batch.changes >= BATCH_CHANGES or time.monotonic() - batch.opened >= BATCH_SECONDS:
+                if batch.changes >= max_changes or time.monotonic() - batch.opened >= window:
                     flush()
             elif isinstance(event, Idle):
                 flush()
@@ -253,9 +261,11 @@ class ChangeProcessing:
                     capture.ack(event.position)
                     saved, last_saved_at = event.position, now
                     self.cdc.checkpoint = self._checkpoint(saved)
-                if stop_at is not None and self._stop_point_reached(stop_at, event.position):
-                    self._stopped(f"reached the stop position {stop_at}")
-                    break
+                if stop_at is not None and now - last_clock >= STATS_SECONDS:
+                    last_clock = now
+                    if self._stop_point_reached(stop_at, event.position):
+                        self._stopped(f"reached the stop position {stop_at}")
+                        break
             else:
                 flush()
                 self._schema_changed(event, changes)

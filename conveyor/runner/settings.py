@@ -138,6 +138,21 @@ class FullLoadSettingsSection(BaseModel):
 class TargetMetadataSection(BaseModel):
     model_config = _STRICT
     TargetSchema: str = Field("", description="Schema (PostgreSQL) or database (MySQL) on the target; empty = default.")
+    BatchApplyEnabled: bool = Field(
+        False,
+        description="CDC: apply each window's net changes per key in bulk statements (order across rows is "
+        "not kept, so foreign keys on the target may object) instead of each change in source order.",
+    )
+
+
+class ChangeProcessingTuningSection(BaseModel):
+    model_config = _STRICT
+    BatchApplyTimeoutMin: int = Field(
+        1, ge=0, description="Batch apply: seconds a window collects changes (less when the source goes quiet)."
+    )
+    BatchApplyMemoryLimit: int = Field(
+        500, ge=1, description="Batch apply: MB of changes a window holds at most (about 500 bytes per change)."
+    )
 
 
 class ErrorBehaviorSection(BaseModel):
@@ -169,6 +184,7 @@ class TaskSettings(BaseModel):
     TargetMetadata: TargetMetadataSection = TargetMetadataSection()
     ErrorBehavior: ErrorBehaviorSection = ErrorBehaviorSection()
     ControlTablesSettings: ControlTablesSettingsSection = ControlTablesSettingsSection()
+    ChangeProcessingTuning: ChangeProcessingTuningSection = ChangeProcessingTuningSection()
     ChangeProcessingDdlHandlingPolicy: ChangeProcessingDdlHandlingPolicySection = (
         ChangeProcessingDdlHandlingPolicySection()
     )

@@ -129,3 +129,62 @@ def test_apply_transactions_exactly(target: tuple[str, ChangeApplier, SqlApplier
     changes.apply("cdc", lease, [Transaction(5, None, None, [change(Op.TRUNCATE, schema, "bag")])], {"lsn": 400})
     assert rows(url, "bag") == []
     applier.close()
+
+
+def test_batch_apply_lands_the_same_rows_and_falls_back_on_a_missing_one(
+    target: tuple[str, ChangeApplier, SqlApplier, str],
+) -> None:
+    url, changes, applier, schema = target
+    lease = applier.start_task("cdc", fresh=True)
+    assert changes.read_position("cdc") is None
+    window = [
+        Transaction(
+            1,
+            None,
+            None,
+            [change(Op.INSERT, schema, "items", after=(i, f"n{i}", i, "note" * i)) for i in range(1, 2500)],
+        ),
+        Transaction(
+            2,
+            None,
+            None,
+            [
+                change(Op.UPDATE, schema, "items", after=(2, "two", UNCHANGED, "b2")),
+                change(Op.UPDATE, schema, "items", after=(2, "TWO", UNCHANGED, UNCHANGED)),
+                change(
+                    Op.UPDATE, schema, "items", before=(3, UNCHANGED, UNCHANGED, UNCHANGED), after=(3333, "m", 3, None)
+                ),
+                change(Op.DELETE, schema, "items", before=(1, UNCHANGED, UNCHANGED, UNCHANGED)),
+                change(Op.INSERT, schema, "bag", after=(1, "x")),
+                change(Op.INSERT, schema, "bag", after=(1, "x")),
+            ],
+        ),
+    ]
+    result = changes.apply("cdc", lease, window, {"lsn": 1}, net=True)
+    assert (result.inserts, result.updates, result.deletes, result.failed) == (2501, 3, 1, [])
+    got = {r[0]: r for r in rows(url, "items")}
+    assert len(got) == 2498 and 1 not in got and 3 not in got
+    assert got[2] == (2, "TWO", 2, "b2") and got[3333] == (3333, "m", 3, None) and got[2499][1] == "n2499"
+    assert rows(url, "bag") == [(1, "x"), (1, "x")]
+
+    # an existing row is updated in bulk; a row missing on the target sends the window the careful way
+    window = [
+        Transaction(
+            3,
+            None,
+            None,
+            [
+                change(
+                    Op.UPDATE, schema, "items", before=(4, UNCHANGED, UNCHANGED, UNCHANGED), after=(4, "f", 0, None)
+                ),
+                change(Op.DELETE, schema, "items", before=(999_999, UNCHANGED, UNCHANGED, UNCHANGED)),
+                change(Op.INSERT, schema, "items", after=(-1, "new", 1, None)),
+            ],
+        )
+    ]
+    result = changes.apply("cdc", lease, window, {"lsn": 2}, net=True)
+    assert (result.inserts, result.updates, result.deletes, len(result.failed)) == (1, 1, 0, 1)
+    got = {r[0]: r for r in rows(url, "items")}
+    assert got[4] == (4, "f", 0, None) and got[-1] == (-1, "new", 1, None)
+    assert changes.read_position("cdc") == {"lsn": 2}
+    applier.close()

@@ -37,8 +37,12 @@ def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Ite
     pg_server.drop_database(name)
 
 
-def test_full_load_and_cdc_follows_the_source_exactly(source_url: str, target_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_apply", [False, True], ids=["transactional", "batch"])
+def test_full_load_and_cdc_follows_the_source_exactly(
+    source_url: str, target_url: str, batch_apply: bool, tmp_path: Path
+) -> None:
     doc = {**task_doc(source_url, target_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    doc["settings"] = {"TargetMetadata": {"BatchApplyEnabled": batch_apply}}
     writers = [threading.Thread(target=write_workload, args=(source_url, 150, seed, 0.01)) for seed in (1, 2)]
     for w in writers:
         w.start()  # writes before, during and after the snapshot

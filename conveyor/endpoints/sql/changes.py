@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from conveyor.endpoints.base import Encoder, RejectedRow
 from conveyor.endpoints.sql.applier import SqlApplier, first_line
+from conveyor.endpoints.sql.netting import NetChanges, net_changes
 from conveyor.errors import RowRejected
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
 from conveyor.model.rows import Row
 from conveyor.model.schema import Table, TableId
 
 CDC_STATE_TABLE = "conveyor_cdc_state"
+#: batch apply's multi-row statements: at most this many rows, and bound parameters (every engine
+#: accepts 32k+: PostgreSQL and MySQL 65535, SQLite 32766)
+BULK_ROWS = 1000
+BULK_PARAMS = 30000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,28 @@ class ChangeApplier:
 
     # ------------------------------------------------------------------ applying
     def apply(
-        self, task_name: str, lease: int, transactions: Sequence[Transaction], position: dict[str, Any]
+        self,
+        task_name: str,
+        lease: int,
+        transactions: Sequence[Transaction],
+        position: dict[str, Any],
+        net: bool = False,
     ) -> ApplyResult:
-        """Apply ``transactions`` and store ``position`` in one target transaction."""
+        """Apply ``transactions`` and store ``position`` in one target transaction. ``net`` (batch
+        apply): each table's net changes in bulk statements, where they fold (``netting``); in source
+        order otherwise, and whenever the bulk path meets a row it cannot place."""
         a = self.applier
+        if net:
+            try:
+                result = self._run_net(transactions)
+                if result is not None:
+                    return self._commit(task_name, lease, position, result)
+            except (_NeedsCareful, RowRejected):
+                a.rollback()
+            except Exception as exc:
+                a.rollback()
+                if not a.is_data_error(exc):
+                    raise
         statements, failed = self._statements(transactions)
         try:
             result = self._run_fast(statements)
@@ -131,6 +155,10 @@ class ChangeApplier:
                 raise
             result = self._run_careful(statements)
         result.failed[:0] = failed
+        return self._commit(task_name, lease, position, result)
+
+    def _commit(self, task_name: str, lease: int, position: dict[str, Any], result: ApplyResult) -> ApplyResult:
+        a = self.applier
         try:
             a.check_lease(task_name, lease)
             self._save_position(task_name, lease, position)
@@ -168,6 +196,62 @@ class ChangeApplier:
         for s in statements:
             _count(result, s.change)
         return result
+
+    def _run_net(self, transactions: Sequence[Transaction]) -> ApplyResult | None:
+        """Batch apply: per table, deletes, then inserts, then updates, each as few statements as the
+        driver allows; None when some table's changes do not fold (nothing was written then)."""
+        by_table: dict[TableId, list[Change]] = {}
+        for txn in transactions:
+            for change in txn.changes:
+                by_table.setdefault(change.table, []).append(change)
+        plans = []
+        for table_id, changes in by_table.items():
+            target = self.targets[table_id]
+            net = net_changes(changes, target.table.row_key())
+            if net is None:
+                return None
+            plans.append((target, net))
+        a = self.applier
+        result = ApplyResult()
+        checks: list[tuple[Any, int]] = []
+        with a.pipeline():
+            for target, net in plans:
+                checks += self._write_net(target, net)
+        if any(cur.rowcount != expected for cur, expected in checks):
+            raise _NeedsCareful
+        for changes in by_table.values():
+            for change in changes:
+                _count(result, change)
+        return result
+
+    def _write_net(self, target: ChangeTarget, net: NetChanges) -> list[tuple[Any, int]]:
+        """Send one table's net changes; returns (cursor, rows it must touch) to check afterwards."""
+        a = self.applier
+        name = a.qualified(target.table.id)
+        encoders = [target.by_name[c] for c in net.columns]
+        key_encoders = [target.by_name[k] for k in net.key]
+        checks: list[tuple[Any, int]] = []
+        width = len(net.key)
+        key_sql = a.quote(net.key[0]) if width == 1 else f"({a.column_list(net.key)})"
+        one_key = a.param if width == 1 else f"({a.params(width)})"
+        for chunk in _chunks(net.deletes, max(1, BULK_PARAMS // width)):
+            params = [v for k in chunk for v in _encode(key_encoders, k)]
+            cur = a.execute(f"DELETE FROM {name} WHERE {key_sql} IN ({', '.join([one_key] * len(chunk))})", params)
+            checks.append((cur, len(chunk)))
+        row_sql = f"({a.params(len(net.columns))})"
+        head = f"INSERT INTO {name} ({a.column_list(net.columns)}) VALUES "
+        for chunk in _chunks(net.inserts, max(1, min(BULK_ROWS, BULK_PARAMS // len(net.columns)))):
+            params = [v for row in chunk for v in _encode(encoders, row)]
+            a.execute(head + ", ".join([row_sql] * len(chunk)), params)
+        where = " AND ".join(f"{a.quote(k)} = {a.param}" for k in net.key)
+        groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        for key, indexes, values in net.updates:
+            encoded = _encode([encoders[i] for i in indexes], values)
+            groups.setdefault(indexes, []).append((*encoded, *_encode(key_encoders, key)))
+        for indexes, rows in groups.items():
+            sets = ", ".join(f"{a.quote(net.columns[i])} = {a.param}" for i in indexes)
+            checks.append((a.executemany(f"UPDATE {name} SET {sets} WHERE {where}", rows), len(rows)))
+        return checks
 
     def _run_careful(self, statements: list[_Statement]) -> ApplyResult:
         a = self.applier
@@ -265,6 +349,17 @@ class ChangeApplier:
         key_cols = table.row_key() if table else ()
         key = {k: row.get(k) for k in key_cols} if key_cols else row
         return RejectedRow(change.table, key, column, f"{change.op}: {reason}", row)
+
+
+def _encode(encoders: Sequence[Encoder | None], values: Sequence[Any]) -> list[Any]:
+    """Canonical values -> the driver's; a value the target cannot hold raises ``RowRejected`` (the
+    batch then goes the careful way, which records the change it belongs to)."""
+    return [v if v is None or e is None else e(v) for e, v in zip(encoders, values, strict=True)]
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 class _NeedsCareful(Exception):
