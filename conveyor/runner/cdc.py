@@ -411,7 +411,7 @@ class ChangeProcessing:
     @staticmethod
     def _change_target(applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
         encoders = [applier.encoder(c.type, n) for c, n in zip(plan.source.columns, plan.native_types, strict=True)]
-        return ChangeTarget(plan.target, encoders)
+        return ChangeTarget(plan.target, encoders, plan.native_types)
 
     def _plan_stats(self) -> None:
         for plan in self.plans:

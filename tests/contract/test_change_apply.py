@@ -40,7 +40,7 @@ def target(request: pytest.FixtureRequest) -> tuple[str, ChangeApplier, SqlAppli
         table = intro.table(TableId(schema, name))
         natives = [applier.map_type(c.type) for c in table.columns]
         targets[table.id] = ChangeTarget(
-            table, [applier.encoder(c.type, n) for c, n in zip(table.columns, natives, strict=True)]
+            table, [applier.encoder(c.type, n) for c, n in zip(table.columns, natives, strict=True)], natives
         )
     return url, ChangeApplier(applier, targets), applier, schema
 

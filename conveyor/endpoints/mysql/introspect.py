@@ -16,7 +16,7 @@ import pymysql
 
 from conveyor.endpoints.config import MySQLConfig
 from conveyor.endpoints.mysql.connect import is_mariadb, quote
-from conveyor.endpoints.mysql.errors import account_of, grant_hint
+from conveyor.endpoints.mysql.errors import account_of, error_code, grant_hint
 from conveyor.endpoints.mysql.types import to_logical
 from conveyor.errors import UserActionError
 from conveyor.model.schema import Column, ForeignKey, Index, Key, Table, TableId
@@ -51,6 +51,8 @@ FOREIGN_KEYS_SQL = (
     "WHERE k.TABLE_SCHEMA = %s AND k.TABLE_NAME = %s AND k.REFERENCED_TABLE_NAME IS NOT NULL "
     "ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
 )
+#: how often a table is described while DDL statements keep changing it
+DESCRIBE_ATTEMPTS = 5
 _GENERATED = re.compile(r"\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b|\bROW (START|END)\b", re.IGNORECASE)
 _JSON_CHECK = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.IGNORECASE)
 
@@ -76,9 +78,25 @@ class MySQLIntrospector:
         return [TableId(schema, r[0]) for r in rows]
 
     def table(self, table_id: TableId) -> Table:
+        """The table as it is now. information_schema reads are not one snapshot: a DDL statement
+        that changes the table while it is described (a change stream refreshes it right after
+        one) makes the description start over, until the columns stay put."""
+        key = (table_id.schema, table_id.name)
+        for _ in range(DESCRIBE_ATTEMPTS - 1):
+            columns_info = self._rows(COLUMNS_SQL, key)
+            try:
+                table = self._describe(table_id, columns_info)
+            except pymysql.err.MySQLError as exc:
+                if error_code(exc) not in (1054, 1146):  # unknown column, no such table: renamed or dropped
+                    raise
+                continue
+            if self._rows(COLUMNS_SQL, key) == columns_info:
+                return table
+        return self._describe(table_id, self._rows(COLUMNS_SQL, key))
+
+    def _describe(self, table_id: TableId, columns_info: list[tuple[Any, ...]]) -> Table:
         key = (table_id.schema, table_id.name)
         info = self._rows(TABLE_SQL, key)
-        columns_info = self._rows(COLUMNS_SQL, key)
         if not info or not columns_info:
             account = self._account()
             raise UserActionError(

@@ -155,6 +155,11 @@ class SqlApplier:
             cur.execute(sql)
         return cur
 
+    def array_rows(self, natives: Sequence[str]) -> str | None:
+        """A table expression of rows whose columns come one array parameter each, cast to ``natives``
+        (batch apply's bulk statements), or None where the engine has none."""
+        return None
+
     def pipeline(self) -> contextlib.AbstractContextManager[Any]:
         """Statements inside are sent without waiting for each other's results, where the driver can
         (their cursors' results are in when the block ends); errors surface by the block's end."""

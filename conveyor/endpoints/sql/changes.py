@@ -42,11 +42,15 @@ class ChangeTarget:
 
     table: Table
     encoders: list[Encoder | None]
+    #: the target's native column types (batch apply's array statements cast to them); may be empty
+    natives: Sequence[str] = ()
     by_name: dict[str, Encoder | None] = field(init=False, repr=False)
+    native_by_name: dict[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        names = (c.name for c in self.table.columns)
+        names = [c.name for c in self.table.columns]
         object.__setattr__(self, "by_name", dict(zip(names, self.encoders, strict=True)))
+        object.__setattr__(self, "native_by_name", dict(zip(names, self.natives, strict=False)))
 
 
 @dataclass
@@ -230,6 +234,9 @@ class ChangeApplier:
         name = a.qualified(target.table.id)
         encoders = [target.by_name[c] for c in net.columns]
         key_encoders = [target.by_name[k] for k in net.key]
+        natives = [target.native_by_name.get(c, "") for c in net.columns]
+        if all(natives) and a.array_rows(natives) is not None:
+            return self._write_net_arrays(target, net, encoders, natives)
         checks: list[tuple[Any, int]] = []
         width = len(net.key)
         key_sql = a.quote(net.key[0]) if width == 1 else f"({a.column_list(net.key)})"
@@ -251,6 +258,58 @@ class ChangeApplier:
         for indexes, rows in groups.items():
             sets = ", ".join(f"{a.quote(net.columns[i])} = {a.param}" for i in indexes)
             checks.append((a.executemany(f"UPDATE {name} SET {sets} WHERE {where}", rows), len(rows)))
+        return checks
+
+    def _write_net_arrays(
+        self, target: ChangeTarget, net: NetChanges, encoders: list[Encoder | None], natives: list[str]
+    ) -> list[tuple[Any, int]]:
+        """Net changes as one statement per kind (and per updated column set), each column's values in
+        one array parameter: a handful of parameters however many rows, so the driver parses nothing
+        per row and the server plans once."""
+        a = self.applier
+        name = a.qualified(target.table.id)
+        index = {c: i for i, c in enumerate(net.columns)}
+        key_at = [index[k] for k in net.key]
+        checks: list[tuple[Any, int]] = []
+
+        def rows_sql(columns: Sequence[int], alias: str) -> str:
+            rows = a.array_rows([natives[i] for i in columns])
+            return f"{rows} AS {alias}({a.column_list(net.columns[i] for i in columns)})"
+
+        def match(alias: str) -> str:
+            return " AND ".join(f"t.{a.quote(k)} = {alias}.{a.quote(k)}" for k in net.key)
+
+        def arrays(rows: Sequence[Sequence[Any]], columns: Sequence[int]) -> list[list[Any]]:
+            values: list[list[Any]] = [[] for _ in columns]
+            for row in rows:
+                for out, i, value in zip(values, columns, row, strict=True):
+                    encode = encoders[i]
+                    out.append(value if value is None or encode is None else encode(value))
+            return values
+
+        if net.deletes:
+            cur = a.execute(
+                f"DELETE FROM {name} AS t USING {rows_sql(key_at, 'd')} WHERE {match('d')}",
+                arrays(net.deletes, key_at),
+            )
+            checks.append((cur, len(net.deletes)))
+        if net.inserts:
+            every = list(range(len(net.columns)))
+            a.execute(
+                f"INSERT INTO {name} ({a.column_list(net.columns)}) SELECT * FROM {rows_sql(every, 'i')}",
+                arrays(net.inserts, every),
+            )
+        groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        for key, indexes, values in net.updates:
+            groups.setdefault(indexes, []).append((*key, *values))
+        for indexes, rows in groups.items():
+            columns = [*key_at, *indexes]
+            sets = ", ".join(f"{a.quote(net.columns[i])} = u.{a.quote(net.columns[i])}" for i in indexes)
+            cur = a.execute(
+                f"UPDATE {name} AS t SET {sets} FROM {rows_sql(columns, 'u')} WHERE {match('u')}",
+                arrays(rows, columns),
+            )
+            checks.append((cur, len(rows)))
         return checks
 
     def _run_careful(self, statements: list[_Statement]) -> ApplyResult:
