@@ -3,6 +3,7 @@ and the target follows the source under concurrent writes (TOAST values, key upd
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -150,3 +151,39 @@ def test_schema_changes_reach_the_target_and_other_ddl_suspends_one_table(
     stats = {t.table: t for t in result.tables}
     assert stats["items"].ddls == 4 and stats["items"].applied_ddls == 4
     assert stats["bag"].state == "Table error" and "suspended" in (stats["bag"].error or "")
+
+
+def test_a_commit_time_stop_position_applies_exactly_what_committed_before_it(
+    source_url: str, pg_url: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO items (id, name) VALUES (-1, 'before the start')")
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc"}
+    task = Running(doc, tmp_path / "state")  # creates the slot; stopped at once
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    task.finish()
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO items (id, name) VALUES (-2, 'before the stop')")
+        time.sleep(1.1)
+        stop_at = conn.execute("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')")
+        stop_text = stop_at.fetchone()[0]  # type: ignore[index]
+        time.sleep(1.1)
+        conn.execute("INSERT INTO items (id, name) VALUES (-3, 'after the stop')")
+    doc["cdc_stop_position"] = f"commit_time:{stop_text}"
+    path = write_task(doc, tmp_path / "task.yaml")
+    proc = cli("run", str(path), "--state-dir", str(tmp_path / "state"), "--json", "--no-progress", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "reached the stop position" in proc.stderr
+    ids = {r[0] for r in fetch(pg_url, "items", ["id"], schema="public")}
+    assert -2 in ids and -3 not in ids and -1 not in ids  # cdc starts at the slot, not before
+    stats = json.loads(proc.stdout)
+    assert stats["Status"] == "stopped" and stats["CdcStatistics"]["CheckpointPosition"].startswith("lsn=")
+
+
+def test_a_bad_start_or_stop_position_is_a_clear_error(source_url: str, pg_url: str, tmp_path: Path) -> None:
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc", "cdc_stop_position": "when:ever"}
+    proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")))
+    assert proc.returncode == 2 and "cdc_stop_position" in proc.stderr and "server_time:" in proc.stderr
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc", "cdc_start_position": "banana"}
+    proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
+    assert proc.returncode == 1 and "is not a PostgreSQL LSN" in proc.stderr and "Traceback" not in proc.stderr
