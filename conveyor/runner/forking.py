@@ -40,6 +40,39 @@ def context() -> Any:
     return ctx
 
 
+def engine_of(endpoint: Any) -> str | None:
+    """``postgresql`` / ``mysql`` / ``sqlite`` from an endpoint as written in a task file, at a glance."""
+    text = str(endpoint.get("engine", "")) if isinstance(endpoint, dict) else str(endpoint).split(":", 1)[0]
+    text = text.lower()
+    for engine, prefixes in (("postgresql", ("postgres",)), ("mysql", ("mysql", "mariadb")), ("sqlite", ("sqlite",))):
+        if text.startswith(prefixes):
+            return engine
+    return None
+
+
+def wanted(argv: list[str], main_module: str) -> bool:
+    """``conveyor run TASK_FILE`` whose task may load in worker processes (not in a worker process
+    itself, which re-imports the main module as ``__mp_main__``)."""
+    return argv[1:2] == ["run"] and main_module != "__mp_main__" and needed_for(argv[2] if len(argv) > 2 else "")
+
+
+def needed_for(task_file: str) -> bool:
+    """Whether a task may load in worker processes, read cheaply from its file before the heavy imports:
+    not between two PostgreSQL databases (raw COPY on threads) nor into SQLite (one writer). When in
+    doubt, yes: the runner decides for good (``fullload.uses_worker_processes``)."""
+    try:
+        import yaml
+
+        with open(task_file, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)  # JSON is YAML
+        source, target = engine_of(doc["source"]), engine_of(doc["target"])
+    except Exception:
+        return True
+    if doc.get("migration_type") == "cdc":
+        return False
+    return not ((source == target == "postgresql") or target == "sqlite")
+
+
 def start() -> None:
     """Start the fork server now; it imports in the background while this process goes on.
     Nothing in a worker process (which re-imports the main module, and with it this call)."""

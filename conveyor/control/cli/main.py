@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from conveyor.runner import forking
 
-if sys.argv[1:2] == ["run"] and __name__ != "__mp_main__":  # (worker processes re-import this module)
+if forking.wanted(sys.argv, __name__):
     # Worker processes come from a fork server that imports Conveyor and its drivers once (~0.6 s of
     # CPU). Started first thing, it does so while this process imports the same and plans the load;
-    # started when the runner needs it, the runner would wait ~0.5 s for it. (Idle when the task loads
-    # on threads: whether it does is known only once the task and its engines are loaded.)
+    # started when the runner needs it, the runner would wait ~0.5 s for it.
     forking.start()
 
 import typer
