@@ -159,6 +159,9 @@ class Capture(Protocol):
     #: seconds with nothing to deliver before ``stream()`` yields ``Idle`` (the runner sets it: its
     #: latency is bounded by it when a lone transaction waits for company in a batch)
     idle_seconds: float
+    #: a transaction with more changes than this is delivered in parts (``Transaction.partial``), so
+    #: memory stays bounded whatever its size; None: whole (the runner sets it)
+    part_changes: int | None
 
     def check(self) -> list[str]:
         """Pre-flight: every server setting and privilege CDC needs; the first problem raises

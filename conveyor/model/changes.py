@@ -62,12 +62,17 @@ class Change:
 
 @dataclass(slots=True)
 class Transaction:
-    """A source transaction, whole: applied atomically on a transactional target."""
+    """A source transaction, whole: applied atomically on a transactional target.
+
+    A big one may come in parts (memory stays bounded): every part but the last has ``partial`` set
+    and no ``commit_position``; the parts of one transaction arrive one after the other, and the
+    target commits only after the last."""
 
     txid: int | str | None
     commit_position: Any
     commit_ts: datetime | None
     changes: list[Change] = field(default_factory=list)
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)

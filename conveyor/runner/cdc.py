@@ -49,6 +49,9 @@ BATCH_CHANGES = 5_000
 BATCH_SECONDS = 0.05
 #: batch apply: changes per MB of BatchApplyMemoryLimit (a change in memory takes about 500 bytes)
 CHANGES_PER_MB = 2_000
+#: a source transaction with more changes comes in parts of this many, applied into one open target
+#: transaction: memory stays bounded whatever the transaction's size
+PART_CHANGES = 10_000
 #: seconds of quiet on the source after which the stream says so (and stop requests are seen)
 IDLE_SECONDS = 0.05
 #: a quiet stream stores its advancing position at most this often (seconds): keeps the source's log short
@@ -141,6 +144,7 @@ class ChangeProcessing:
         assert self.source.open_capture is not None
         self._capture = self.source.open_capture(self.task.source, self.task.name, [p.source for p in self.plans])
         self._capture.idle_seconds = IDLE_SECONDS
+        self._capture.part_changes = PART_CHANGES
         for w in self.capture.check():
             self._warn(w)
 
@@ -235,13 +239,34 @@ class ChangeProcessing:
             recent.append((time.monotonic(), self.cdc.applied_changes))
             batch = None
 
+        in_parts = False  # the open target transaction holds parts of a big source transaction
         for event in capture.stream(saved):
             if isinstance(event, Transaction):
-                if stop_at is not None and stop_at.kind == "commit_time" and _after(event.commit_ts, stop_at.at):
+                if (
+                    stop_at is not None
+                    and stop_at.kind == "commit_time"
+                    and not in_parts
+                    and _after(event.commit_ts, stop_at.at)
+                ):
                     flush()
                     self._stopped(f"reached the stop position {stop_at}")
                     break
                 txn = self._route(event)
+                if event.partial:
+                    flush()
+                    in_parts = True
+                    if txn is not None:
+                        self.cdc.incoming_changes += len(txn.changes)
+                        part = _Batch([txn], len(txn.changes), time.monotonic(), None)
+                        self._applied(part, changes.apply_part(txn))
+                    continue
+                if in_parts:  # the end of a transaction that came in parts: it commits alone, with them
+                    in_parts = False
+                    flush()
+                    batch = _Batch([txn] if txn else [], len(txn.changes) if txn else 0, 0.0, event.commit_position)
+                    self.cdc.incoming_changes += batch.changes
+                    flush()
+                    continue
                 if txn is None:
                     continue
                 if batch is None:
@@ -256,7 +281,9 @@ class ChangeProcessing:
             elif isinstance(event, Idle):
                 flush()
                 now = time.monotonic()
-                if event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
+                if in_parts:
+                    pass  # a checkpoint now would commit half a source transaction
+                elif event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
                     changes.apply(self.task.name, lease, [], capture.position_json(event.position))
                     capture.ack(event.position)
                     saved, last_saved_at = event.position, now
@@ -307,6 +334,7 @@ class ChangeProcessing:
         return Transaction(txn.txid, txn.commit_position, txn.commit_ts, kept)
 
     def _applied(self, batch: _Batch, result: ApplyResult) -> None:
+        """Statistics after a target commit (``batch.position`` set) or a part sent into the open one."""
         for (table, op), count in result.by_table.items():
             stats = self._table_stats(table)
             if stats is None:
@@ -330,9 +358,11 @@ class ChangeProcessing:
             )
         self.cdc.incoming_changes -= batch.changes
         self.cdc.applied_changes += batch.changes - len(result.failed)
+        if batch.position is None:
+            return
         self.cdc.applied_transactions += len(batch.transactions)
         self.cdc.checkpoint = self._checkpoint(batch.position)
-        last = batch.transactions[-1].commit_ts
+        last = batch.transactions[-1].commit_ts if batch.transactions else None
         if last is not None:
             self.cdc.latency_target = max(0.0, (st.now() - _utc(last)).total_seconds())
 

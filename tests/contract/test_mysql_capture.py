@@ -411,6 +411,26 @@ def test_a_50k_row_transaction(mysql_url: str) -> None:
     capture.close()
 
 
+def test_a_big_transaction_comes_in_parts(mysql_url: str) -> None:
+    execute(mysql_url, "CREATE TABLE parted (id int PRIMARY KEY, v int)")
+    capture = capture_for(mysql_url, "parted")
+    capture.part_changes = 1000
+    start = capture.begin()
+    execute(mysql_url, "INSERT INTO parted SELECT seq, seq FROM seq_1_to_4500")
+    execute(mysql_url, "INSERT INTO parted VALUES (-1, 0)")
+    stream = capture.stream(start)
+    txns = transactions(until_idle(stream))
+    stream.close()  # type: ignore[attr-defined]
+    # parts end at row-event boundaries: at least part_changes each, then the commit with the rest
+    *parts, last, single = txns
+    assert len(parts) >= 2 and all(t.partial and len(t.changes) >= 1000 for t in parts)
+    assert not last.partial and sum(len(t.changes) for t in [*parts, last]) == 4500
+    assert all(t.commit_position is None for t in parts) and last.commit_position < single.commit_position
+    assert (len(single.changes), single.partial) == (1, False)
+    assert [c.after[0] for t in [*parts, last] for c in t.changes if c.after] == list(range(1, 4501))
+    capture.close()
+
+
 def test_a_restart_from_a_stored_position_delivers_exactly_what_followed(mysql_url: str) -> None:
     execute(mysql_url, "CREATE TABLE steps (id int PRIMARY KEY)")
     capture = capture_for(mysql_url, "steps")

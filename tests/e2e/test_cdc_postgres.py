@@ -18,6 +18,8 @@ from tasks import cli, task_doc, write_task
 
 from conveyor.endpoints.config import parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
+from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
+from conveyor.model.changes import Transaction
 
 
 @pytest.fixture(params=["postgresql", "mysql", "sqlite"])
@@ -187,3 +189,42 @@ def test_a_bad_start_or_stop_position_is_a_clear_error(source_url: str, pg_url: 
     doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc", "cdc_start_position": "banana"}
     proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
     assert proc.returncode == 1 and "is not a PostgreSQL LSN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_big_transaction_comes_in_parts_and_lands_whole(
+    source_url: str, target_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("conveyor.runner.cdc.PART_CHANGES", 2_000)  # parts of 2,000 changes: memory stays flat
+    parts: list[int] = []
+    apply_part = ChangeApplier.apply_part
+
+    def counted(self: ChangeApplier, transaction: Transaction) -> ApplyResult:
+        parts.append(len(transaction.changes))
+        return apply_part(self, transaction)
+
+    monkeypatch.setattr(ChangeApplier, "apply_part", counted)
+    doc = {**task_doc(source_url, target_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    schema = "public" if target_url.startswith("postgres") else None
+    seen: list[int] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            seen.append(len(fetch(target_url, "items", ["id"], schema=schema)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    with psycopg.connect(source_url) as conn:  # one transaction: 12,000 inserts, 1,000 updates, 500 deletes
+        conn.execute("INSERT INTO items SELECT g, 'big ' || g, 1, 2.5, NULL FROM generate_series(10001, 22000) g")
+        conn.execute("UPDATE items SET qty = -1 WHERE id BETWEEN 1 AND 1000")
+        conn.execute("DELETE FROM items WHERE id BETWEEN 2001 AND 2500")
+    wait_equal(task, source_url, target_url)
+    sampling.set()
+    sampler.join()
+    task.finish()
+    assert set(seen) <= {3000, 14500}, sorted(set(seen))  # never anything in between
+    assert 14500 in seen
+    assert len(parts) >= 6 and max(parts) <= 2_000, parts

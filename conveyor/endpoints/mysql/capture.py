@@ -414,6 +414,8 @@ class MySQLCapture:
         self.task = task
         self.tables = list(tables)
         self.idle_seconds = idle_seconds
+        #: transactions with more changes come in parts (``Transaction.partial``); None: whole
+        self.part_changes: int | None = None
         self.silence_timeout = silence_timeout
         self.server_id = server_id_for(task)
         self.acked: BinlogPosition | None = None
@@ -771,6 +773,8 @@ class _Reader:
         self.group_domain = -1
         self.group_mysql: tuple[str, int] | None = None
         self.pending: list[tuple[Op, TableId, tuple[str, ...], Any, Any, BinlogPosition]] = []
+        #: parts of the current transaction were handed out (``Transaction.partial``)
+        self.parted = False
 
     def run(self) -> Iterator[Transaction | SchemaChanged | Idle]:
         capture, stream = self.capture, self.stream
@@ -799,7 +803,7 @@ class _Reader:
             self.pos = event.end
         if kind in bl.ROWS_EVENTS:
             self._rows(event, start)
-            return []
+            return self._part(event)
         if kind == bl.TABLE_MAP:
             self._table_map(event)
             return []
@@ -838,7 +842,7 @@ class _Reader:
                 f"{setting} (and in my.cnf) and reload the tables"
             )
         elif kind == bl.XA_PREPARE:
-            if self.pending:
+            if self.pending or self.parted:
                 raise TerminalError(
                     f"an XA transaction changed {self.pending[0][1]} (prepared at {self.file}:{start}); change data "
                     "capture of XA transactions is not supported: leave the table out or avoid XA on it"
@@ -966,6 +970,11 @@ class _Reader:
         if word.startswith("COMMIT"):
             return self._commit(event, None)
         if word.startswith("ROLLBACK") and not word.startswith("ROLLBACK TO"):
+            if self.parted:
+                raise TerminalError(
+                    f"a transaction whose first parts were already applied ends with ROLLBACK at {self.file}:"
+                    f"{self.pos} (it changed non-transactional tables too); its changes cannot be taken back"
+                )
             self._end_group()
             self.boundary = self.position()
             return []
@@ -1001,9 +1010,10 @@ class _Reader:
         position = self.position()
         pending = self.pending
         txid: int | str | None = self.group_gtid or xid
+        parted = self.parted
         self._end_group()
         self.boundary = position
-        if not pending:
+        if not pending and not parted:
             return []
         commit_ts = datetime.fromtimestamp(event.timestamp, UTC)
         changes = [
@@ -1012,7 +1022,23 @@ class _Reader:
         ]
         return [Transaction(txid, position, commit_ts, changes)]
 
+    def _part(self, event: Event) -> list[Transaction | SchemaChanged]:
+        """The changes so far of a transaction that grew past ``part_changes``, handed out early."""
+        limit = self.capture.part_changes
+        if limit is None or len(self.pending) < limit:
+            return []
+        txid: int | str | None = self.group_gtid or None
+        ts = datetime.fromtimestamp(event.timestamp, UTC)
+        changes = [
+            Change(op, table, names, before, after, at, None, ts, txid)
+            for op, table, names, before, after, at in self.pending
+        ]
+        self.pending = []
+        self.parted = True
+        return [Transaction(txid, None, ts, changes, partial=True)]
+
     def _end_group(self) -> None:
+        self.parted = False
         self.in_group = self.began = False
         self.group_gtid = ""
         self.group_domain = -1

@@ -221,6 +221,8 @@ class PostgresCapture:
         self.tables = list(tables)
         self.slot = self.publication = capture_name(task)
         self.idle_seconds = idle_seconds
+        #: transactions with more changes come in parts (``Transaction.partial``); None: whole
+        self.part_changes: int | None = None
         self.silence_timeout = silence_timeout
         self._conn: psycopg.Connection[Any] | None = None
         self._introspector: PostgresIntrospector | None = None
@@ -593,7 +595,9 @@ class PostgresCapture:
     def decoder(self) -> PgOutputDecoder:
         """A decoder that reads values as the snapshot reader does, knowing the tables' columns."""
         expected = {t.id: tuple((c.name, c.type.native) for c in t.columns) for t in self.tables}
-        return PgOutputDecoder(self._resolve_type, money_scale=self._money_scale(), expected=expected)
+        return PgOutputDecoder(
+            self._resolve_type, money_scale=self._money_scale(), expected=expected, part_changes=self.part_changes
+        )
 
     def stream(self, start_lsn: int | None = None) -> Iterator[Transaction | SchemaChanged | Idle]:
         """Whole transactions committed after ``start_lsn`` (default: the slot's confirmed position),
@@ -615,6 +619,7 @@ class PostgresCapture:
                 raise self._stream_error(exc) from None
             self._repl = repl
             delivered = start
+            parted = False  # parts of the current transaction were yielded: its end must be too
             last_yield = time.monotonic()
             while True:
                 if self._acked > repl.confirmed:
@@ -638,9 +643,13 @@ class PostgresCapture:
                 elif isinstance(event, RelationChanged):
                     event = self._schema_changed(event)
                 elif isinstance(event, Transaction):
-                    delivered = event.commit_position
-                    if not event.changes:
-                        event = None  # touched no selected table (PostgreSQL < 15 sends those)
+                    if event.partial:
+                        parted = True
+                    else:
+                        delivered = event.commit_position
+                        if not event.changes and not parted:
+                            event = None  # touched no selected table (PostgreSQL < 15 sends those)
+                        parted = False
                 if event is not None:
                     yield event
                     last_yield = time.monotonic()

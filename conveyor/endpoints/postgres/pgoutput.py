@@ -408,7 +408,10 @@ class PgOutputDecoder:
         *,
         money_scale: int = 2,
         expected: Mapping[TableId, Sequence[tuple[str, str]]] | None = None,
+        part_changes: int | None = None,
     ) -> None:
+        #: a transaction with more changes than this is returned in parts (``Transaction.partial``)
+        self.part_changes = part_changes
         self.resolve_type: TypeResolver = resolve_type or builtin_type
         #: the last known (column, native type) pairs of each table
         self.known: dict[TableId, tuple[tuple[str, str], ...]] = {
@@ -447,7 +450,7 @@ class PgOutputDecoder:
                 raise DecodeError(f"insert without a new tuple at {format_lsn(lsn)}")
             after, _ = self._tuple(rel, data, 6)
             self._require(pending, lsn).append((_INSERT, rel.table, rel.names, None, after, lsn))
-            return None
+            return self._part()
         if kind == 85:  # 'U' update
             rel = self._state(data)
             marker = data[5]
@@ -465,7 +468,7 @@ class PgOutputDecoder:
             if before is None and rel.key_index:
                 before = rel.keyed(after)  # key unchanged: the new row's key identifies the old one
             self._require(pending, lsn).append((_UPDATE, rel.table, rel.names, before, after, lsn))
-            return None
+            return self._part()
         if kind == 68:  # 'D' delete
             rel = self._state(data)
             marker = data[5]
@@ -475,7 +478,7 @@ class PgOutputDecoder:
             if marker == 75:
                 before = rel.keyed(before)
             self._require(pending, lsn).append((_DELETE, rel.table, rel.names, before, None, lsn))
-            return None
+            return self._part()
         if kind == 66:  # 'B' begin
             if pending is not None:
                 raise DecodeError(f"BEGIN inside a transaction at {format_lsn(lsn)}")
@@ -533,6 +536,19 @@ class PgOutputDecoder:
         raise DecodeError(f"unknown pgoutput message {chr(kind)!r} at {format_lsn(lsn)}")
 
     # ------------------------------------------------------------------ parts
+    def _part(self) -> Transaction | None:
+        """The changes so far of a transaction that grew past ``part_changes``, handed out early."""
+        pending = self._pending
+        if self.part_changes is None or pending is None or len(pending) < self.part_changes:
+            return None
+        xid, commit_ts = self._xid, self._commit_ts
+        changes = [
+            Change(op, table, columns, before, after, position, None, commit_ts, xid)
+            for op, table, columns, before, after, position in pending
+        ]
+        self._pending = []
+        return Transaction(xid, None, commit_ts, changes, partial=True)
+
     @staticmethod
     def _require(pending: list[tuple[Any, ...]] | None, lsn: int) -> list[tuple[Any, ...]]:
         if pending is None:

@@ -79,6 +79,10 @@ class ChangeApplier:
     def __init__(self, applier: SqlApplier, targets: dict[TableId, ChangeTarget]) -> None:
         self.applier = applier
         self.targets = targets
+        #: the open target transaction holds parts of a source transaction (``apply_part``)
+        self._parts = False
+        #: changes the open target transaction could not apply, recorded when it commits
+        self._part_failed: list[RejectedRow] = []
 
     # ------------------------------------------------------------------ checkpoint
     def state_ddl(self) -> str:
@@ -132,11 +136,12 @@ class ChangeApplier:
         position: dict[str, Any],
         net: bool = False,
     ) -> ApplyResult:
-        """Apply ``transactions`` and store ``position`` in one target transaction. ``net`` (batch
-        apply): each table's net changes in bulk statements, where they fold (``netting``); in source
-        order otherwise, and whenever the bulk path meets a row it cannot place."""
+        """Apply ``transactions`` and store ``position`` in one target transaction (which also holds
+        the parts ``apply_part`` sent before: the last transaction is then the end of that one).
+        ``net`` (batch apply): each table's net changes in bulk statements, where they fold
+        (``netting``); in source order otherwise, and whenever the bulk path meets a row it cannot place."""
         a = self.applier
-        if net:
+        if net and not self._parts:
             try:
                 result = self._run_net(transactions)
                 if result is not None:
@@ -147,31 +152,52 @@ class ChangeApplier:
                 a.rollback()
                 if not a.is_data_error(exc):
                     raise
+        return self._commit(task_name, lease, position, self._run_ordered(transactions))
+
+    def apply_part(self, transaction: Transaction) -> ApplyResult:
+        """Apply the first parts of a big source transaction (``Transaction.partial``) into the open
+        target transaction, uncommitted: the ``apply`` of its last part commits them all, with the
+        position, so the target never shows the source transaction half done."""
+        self._parts = True
+        return self._run_ordered([transaction])
+
+    def _run_ordered(self, transactions: Sequence[Transaction]) -> ApplyResult:
+        """Source order; the fast path first, then change by change where it failed. Inside a
+        transaction that already holds parts, a failed attempt is undone to a savepoint, not rolled back."""
+        a = self.applier
         statements, failed = self._statements(transactions)
+        if self._parts:
+            a.savepoint("conveyor_part")
         try:
             result = self._run_fast(statements)
-        except _NeedsCareful:
-            a.rollback()
-            result = self._run_careful(statements)
+            if self._parts:
+                a.release("conveyor_part")
         except Exception as exc:
-            a.rollback()
-            if not a.is_data_error(exc):
+            if self._parts:
+                a.rollback_to("conveyor_part")
+            else:
+                a.rollback()
+            if not isinstance(exc, _NeedsCareful) and not a.is_data_error(exc):
                 raise
             result = self._run_careful(statements)
         result.failed[:0] = failed
-        return self._commit(task_name, lease, position, result)
+        self._part_failed += result.failed
+        return result
 
     def _commit(self, task_name: str, lease: int, position: dict[str, Any], result: ApplyResult) -> ApplyResult:
         a = self.applier
         try:
             a.check_lease(task_name, lease)
             self._save_position(task_name, lease, position)
-            if result.failed:
-                a.record_rejects(task_name, result.failed)
+            if self._part_failed:
+                a.record_rejects(task_name, self._part_failed)
             a.commit()
         except Exception:
             a.rollback()
             raise
+        finally:
+            self._parts = False
+            self._part_failed = []
         return result
 
     def _run_fast(self, statements: list[_Statement]) -> ApplyResult:
