@@ -72,6 +72,8 @@ def write_workload(url: str, transactions: int, seed: int, pause: float = 0.0) -
 
 
 TABLES = (("items", (0,)), ("bag", ()))
+#: the tables of tests/faults/workload.py's ``Workload``
+WORKLOAD_TABLES = (("cdc_items", (0,)), ("cdc_bag", ()))
 
 
 def diff(source_url: str, target_url: str) -> str:
@@ -79,12 +81,17 @@ def diff(source_url: str, target_url: str) -> str:
     return diff_tables(source_url, target_url, TABLES)
 
 
+def schema_of(url: str) -> str | None:
+    """Where the tests' tables are: ``public`` on PostgreSQL, the URL's own database elsewhere."""
+    return "public" if url.startswith("postgres") else None
+
+
 def diff_tables(source_url: str, target_url: str, tables: Sequence[tuple[str, tuple[int, ...]]]) -> str:
     """'' when the tables (name, key column positions) are equal row by row, else what differs."""
     out = []
     for table, key in tables:
-        src = canonical_rows(fetch(source_url, table, schema="public"))
-        dst = canonical_rows(fetch(target_url, table, schema="public" if target_url.startswith("postgres") else None))
+        src = canonical_rows(fetch(source_url, table, schema=schema_of(source_url)))
+        dst = canonical_rows(fetch(target_url, table, schema=schema_of(target_url)))
         d = compare(src, dst, key)
         if not d.equal:
             out.append(f"{table}: {d}")
@@ -96,12 +103,19 @@ class Alive(Protocol):
         """Raise when the task is no longer running."""
 
 
-def wait_equal(task: Alive, source_url: str, target_url: str, timeout: float = 60) -> None:
+def wait_equal(
+    task: Alive,
+    source_url: str,
+    target_url: str,
+    timeout: float = 60,
+    tables: Sequence[tuple[str, tuple[int, ...]]] = TABLES,
+) -> None:
+    """Until the tables (name, key column positions) are equal row by row; raises what differs after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         task.check()
         try:
-            found = diff(source_url, target_url)
+            found = diff_tables(source_url, target_url, tables)
         except Exception as exc:  # the full load has not created the table yet
             if not any(m in str(exc) for m in ("does not exist", "doesn't exist", "no such table")):
                 raise

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-# Shared test helpers (oracle.py, tasks.py, e2e/alltypes.py) import as top-level modules.
+# Shared test helpers (oracle.py, tasks.py, e2e/alltypes.py, faults/workload.py) import as top-level modules.
 sys.path.insert(0, str(Path(__file__).parent / "e2e"))
+sys.path.insert(0, str(Path(__file__).parent / "faults"))
 from servers import MariaDBServer, PostgresServer, unique_db_name
 
 
@@ -53,12 +54,22 @@ def pg_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterato
 @pytest.fixture
 def mysql_url(mysql_server: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """URL of a fresh, empty database (user conveyor, all privileges); dropped afterwards."""
-    mysql_server.ensure_running()
-    name = unique_db_name(request.node.name)
-    url = mysql_server.create_database(name)
+    yield from _mysql_database(mysql_server, request.node.name)
+
+
+@pytest.fixture
+def mysql_source_url(mysql_server: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Like ``mysql_url``, another database: a task's MariaDB source beside a ``mysql_url`` target."""
+    yield from _mysql_database(mysql_server, "src_" + request.node.name)
+
+
+def _mysql_database(server: MariaDBServer, hint: str) -> Iterator[str]:
+    server.ensure_running()
+    name = unique_db_name(hint)
+    url = server.create_database(name)
     yield url
-    if mysql_server.is_running():
-        mysql_server.drop_database(name)
+    if server.is_running():
+        server.drop_database(name)
 
 
 @pytest.fixture

@@ -101,6 +101,8 @@ class ChangeProcessing:
         self._capture: Capture | None = None
         self._handoff: Any = None
         self._stop_reason: str | None = None
+        #: the target connection a retry opened (closed when the run ends)
+        self._reopened: SqlApplier | None = None
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> RunResult:
@@ -122,8 +124,10 @@ class ChangeProcessing:
                     stored = self._first_position(applier)
             self._stream_with_retries(applier, stored)
         finally:
-            with contextlib.suppress(Exception):
-                applier.close()
+            for used in (applier, self._reopened):
+                if used is not None:
+                    with contextlib.suppress(Exception):
+                        used.close()
             if self._capture is not None:
                 self._capture.close()
         failed = self._stop_reason
@@ -186,13 +190,24 @@ class ChangeProcessing:
 
     # ------------------------------------------------------------------ streaming
     def _stream_with_retries(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
+        """Stream until stopped. Connection trouble on either side is retried from the position the
+        target stored, with back-off; so is an endpoint that cannot be reached or refuses the login
+        once the task has streamed before (a server restarting looks like that). A gap in the source's
+        log (NEEDS_RESYNC) or any other terminal error ends the task."""
         attempt = 0
+        current: SqlApplier | None = applier
         while not self.stop.is_set():
             try:
-                self._stream(applier, stored)
+                if current is None:
+                    current = self._reopened = self._open_applier()
+                    stored = ChangeApplier(current, {}).read_position(self.task.name) or stored
+                self._stream(current, stored)
                 return
             except ConveyorError as exc:
-                if not isinstance(exc, TransientError):
+                retry = isinstance(exc, TransientError) or (
+                    isinstance(exc, UserActionError) and self.cdc.started is not None
+                )
+                if not retry:
                     raise
                 error: ConveyorError = exc
             except Exception as exc:
@@ -202,12 +217,12 @@ class ChangeProcessing:
             delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
             attempt += 1
             self._warn(f"{error}; retrying in {delay:.0f} s from the stored position")
+            if current is not None:
+                with contextlib.suppress(Exception):
+                    current.close()
+                current = None
             if self.stop.wait(delay):
                 return
-            with contextlib.suppress(Exception):
-                applier.close()
-            applier = self._open_applier()
-            stored = ChangeApplier(applier, {}).read_position(self.task.name) or stored
 
     def _stream(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
         lease = applier.start_task(self.task.name, fresh=False)

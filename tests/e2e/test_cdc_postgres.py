@@ -16,7 +16,7 @@ from oracle import fetch
 from servers import PostgresServer, unique_db_name
 from tasks import cli, task_doc, write_task
 
-from conveyor.endpoints.config import parse_endpoint
+from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
 from conveyor.model.changes import Transaction
@@ -36,7 +36,9 @@ def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Ite
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SOURCE_SQL)
     yield url
-    drop(parse_endpoint(url, "source"), "cdc")  # the slot would keep the database from being dropped
+    config = parse_endpoint(url, "source")
+    assert isinstance(config, PostgresConfig)
+    drop(config, "cdc")  # the slot would keep the database from being dropped
     pg_server.drop_database(name)
 
 

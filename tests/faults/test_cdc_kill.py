@@ -19,7 +19,7 @@ from cdc_support import SOURCE_SQL, wait_equal, wait_until, write_workload
 from servers import PostgresServer, unique_db_name
 from tasks import task_doc, write_task
 
-from conveyor.endpoints.config import parse_endpoint
+from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
 
 CONVEYOR = (sys.executable, "-m", "conveyor.control.cli.main")
@@ -61,7 +61,9 @@ def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Ite
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SOURCE_SQL)
     yield url
-    drop(parse_endpoint(url, "source"), "cdckill")
+    config = parse_endpoint(url, "source")
+    assert isinstance(config, PostgresConfig)
+    drop(config, "cdckill")
     pg_server.drop_database(name)
 
 
@@ -79,7 +81,11 @@ def test_kill_9_again_and_again_loses_and_doubles_nothing(
     kills = 0
     while kills < KILLS or writer.is_alive():
         run = TaskProcess(task_file, state)
-        time.sleep(rng.uniform(0.5, 2.5))
+        if kills % 3:  # mid-stream, while the workload's transactions are being applied
+            wait_until(run, lambda run=run: "streaming changes from" in run.output())  # type: ignore[misc]
+            time.sleep(rng.uniform(0.1, 1.5))
+        else:  # anywhere: starting up, in the full load, streaming
+            time.sleep(rng.uniform(0.5, 2.5))
         run.check()
         run.kill()
         kills += 1
