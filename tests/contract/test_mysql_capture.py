@@ -19,15 +19,26 @@ import pytest
 from alltypes import MYSQL
 from servers import MariaDBServer, unique_db_name
 
+from conveyor.convert.schema_change import RenameColumn, shape
 from conveyor.endpoints.config import MySQLConfig, parse_endpoint
 from conveyor.endpoints.mysql.binlog import ROTATE, BinlogStream
 from conveyor.endpoints.mysql.capture import (
     BinlogPosition,
     MySQLCapture,
     NeedsResync,
+    TableSchema,
     parse_ddl,
     parse_position,
     server_id_for,
+)
+from conveyor.endpoints.mysql.ddl import (
+    Add,
+    Drop,
+    PrimaryKey,
+    Redefine,
+    SetDefault,
+    Unfollowable,
+    column_changes,
 )
 from conveyor.endpoints.mysql.engine import ENGINE
 from conveyor.endpoints.mysql.snapshot import join
@@ -846,3 +857,161 @@ def test_the_binlog_connection_uses_tls_and_hides_passwords(mysql_url: str, mysq
     with pytest.raises(UserActionError) as caught:
         wrong.check()
     assert "hunter2" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- schema history
+def test_alters_faster_than_the_stream_decode_each_row_by_its_own_definition(mysql_url: str) -> None:
+    """A migration script's ALTERs back to back, streamed after the fact in one go: the catalog holds
+    only the last definition, so each SchemaChanged carries the columns right after its statement and
+    each row decodes by the definition it was written under (names, order, types, character set)."""
+    execute(mysql_url, "CREATE TABLE script (id int PRIMARY KEY, v varchar(10), n int)")
+    capture = capture_for(mysql_url, "script")
+    start = capture.begin()
+    execute(
+        mysql_url,
+        "INSERT INTO script VALUES (1, 'a', 10)",
+        "ALTER TABLE script ADD COLUMN email varchar(50) AFTER id",
+        "INSERT INTO script VALUES (2, 'b@x', 'b', 20)",
+        "ALTER TABLE script RENAME COLUMN v TO val",
+        "INSERT INTO script VALUES (3, 'c@x', 'c', 30)",
+        "ALTER TABLE script MODIFY n bigint unsigned NOT NULL FIRST",
+        "INSERT INTO script VALUES (40, 4, 'd@x', 'd')",
+        "ALTER TABLE script MODIFY val varchar(10) CHARACTER SET latin1",
+        "INSERT INTO script VALUES (50, 5, 'e@x', 'café')",
+        "ALTER TABLE script DROP COLUMN email, CHANGE val label varchar(20), "
+        "ADD (price decimal(14,2), tag enum('x','y'))",
+        "INSERT INTO script VALUES (60, 6, 'f', 1.25, 'y')",
+        "ALTER TABLE script ADD COLUMN code varchar(5) FIRST, ADD COLUMN mid int AFTER id",
+        "INSERT INTO script VALUES ('g', 70, 7, 700, 'g', 2.5, 'x')",
+    )
+    stream = capture.stream(start)
+    events = until_idle(stream, count=12)
+    stream.close()  # type: ignore[attr-defined]
+    got = [
+        (e.description, [c.name for c in e.columns]) if isinstance(e, SchemaChanged) else e.changes[0].after
+        for e in events
+    ]
+    assert got == [
+        (1, "a", 10),
+        ("added email (varchar(50))", ["id", "email", "v", "n"]),
+        (2, "b@x", "b", 20),
+        ("renamed v to val", ["id", "email", "val", "n"]),
+        (3, "c@x", "c", 30),
+        ("changed n from int(11) to bigint unsigned", ["n", "id", "email", "val"]),
+        (40, 4, "d@x", "d"),
+        (50, 5, "e@x", "café"),  # latin1 then, utf8mb4 in the catalog now; the column list did not change
+        (
+            "added label (varchar(20)), added price (decimal(14,2)), added tag (enum('x','y')), dropped email, "
+            "dropped val",
+            ["n", "id", "label", "price", "tag"],
+        ),
+        (60, 6, "f", Decimal("1.25"), "y"),
+        # the last statement leaves the table as the catalog has it, which spells the types as the server does
+        ("added code (varchar(5)), added mid (int(11))", ["code", "n", "id", "mid", "label", "price", "tag"]),
+        ("g", 70, 7, 700, "g", Decimal("2.50"), "x"),
+    ]
+    assert [e.changes[0].columns for e in transactions(events)][:4] == [
+        ("id", "v", "n"),
+        ("id", "email", "v", "n"),
+        ("id", "email", "val", "n"),
+        ("n", "id", "email", "val"),
+    ]
+    moved = [e for e in events if isinstance(e, SchemaChanged)][2].columns[0]
+    assert (moved.type.bits, moved.type.unsigned, moved.nullable) == (64, True, False)
+    capture.close()
+
+
+def test_alter_clauses_the_history_follows() -> None:
+    changes = column_changes(
+        "ALTER TABLE t ADD c enum('a','b') NOT NULL DEFAULT 'a' FIRST, CHANGE COLUMN a b bigint unsigned AFTER c, "
+        "MODIFY v varchar(10) CHARACTER SET latin1, RENAME COLUMN x TO y, DROP COLUMN IF EXISTS z, ADD INDEX (v), "
+        "ALTER w SET DEFAULT -1.5, ADD PRIMARY KEY (y, v(3)), ALGORITHM=INPLACE, LOCK=NONE"
+    )
+    assert [type(c).__name__ for c in changes] == [
+        "Add",
+        "Redefine",
+        "Redefine",
+        "RenameColumn",
+        "Drop",
+        "SetDefault",
+        "PrimaryKey",
+    ]
+    added, changed, modified = changes[0], changes[1], changes[2]
+    assert isinstance(added, Add) and added.definition.first and added.definition.column.default == "'a'"
+    assert added.definition.column.type.values == ("a", "b") and not added.definition.column.nullable
+    assert isinstance(changed, Redefine) and (changed.old, changed.definition.column.name) == ("a", "b")
+    assert changed.definition.after == "c" and changed.definition.column.type.native == "bigint unsigned"
+    assert isinstance(modified, Redefine) and modified.definition.charset == "latin1"
+    assert changes[3:] == [RenameColumn("x", "y"), Drop("z", True), SetDefault("w", "-1.5"), PrimaryKey(("y", "v"))]
+    assert column_changes("RENAME TABLE t TO u") == []
+    for sql, why in [
+        ("ALTER TABLE t CONVERT TO CHARACTER SET latin1", "CONVERT TO"),
+        ("ALTER TABLE t ADD g int AS (a + 1) VIRTUAL", "column g"),
+        ("ALTER TABLE t ADD p point", "without a logical equivalent"),
+        ("ALTER TABLE t ADD ts timestamp", "explicit_defaults_for_timestamp"),
+        ("ALTER TABLE t ENGINE=InnoDB DEFAULT CHARSET=latin1", "CHARSET"),
+        ("ALTER TABLE t ADD c int, PARTITION BY HASH(id)", "PARTITION"),
+    ]:
+        with pytest.raises(Unfollowable, match=why):
+            column_changes(sql)
+
+
+def test_a_statement_the_history_cannot_follow_falls_back_to_the_catalog(mysql_url: str) -> None:
+    """Right after the statement the catalog is the table's definition; once the table changed again
+    later in the binlog it is not, and the capture says which statement it could not follow."""
+    execute(mysql_url, "CREATE TABLE unfollowed (id int PRIMARY KEY, v varchar(10))")
+    capture = capture_for(mysql_url, "unfollowed")
+    stream = capture.stream(capture.begin())
+    until_idle(stream)
+    execute(
+        mysql_url,
+        "ALTER TABLE unfollowed CONVERT TO CHARACTER SET latin1",
+        "INSERT INTO unfollowed VALUES (1, 'café')",
+    )
+    assert [c.after for t in transactions(until_idle(stream)) for c in t.changes] == [(1, "café")]
+    stream.close()  # type: ignore[attr-defined]
+    start = capture.begin()
+    execute(
+        mysql_url,
+        "ALTER TABLE unfollowed CONVERT TO CHARACTER SET utf8mb4",
+        "INSERT INTO unfollowed VALUES (2, 'b')",
+        "ALTER TABLE unfollowed ADD COLUMN n int",
+    )
+    with pytest.raises(NeedsResync, match=r"could not follow 'ALTER TABLE unfollowed CONVERT TO .*changed again later"):
+        for _ in capture.stream(start):
+            pass
+    capture.close()
+
+
+def test_the_history_agrees_with_the_catalog_statement_by_statement(mysql_url: str) -> None:
+    """Each statement applied to the definition before it gives what the server made of it: columns,
+    order, types, NULL, defaults (set or not), AUTO_INCREMENT and each column's character set."""
+    execute(mysql_url, "CREATE TABLE agree (id int NOT NULL, v varchar(10), n int) DEFAULT CHARSET latin1")
+    capture = capture_for(mysql_url, "agree")
+    table_id = capture.tables[0].id
+    schema = capture.refresh(table_id)
+
+    def described(s: TableSchema) -> list[Any]:
+        columns = [(c.name, shape(c.type), c.nullable, c.default is None, c.identity) for c in s.table.columns]
+        return [columns, [(t.name, t.codec) if t else None for t in s.targets]]
+
+    for sql in [
+        "ALTER TABLE agree ADD PRIMARY KEY (id), MODIFY id int AUTO_INCREMENT",
+        "ALTER TABLE agree ADD COLUMN IF NOT EXISTS e enum('a','b''c') NOT NULL DEFAULT 'a' FIRST, ADD t text",
+        "ALTER TABLE agree ADD (d decimal(14,2) DEFAULT -1.5, f double precision, b bit(3)), DROP n",
+        "ALTER TABLE agree CHANGE v Val varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AFTER e",
+        "ALTER TABLE agree MODIFY COLUMN t mediumtext, MODIFY b bit(3) NOT NULL FIRST, ADD INDEX (d)",
+        "ALTER TABLE agree ALTER COLUMN d SET DEFAULT 2, ALTER Val DROP DEFAULT, RENAME COLUMN f TO g",
+        "ALTER TABLE agree ADD ts timestamp(3) NULL DEFAULT NULL ON UPDATE current_timestamp(3), ENGINE=InnoDB",
+        "ALTER TABLE agree ADD j json, ADD bin varbinary(8), ADD u bigint unsigned zerofill, DROP COLUMN IF EXISTS zz",
+        "ALTER TABLE agree DROP PRIMARY KEY, MODIFY id bigint NOT NULL, RENAME TO agreed",
+        "ALTER TABLE agreed ADD c char, ADD y year, ADD dt datetime(6), ADD s set('x','y') CHARACTER SET ascii, "
+        "ADD bo boolean NOT NULL DEFAULT TRUE, ADD fl float(7,4) AFTER c",
+    ]:
+        assert schema is not None
+        table_id = parse_ddl(sql, table_id.schema).tables[0][1]  # type: ignore[union-attr]
+        followed = capture.follow(schema, column_changes(sql), table_id)
+        execute(mysql_url, sql)
+        schema = capture.refresh(table_id)
+        assert schema is not None and described(followed) == described(schema), sql
+    capture.close()

@@ -15,15 +15,22 @@ begins under the same lock, so a transaction is either in the snapshot or after 
 The stream is a replica connection (``binlog.BinlogStream``) with a server id derived from the task
 name; row events are decoded by code generated per table layout (``rowevents``) into the values the
 snapshot reader gives for the same rows. TABLE_MAP events carry column types but no names, so the
-columns are those of the tables the capture was opened with (as the runner described them before
-the handoff, i.e. as of the stream's start), re-read from the catalog after each DDL statement on a
-selected table, with ``SchemaChanged`` before the rows written under the new definition.
+columns are those of the tables the capture was opened with (as the runner described them before the
+handoff, i.e. as of the stream's start), followed through each DDL statement on a selected table, with
+``SchemaChanged`` before the rows written under the new definition. The catalog only knows a table as it
+is now, possibly several statements later, so an ALTER TABLE's column clauses (``ddl.column_changes``)
+are applied to the definition before it: rows written between two statements decode by the definition
+they were written under however far the stream lags. Where the catalog agrees with the result it is
+taken instead (it spells types as the server does). CREATE TABLE, and a statement that cannot be applied
+exactly (CONVERT TO CHARACTER SET, partitioning, a generated column, a type without a logical
+equivalent), are read from the catalog as it is now.
 
 That history lives in memory only. A stream that starts (or restarts) from a position older than a
-schema change its table descriptions already include, or that lags behind two changes of one table,
-decodes the rows in between with a later definition: where the layout differs (column count, types)
-it stops with ``NeedsResync`` rather than guess; where it does not (a renamed column) the rows carry
-the later names. Persisting the history (e.g. next to the position in the target) would close that.
+schema change its table descriptions already include, or that read a definition from the catalog while
+the table changed again later in the binlog, decodes the rows in between with a later definition: where
+the layout differs (column count, types) it stops with ``NeedsResync`` rather than guess; where it does
+not (a renamed column) the rows carry the later names. Persisting the history (e.g. next to the position
+in the target) would close the first case.
 
 Gaps are loud: a start position in a purged binlog file, an INCIDENT event (the source lost
 changes), or statement-logged changes to a selected table raise ``NeedsResync``.
@@ -38,17 +45,32 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import total_ordering
 from typing import Any
 
 import pymysql
 
+from conveyor.convert.schema_change import DropColumn, RenameColumn, apply_change, shape
 from conveyor.endpoints.config import MySQLConfig
 from conveyor.endpoints.mysql import binlog as bl
 from conveyor.endpoints.mysql.binlog import BinlogError, BinlogStream, ConnectionLost, Event, lenenc
 from conveyor.endpoints.mysql.connect import connect, is_mariadb, quote
+from conveyor.endpoints.mysql.ddl import (
+    Add,
+    Clause,
+    Definition,
+    Drop,
+    PrimaryKey,
+    Redefine,
+    SetDefault,
+    Unfollowable,
+    column_changes,
+    parse_ddl,
+    table_name,
+    tokens,
+)
 from conveyor.endpoints.mysql.errors import account_of, classify, error_code, message
 from conveyor.endpoints.mysql.introspect import _GENERATED, MySQLIntrospector
 from conveyor.endpoints.mysql.rowevents import (
@@ -62,7 +84,8 @@ from conveyor.endpoints.mysql.rowevents import (
 from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
 from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
-from conveyor.model.schema import Column, Table, TableId
+from conveyor.model.schema import Column, Key, Table, TableId
+from conveyor.model.types import LogicalType as L
 
 #: seconds without anything to yield after which ``stream()`` yields ``Idle``
 IDLE_SECONDS = 1.0
@@ -106,9 +129,17 @@ CODECS: dict[str, str | None] = {
     "tis620": "tis-620",
     "macroman": "mac-roman",
 }
+#: logical types whose values have a character set (MariaDB's JSON is a longtext)
+TEXT_LOGICALS = frozenset({L.CHAR, L.VARCHAR, L.TEXT, L.ENUM, L.SET, L.JSON})
 COLUMNS_SQL = (
     "SELECT COLUMN_NAME, CHARACTER_SET_NAME, EXTRA FROM information_schema.COLUMNS "
     "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION"
+)
+#: a table's default character set (its database's where the table is gone)
+CHARSET_SQL = (
+    "SELECT COALESCE((SELECT c.CHARACTER_SET_NAME FROM information_schema.TABLES t JOIN information_schema.COLLATIONS "
+    "c ON c.COLLATION_NAME = t.TABLE_COLLATION WHERE t.TABLE_SCHEMA = %s AND t.TABLE_NAME = %s), (SELECT "
+    "DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s))"
 )
 SERVER_SQL = "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, @@GLOBAL.server_id"
 EXPIRY_SQL = "SELECT @@GLOBAL.binlog_expire_logs_seconds"
@@ -251,108 +282,20 @@ class GtidState:
         return _mysql_text(self.mysql) if self.mysql else _mariadb_text(self.mariadb)
 
 
-# --------------------------------------------------------------------------- DDL statements
-_TOKEN = re.compile(r"`(?:[^`]|``)*`|\"(?:[^\"]|\"\")*\"|'(?:[^'\\]|\\.|'')*'|[\w$\u0080-\uffff]+|\S", re.UNICODE)
-_COMMENT = re.compile(r"/\*(?!!)[\s\S]*?\*/|/\*!\d*|\*/|--[^\n]*|#[^\n]*")
+# --------------------------------------------------------------------------- statements
 _DML = {"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"}
-
-
-@dataclass(frozen=True, slots=True)
-class Ddl:
-    """What a statement does to tables: ``kind`` (alter, rename, drop, truncate, create) and the
-    tables, with their new names for a rename."""
-
-    kind: str
-    tables: tuple[tuple[TableId, TableId], ...]
-
-
-def _tokens(sql: str) -> list[str]:
-    return _TOKEN.findall(_COMMENT.sub(" ", sql))
-
-
-def _ident(token: str) -> str:
-    if token[:1] == "`":
-        return token[1:-1].replace("``", "`")
-    if token[:1] == '"':
-        return token[1:-1].replace('""', '"')
-    return token
-
-
-def _name(tokens: list[str], i: int, database: str) -> tuple[TableId, int]:
-    """A possibly qualified table name at ``tokens[i]``."""
-    first = _ident(tokens[i])
-    if i + 2 < len(tokens) and tokens[i + 1] == ".":
-        return TableId(first, _ident(tokens[i + 2])), i + 3
-    return TableId(database, first), i + 1
-
-
-def _skip(tokens: list[str], i: int, *words: str) -> int:
-    while i < len(tokens) and tokens[i].upper() in words:
-        i += 1
-    return i
-
-
-def parse_ddl(sql: str, database: str) -> Ddl | None:
-    """The tables a DDL statement changes (None for other statements); ``database`` is the
-    session's default database, for unqualified names."""
-    tokens = _tokens(sql)
-    upper = [t.upper() for t in tokens]
-    if not tokens:
-        return None
-    head = upper[0]
-    try:
-        if head == "ALTER":
-            i = _skip(tokens, 1, "ONLINE", "IGNORE")
-            if i >= len(tokens) or upper[i] != "TABLE":
-                return None
-            i = _skip(tokens, i + 1, "IF", "EXISTS")
-            table, i = _name(tokens, i, database)
-            new = table
-            for j in range(i, len(tokens) - 1):
-                if upper[j] == "RENAME" and upper[j + 1] not in ("COLUMN", "INDEX", "KEY"):
-                    k = _skip(tokens, j + 1, "TO", "AS")
-                    new, _ = _name(tokens, k, database)
-            return Ddl("rename" if new != table else "alter", ((table, new),))
-        if head == "RENAME":
-            i = _skip(tokens, 1, "TABLE", "TABLES")
-            pairs = []
-            while i < len(tokens):
-                old, i = _name(tokens, _skip(tokens, i, "IF", "EXISTS"), database)
-                i = _skip(tokens, i, "WAIT", "NOWAIT")
-                if i < len(tokens) and upper[i].isdigit():
-                    i += 1
-                new, i = _name(tokens, _skip(tokens, i, "TO"), database)
-                pairs.append((old, new))
-                i = _skip(tokens, i, ",")
-            return Ddl("rename", tuple(pairs))
-        if head in ("DROP", "TRUNCATE", "CREATE"):
-            i = _skip(tokens, 1, "OR", "REPLACE", "TEMPORARY")
-            if head != "TRUNCATE" and (i >= len(tokens) or upper[i] not in ("TABLE", "TABLES")):
-                return None
-            i = _skip(tokens, i, "TABLE", "TABLES", "IF", "NOT", "EXISTS")
-            names = []
-            while i < len(tokens):
-                table, i = _name(tokens, i, database)
-                names.append((table, table))
-                if head != "DROP" or i >= len(tokens) or tokens[i] != ",":
-                    break
-                i += 1
-            return Ddl(head.lower(), tuple(names))
-    except IndexError:
-        return None
-    return None
 
 
 def _statement_tables(sql: str, database: str, selected: set[TableId]) -> list[TableId]:
     """Selected tables a statement names (for statement-logged DML)."""
-    tokens = _tokens(sql)
-    if not tokens or tokens[0].upper() not in _DML:
+    toks = tokens(sql)
+    if not toks or toks[0].upper() not in _DML:
         return []
     found = []
-    for i, token in enumerate(tokens):
-        if token == "." or (i > 0 and tokens[i - 1] == "."):
+    for i, token in enumerate(toks):
+        if token == "." or (i > 0 and toks[i - 1] == "."):
             continue
-        table, _ = _name(tokens, i, database)
+        table, _ = table_name(toks, i, database)
         if table in selected and table not in found:
             found.append(table)
     return found
@@ -365,14 +308,14 @@ def describe_change(old: Sequence[Column], new: Sequence[Column]) -> str:
     dropped = [c for c in old if c.name not in after]
     added = [c for c in new if c.name not in before]
     parts = []
-    if len(dropped) == len(added) == 1 and dropped[0].type == added[0].type:
+    if len(dropped) == len(added) == 1 and shape(dropped[0].type) == shape(added[0].type):
         parts.append(f"renamed {dropped[0].name} to {added[0].name}")
         dropped, added = [], []
     parts += [f"added {c.name} ({c.type.native or c.type.describe()})" for c in added]
     parts += [f"dropped {c.name}" for c in dropped]
     for c in new:
         was = before.get(c.name)
-        if was is not None and (was.type != c.type or was.nullable != c.nullable):
+        if was is not None and (shape(was.type) != shape(c.type) or was.nullable != c.nullable):
             parts.append(f"changed {c.name} from {was.type.native} to {c.type.native}")
     return ", ".join(parts) or "no column changed"
 
@@ -386,6 +329,10 @@ class TableSchema:
     #: per binlog column (every column of the table, generated ones too): where its value goes
     targets: tuple[Target | None, ...]
     version: int
+    #: the table's default character set (for text columns a statement defines without one); "": not read yet
+    charset: str = ""
+    #: a statement this definition did not follow (it was read from the catalog instead), and why
+    unfollowed: str = ""
 
 
 @dataclass(slots=True)
@@ -740,6 +687,95 @@ class MySQLCapture:
         except UserActionError:
             return None
 
+    def follow(self, schema: TableSchema, changes: Sequence[Clause], table_id: TableId) -> TableSchema:
+        """``schema`` after an ALTER TABLE's column changes, as ``table_id``: the definition right
+        after the statement, whatever the catalog holds by now. ``Unfollowable`` when a change does
+        not apply exactly (a column the definition does not name, e.g. a generated one)."""
+        targets = list(schema.targets)
+        columns = {c.name: c for c in schema.table.columns}
+        table = schema.table.renamed(table_id)
+        charset = schema.charset
+
+        def at(name: str) -> int:
+            for i, target in enumerate(targets):
+                if target is not None and target.name.lower() == name.lower():
+                    return i
+            raise Unfollowable(f"{table_id} has no column {name} in the captured definition")
+
+        def free(name: str, was: str = "") -> None:
+            """MySQL's column names are case-insensitive: a new name must not be another column's."""
+            if name.lower() != was.lower() and any(t is not None and t.name.lower() == name.lower() for t in targets):
+                raise Unfollowable(f"{table_id} already has a column {name}")
+
+        def put(definition: Definition, default: int) -> None:
+            """The column at its place (FIRST, AFTER a column, else ``default``), decoded by its clause's
+            character set or the table's default, as the server does."""
+            nonlocal charset
+            column = definition.column
+            codec = None
+            if column.type.logical in TEXT_LOGICALS:
+                charset = charset or self._default_charset(table_id)
+                name = definition.charset or charset
+                codec = CODECS.get(name)
+                if codec is None:
+                    raise Unfollowable(f"column {column.name} has character set {name or 'unknown'}")
+            where = 0 if definition.first else at(definition.after) + 1 if definition.after else default
+            targets.insert(where, Target(column.name, column.type, codec))
+            key = table.primary_key.columns if table.primary_key else ()
+            columns[column.name] = replace(column, nullable=False) if column.name in key else column
+
+        for change in changes:
+            match change:
+                case Add(definition, if_not_exists):
+                    if if_not_exists and definition.column.name.lower() in map(str.lower, columns):
+                        continue
+                    free(definition.column.name)
+                    put(definition, len(targets))
+                    if definition.primary:
+                        table = replace(table, primary_key=Key("PRIMARY", (definition.column.name,)))
+                case Drop(name, if_exists):
+                    if if_exists and name.lower() not in map(str.lower, columns):
+                        continue
+                    gone = targets.pop(at(name))
+                    assert gone is not None
+                    table = apply_change(table, DropColumn(gone.name))
+                    del columns[gone.name]
+                case Redefine(old, definition, if_exists):
+                    if if_exists and old.lower() not in map(str.lower, columns):
+                        continue
+                    i = at(old)
+                    was = targets.pop(i)
+                    assert was is not None
+                    free(definition.column.name, was.name)
+                    table = apply_change(table, RenameColumn(was.name, definition.column.name))
+                    del columns[was.name]
+                    put(definition, i)
+                    if definition.primary:
+                        table = replace(table, primary_key=Key("PRIMARY", (definition.column.name,)))
+                case RenameColumn(old, new):
+                    i = at(old)
+                    was = targets[i]
+                    assert was is not None
+                    free(new, was.name)
+                    targets[i] = replace(was, name=new)
+                    table = apply_change(table, RenameColumn(was.name, new))
+                    columns[new] = replace(columns.pop(was.name), name=new)
+                case SetDefault(name, default):
+                    target = targets[at(name)]
+                    assert target is not None
+                    columns[target.name] = replace(columns[target.name], default=default)
+                case PrimaryKey(names):
+                    found = [targets[at(name)] for name in names]
+                    key = tuple(t.name for t in found if t is not None)
+                    columns.update({name: replace(columns[name], nullable=False) for name in key})
+                    table = replace(table, primary_key=Key("PRIMARY", key) if key else None)
+        table = replace(table, columns=tuple(columns[t.name] for t in targets if t is not None))
+        return TableSchema(table, tuple(targets), schema.version, charset, schema.unfollowed)
+
+    def _default_charset(self, table_id: TableId) -> str:
+        """Read as late as a text column needs it: changing it takes a statement read from the catalog."""
+        return str(self._query(CHARSET_SQL, (table_id.schema, table_id.name, table_id.schema))[0][0] or "")
+
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -890,6 +926,12 @@ class _Reader:
                 except Unsupported as exc:
                     raise TerminalError(f"{exc}; leave table {table} out of the task's change data capture") from None
                 except LayoutMismatch as exc:
+                    if schema.unfollowed:
+                        raise NeedsResync(
+                            f"{exc} (at {self.file}:{self.pos}): the capture could not follow {schema.unfollowed}, so "
+                            "it read the table's definition from the catalog, and the table changed again later in "
+                            "the binlog; reload the table"
+                        ) from None
                     raise NeedsResync(
                         f"{exc} (at {self.file}:{self.pos}): the table's definition changed after this position, and "
                         "the task restarted from before the change; reload the table"
@@ -1062,9 +1104,9 @@ class _Reader:
                 change = Change(Op.TRUNCATE, old, names, None, None, position, position, commit_ts, self.group_gtid)
                 out.append(Transaction(self.group_gtid or None, position, commit_ts, [change]))
                 continue
-            fresh = self.capture.refresh(new)
             before = schema.table.columns if schema is not None else ()
             self.schemas.pop(old, None)
+            fresh = None if ddl.kind == "drop" else self._after(schema, sql, new)
             if fresh is None:
                 out.append(SchemaChanged(old, old, (), position, "dropped the table", sql))
                 continue
@@ -1072,9 +1114,42 @@ class _Reader:
             self.schemas[new] = fresh
             if new != old:
                 description = f"renamed to {new}"
-            elif fresh.table.columns == before:
+            elif [_column_key(c) for c in fresh.table.columns] == [_column_key(c) for c in before]:
                 continue
             else:
                 description = describe_change(before, fresh.table.columns)
             out.append(SchemaChanged(new, old, fresh.table.columns, position, description, sql))
         return out
+
+    def _after(self, schema: TableSchema | None, sql: str, table: TableId) -> TableSchema | None:
+        """The table's definition right after ``sql`` (None: it is gone): the one before with the
+        statement applied, where it applies exactly. The catalog's (the table now) where the two
+        agree, as it spells types and defaults as the server does; also where the statement does not
+        apply, noting it in ``unfollowed``, as the table may have changed again since."""
+        fresh = self.capture.refresh(table)
+        try:
+            if schema is None:
+                raise Unfollowable("a new table is read from the catalog")
+            derived = self.capture.follow(schema, column_changes(sql), table)
+        except Unfollowable as exc:
+            if fresh is not None:
+                fresh.unfollowed = f"{sql!r} ({exc})"
+            return fresh
+        if fresh is None or _layout(fresh) != _layout(derived):
+            return derived
+        fresh.charset, fresh.unfollowed = derived.charset, derived.unfollowed
+        return fresh
+
+
+def _column_key(column: Column) -> tuple[Any, ...]:
+    """A column without how its type and default are spelled: the catalog prints ``bigint(20)``
+    where a statement said ``bigint``."""
+    return column.name, shape(column.type), column.nullable, column.default is None, column.identity
+
+
+def _layout(schema: TableSchema) -> tuple[Any, ...]:
+    """What a definition says about rows and columns (``_column_key``), with each column's character set."""
+    return (
+        tuple((t.name, shape(t.type), t.codec) if t is not None else None for t in schema.targets),
+        tuple(_column_key(c) for c in schema.table.columns),
+    )
