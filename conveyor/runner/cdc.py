@@ -41,6 +41,7 @@ from conveyor.runner.fullload import FullLoad, RunResult
 from conveyor.runner.planning import control_schema, plan_tables
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import StopPoint, Task
+from conveyor.runner.watchdog import Watchdog
 
 #: a target transaction holds at most this many changes (whole source transactions: one bigger
 #: source transaction is applied whole) ...
@@ -58,6 +59,10 @@ IDLE_SECONDS = 0.05
 IDLE_CHECKPOINT_SECONDS = 5.0
 #: seconds between statistics updates (and source lag queries)
 STATS_SECONDS = 1.0
+#: seconds a target call may go unanswered before the connection is dropped and the stream retried
+TARGET_SILENCE_SECONDS = 45.0
+#: seconds an endpoint may stay unreachable (or refuse the login) before a task that streamed gives up
+USER_ERROR_RETRY_SECONDS = 600.0
 #: back-off between attempts after a transient failure (seconds)
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -191,11 +196,14 @@ class ChangeProcessing:
     # ------------------------------------------------------------------ streaming
     def _stream_with_retries(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
         """Stream until stopped. Connection trouble on either side is retried from the position the
-        target stored, with back-off; so is an endpoint that cannot be reached or refuses the login
-        once the task has streamed before (a server restarting looks like that). A gap in the source's
-        log (NEEDS_RESYNC) or any other terminal error ends the task."""
+        target stored, with back-off (reset once a retry has applied something); so is an endpoint
+        that cannot be reached or refuses the login once the task has streamed before (a server
+        restarting looks like that), for ``USER_ERROR_RETRY_SECONDS``. A gap in the source's log
+        (NEEDS_RESYNC) or any other terminal error ends the task."""
         attempt = 0
         current: SqlApplier | None = applier
+        applied = self.cdc.applied_transactions
+        first_user_error: float | None = None
         while not self.stop.is_set():
             try:
                 if current is None:
@@ -204,16 +212,22 @@ class ChangeProcessing:
                 self._stream(current, stored)
                 return
             except ConveyorError as exc:
-                retry = isinstance(exc, TransientError) or (
-                    isinstance(exc, UserActionError) and self.cdc.started is not None
-                )
-                if not retry:
+                if isinstance(exc, UserActionError) and self.cdc.started is not None:
+                    # after streaming worked: a restarting server looks like this; give it a while
+                    first_user_error = first_user_error or time.monotonic()
+                    if time.monotonic() - first_user_error > USER_ERROR_RETRY_SECONDS:
+                        raise
+                elif not isinstance(exc, TransientError):
                     raise
                 error: ConveyorError = exc
             except Exception as exc:
                 error = classify(exc, (self.source, self.target))
                 if not isinstance(error, TransientError):
                     raise error from exc
+            if self.cdc.applied_transactions > applied:  # it worked for a while: a new fault, not the same one
+                attempt, applied = 0, self.cdc.applied_transactions
+            if not isinstance(error, UserActionError):
+                first_user_error = None
             delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
             attempt += 1
             self._warn(f"{error}; retrying in {delay:.0f} s from the stored position")
@@ -225,6 +239,21 @@ class ChangeProcessing:
                 return
 
     def _stream(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
+        """One streaming session; a target that stops answering mid-call becomes a ``TransientError``."""
+        watchdog = Watchdog(TARGET_SILENCE_SECONDS, applier.interrupt)
+        try:
+            self._follow(applier, stored, watchdog)
+        except Exception as exc:
+            if watchdog.fired:
+                raise TransientError(
+                    f"the target did not answer for {TARGET_SILENCE_SECONDS:.0f} s (a hung server or network, or a "
+                    "lock another session holds on a row being changed)"
+                ) from exc
+            raise
+        finally:
+            watchdog.close()
+
+    def _follow(self, applier: SqlApplier, stored: dict[str, Any], watchdog: Watchdog) -> None:
         lease = applier.start_task(self.task.name, fresh=False)
         changes = self._changes(applier)
         capture = self.capture
@@ -247,7 +276,8 @@ class ChangeProcessing:
             if batch is None:
                 return
             position = capture.position_json(batch.position)
-            result = changes.apply(self.task.name, lease, batch.transactions, position, net=net)
+            with watchdog.guard():
+                result = changes.apply(self.task.name, lease, batch.transactions, position, net=net)
             capture.ack(batch.position)
             saved, last_saved_at = batch.position, time.monotonic()
             self._applied(batch, result)
@@ -273,7 +303,9 @@ class ChangeProcessing:
                     if txn is not None:
                         self.cdc.incoming_changes += len(txn.changes)
                         part = _Batch([txn], len(txn.changes), time.monotonic(), None)
-                        self._applied(part, changes.apply_part(txn))
+                        with watchdog.guard():
+                            result = changes.apply_part(txn)
+                        self._applied(part, result)
                     continue
                 if in_parts:  # the end of a transaction that came in parts: it commits alone, with them
                     in_parts = False
@@ -299,7 +331,8 @@ class ChangeProcessing:
                 if in_parts:
                     pass  # a checkpoint now would commit half a source transaction
                 elif event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
-                    changes.apply(self.task.name, lease, [], capture.position_json(event.position))
+                    with watchdog.guard():
+                        changes.apply(self.task.name, lease, [], capture.position_json(event.position))
                     capture.ack(event.position)
                     saved, last_saved_at = event.position, now
                     self.cdc.checkpoint = self._checkpoint(saved)
@@ -310,7 +343,8 @@ class ChangeProcessing:
                         break
             else:
                 flush()
-                self._schema_changed(event, changes)
+                with watchdog.guard():
+                    self._schema_changed(event, changes)
             now = time.monotonic()
             if now - last_stats >= STATS_SECONDS:
                 last_stats = now

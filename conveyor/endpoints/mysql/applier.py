@@ -24,7 +24,7 @@ from conveyor.endpoints.mysql import types
 from conveyor.endpoints.mysql.connect import is_mariadb, quote
 from conveyor.endpoints.mysql.errors import error_code
 from conveyor.endpoints.mysql.protocol import LOCAL_NAME, tsv_payload
-from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, first_line
+from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, first_line, shutdown_socket
 from conveyor.errors import TerminalError
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Table, TableId
@@ -61,6 +61,12 @@ class MySQLApplier(SqlApplier):
     timestamp_type = "DATETIME(6)"  # TIMESTAMP may auto-update, and ends in 2038
     null_safe_equals = "<=>"
     row_locator = None  # UPDATE/DELETE take LIMIT 1
+
+    def interrupt(self) -> None:
+        sock = self.conn._sock
+        if sock is not None:
+            shutdown_socket(sock)
+
     # one MODIFY sets type and nullability together, so it carries the whole definition
     alter_type_sql = "ALTER TABLE {table} MODIFY COLUMN {definition}"
     drop_not_null_sql = alter_type_sql

@@ -24,7 +24,7 @@ from conveyor.endpoints.config import PostgresConfig
 from conveyor.endpoints.postgres import types
 from conveyor.endpoints.postgres.connect import copy, literal, quote, run
 from conveyor.endpoints.postgres.errors import first_line, privilege_message
-from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier
+from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, shutdown_socket
 from conveyor.errors import TerminalError, UserActionError
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Table, TableId
@@ -98,6 +98,9 @@ class PostgresApplier(SqlApplier):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return run(self.conn, sql, params)
+
+    def interrupt(self) -> None:
+        shutdown_socket(self.conn.pgconn.socket)
 
     def pipeline(self) -> contextlib.AbstractContextManager[Any]:
         return self.conn.pipeline()

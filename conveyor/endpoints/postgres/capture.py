@@ -511,6 +511,11 @@ class PostgresCapture:
         return row[0], parse_lsn(row[1])
 
     def lag_bytes(self, position: int) -> int | None:
+        """While streaming, from the server's last keepalive (no query: a hung source must not hang
+        the caller, whose stream notices the silence); otherwise from the server."""
+        repl = self._repl
+        if repl is not None:
+            return max(0, repl.server_wal_end - position) if repl.server_wal_end else None
         row = run(self.conn, "SELECT pg_catalog.pg_current_wal_lsn()::text").fetchone()
         return max(0, parse_lsn(row[0]) - position) if row else None
 

@@ -31,6 +31,9 @@ SESSION: dict[str, str] = {
     # a load's statements and its snapshot transaction legitimately run (or idle) for hours
     "statement_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
+    # a commit is on disk before it returns: change processing tells the source it may discard its log
+    # right after a target commit, so a commit a target crash could still lose would be lost for good
+    "synchronous_commit": "on",
 }
 
 #: libpq / server message -> what the user reads; fields: where, host, user, database, sslmode, sslrootcert, timeout

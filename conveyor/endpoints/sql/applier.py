@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -154,6 +156,11 @@ class SqlApplier:
         else:
             cur.execute(sql)
         return cur
+
+    def interrupt(self) -> None:
+        """From another thread: make the call this connection is blocked in fail now (a watchdog's
+        way out of a server that stopped answering). The connection is unusable afterwards."""
+        raise NotImplementedError
 
     def array_rows(self, natives: Sequence[str]) -> str | None:
         """A table expression of rows whose columns come one array parameter each, cast to ``natives``
@@ -583,6 +590,16 @@ class SqlApplier:
 def policy_error(policy: ErrorPolicy, message: str) -> TerminalError:
     """DataErrorPolicy STOP_TASK stops the task; SUSPEND_TABLE fails only the table."""
     return StopTask(message) if policy is ErrorPolicy.STOP_TASK else TerminalError(message)
+
+
+def shutdown_socket(sock: int | socket.socket) -> None:
+    """Shut a connection's socket down under its driver (a file descriptor or a socket): the call
+    blocked on it fails at once."""
+    if isinstance(sock, int):
+        with socket.socket(fileno=os.dup(sock)) as dup:
+            dup.shutdown(socket.SHUT_RDWR)
+    else:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def first_line(exc: BaseException) -> str:

@@ -43,6 +43,9 @@ class SQLiteApplier(SqlApplier):
     def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
         return types.encoder(column_type, native)
 
+    def interrupt(self) -> None:
+        self.conn.interrupt()
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN")
