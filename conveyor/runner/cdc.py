@@ -266,10 +266,14 @@ class ChangeProcessing:
         last_stats = last_clock = 0.0
         recent: deque[tuple[float, int]] = deque(maxlen=20)
         stop_at = self.task.cdc_stop_position
-        net = self.task.settings.TargetMetadata.BatchApplyEnabled
+        # Both modes commit whole source transactions, so the target only ever shows states the source
+        # had, and both fold a commit's changes into net changes per key (exactly the same end state;
+        # any constraint the bulk statements trip sends that commit the ordered way). Batch apply
+        # differs in its windows: BatchApplyTimeoutMin seconds instead of a few milliseconds.
+        batch_apply = self.task.settings.TargetMetadata.BatchApplyEnabled
         tuning = self.task.settings.ChangeProcessingTuning
-        window = tuning.BatchApplyTimeoutMin if net else BATCH_SECONDS
-        max_changes = tuning.BatchApplyMemoryLimit * CHANGES_PER_MB if net else BATCH_CHANGES
+        window = tuning.BatchApplyTimeoutMin if batch_apply else BATCH_SECONDS
+        max_changes = tuning.BatchApplyMemoryLimit * CHANGES_PER_MB if batch_apply else BATCH_CHANGES
 
         def flush() -> None:
             nonlocal batch, saved, last_saved_at
@@ -277,7 +281,7 @@ class ChangeProcessing:
                 return
             position = capture.position_json(batch.position)
             with watchdog.guard():
-                result = changes.apply(self.task.name, lease, batch.transactions, position, net=net)
+                result = changes.apply(self.task.name, lease, batch.transactions, position, net=True)
             capture.ack(batch.position)
             saved, last_saved_at = batch.position, time.monotonic()
             self._applied(batch, result)

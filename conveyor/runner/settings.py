@@ -140,8 +140,8 @@ class TargetMetadataSection(BaseModel):
     TargetSchema: str = Field("", description="Schema (PostgreSQL) or database (MySQL) on the target; empty = default.")
     BatchApplyEnabled: bool = Field(
         False,
-        description="CDC: apply each window's net changes per key in bulk statements (order across rows is "
-        "not kept, so foreign keys on the target may object) instead of each change in source order.",
+        description="CDC: collect changes for BatchApplyTimeoutMin seconds per target commit (fewer, bigger "
+        "commits) instead of a few milliseconds; either way a commit holds whole source transactions.",
     )
 
 

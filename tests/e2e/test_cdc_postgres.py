@@ -22,6 +22,12 @@ from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
 from conveyor.model.changes import Transaction
 
 
+def drop_capture(url: str) -> None:
+    config = parse_endpoint(url, "source")
+    assert isinstance(config, PostgresConfig)
+    drop(config, "cdc")
+
+
 @pytest.fixture(params=["postgresql", "mysql", "sqlite"])
 def target_url(request: pytest.FixtureRequest) -> str:
     return str(
@@ -36,9 +42,7 @@ def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Ite
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SOURCE_SQL)
     yield url
-    config = parse_endpoint(url, "source")
-    assert isinstance(config, PostgresConfig)
-    drop(config, "cdc")  # the slot would keep the database from being dropped
+    drop_capture(url)  # the slot would keep the database from being dropped
     pg_server.drop_database(name)
 
 
@@ -230,3 +234,37 @@ def test_a_big_transaction_comes_in_parts_and_lands_whole(
     assert set(seen) <= {3000, 14500}, sorted(set(seen))  # never anything in between
     assert 14500 in seen
     assert len(parts) >= 6 and max(parts) <= 2_000, parts
+
+
+def test_foreign_keys_on_the_target_hold_whatever_the_fold(
+    pg_server: PostgresServer, pg_url: str, tmp_path: Path
+) -> None:
+    name = unique_db_name("cdcfk")
+    source_url = pg_server.create_database(name)
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE parent (id int PRIMARY KEY); "
+            "CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id)); "
+            "INSERT INTO parent VALUES (1)"
+        )
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    doc["settings"] = {"TargetMetadata": {"BatchApplyEnabled": True}}  # one window for both transactions
+    task = Running(doc, tmp_path / "state")
+    try:
+        wait_until(task, lambda: task.runner.cdc.started is not None)
+        with psycopg.connect(source_url) as conn:
+            conn.execute("INSERT INTO child VALUES (10, 1)")
+            conn.commit()
+            # folded per table, child first: its final row points at a parent the fold inserts later
+            conn.execute(
+                "INSERT INTO parent VALUES (2); UPDATE child SET parent_id = 2; DELETE FROM parent WHERE id = 1"
+            )
+            conn.commit()
+        wait_equal(task, source_url, pg_url, tables=[("parent", (0,)), ("child", (0,))])
+        result = task.finish()
+        assert not any(t.apply_error_rows for t in result.tables)
+        with psycopg.connect(pg_url) as conn:  # the target has the foreign key: it was enforced throughout
+            assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone() == (1,)
+    finally:
+        drop_capture(source_url)
+        pg_server.drop_database(name)
