@@ -185,6 +185,8 @@ def main() -> None:
     }
     total_rows = sum(sizes.values())
     conveyor = str(Path(sys.executable).parent / "conveyor")
+    # as installed: with bytecode (an editable install under PYTHONDONTWRITEBYTECODE would compile every start)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "conveyor")], check=True)
     tmp = ROOT / "bench" / "results"
     tmp.mkdir(parents=True, exist_ok=True)
     pg = PostgresServer.launch()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conveyor.endpoints.base import Capabilities
+from conveyor.endpoints.base import Capabilities, Capture
 from conveyor.endpoints.config import PostgresConfig
 from conveyor.endpoints.postgres.applier import PostgresApplier
-from conveyor.endpoints.postgres.capture import PostgresCapture
 from conveyor.endpoints.postgres.connect import connect
 from conveyor.endpoints.postgres.errors import classify
 from conveyor.endpoints.postgres.introspect import PostgresIntrospector
@@ -26,7 +25,9 @@ def _snapshot(config: PostgresConfig, workers: int, hold: bool = False) -> Postg
     return PostgresSnapshot(config, workers, hold)
 
 
-def _capture(config: PostgresConfig, task: str, tables: Sequence[Table]) -> PostgresCapture:
+def _capture(config: PostgresConfig, task: str, tables: Sequence[Table]) -> Capture:
+    from conveyor.endpoints.postgres.capture import PostgresCapture  # a full load does not need it
+
     return PostgresCapture(config, task, tables)
 
 
