@@ -22,6 +22,7 @@ from psycopg import sql
 from conveyor.endpoints.base import Encoder, ErrorPolicy, LoadResult, PrepMode, RejectedRow
 from conveyor.endpoints.config import PostgresConfig
 from conveyor.endpoints.postgres import types
+from conveyor.endpoints.postgres.arrays import array_literal
 from conveyor.endpoints.postgres.connect import copy, literal, quote, run
 from conveyor.endpoints.postgres.errors import first_line, privilege_message
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, shutdown_socket
@@ -104,6 +105,9 @@ class PostgresApplier(SqlApplier):
 
     def pipeline(self) -> contextlib.AbstractContextManager[Any]:
         return self.conn.pipeline()
+
+    def array_param(self, values: list[Any]) -> Any:
+        return array_literal(values)
 
     def array_rows(self, natives: Sequence[str]) -> str | None:
         # unnest() flattens arrays of arrays: a column that is itself an array goes the generic way

@@ -162,6 +162,10 @@ class SqlApplier:
         way out of a server that stopped answering). The connection is unusable afterwards."""
         raise NotImplementedError
 
+    def array_param(self, values: list[Any]) -> Any:
+        """One column's values as the parameter ``array_rows`` takes for it."""
+        return values
+
     def array_rows(self, natives: Sequence[str]) -> str | None:
         """A table expression of rows whose columns come one array parameter each, cast to ``natives``
         (batch apply's bulk statements), or None where the engine has none."""

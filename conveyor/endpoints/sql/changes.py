@@ -305,13 +305,13 @@ class ChangeApplier:
         def match(alias: str) -> str:
             return " AND ".join(f"t.{a.quote(k)} = {alias}.{a.quote(k)}" for k in net.key)
 
-        def arrays(rows: Sequence[Sequence[Any]], columns: Sequence[int]) -> list[list[Any]]:
+        def arrays(rows: Sequence[Sequence[Any]], columns: Sequence[int]) -> list[Any]:
             values: list[list[Any]] = [[] for _ in columns]
             for row in rows:
                 for out, i, value in zip(values, columns, row, strict=True):
                     encode = encoders[i]
                     out.append(value if value is None or encode is None else encode(value))
-            return values
+            return [a.array_param(v) for v in values]
 
         if net.deletes:
             cur = a.execute(

@@ -1,0 +1,65 @@
+"""PostgreSQL array literals for batch apply's column arrays, built with string operations.
+
+psycopg dumps a list element by element with a regular expression for the quoting, which made up a
+third of change processing's time. Here a column's values become one ``{...}`` literal (sent as an
+untyped parameter and cast by the statement) when every value is of a type whose text form is
+simple to state exactly; otherwise the list goes to psycopg as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _float(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def _element(value: Any) -> str | None:
+    """The array element for ``value``, or None when its type is not one this module states."""
+    kind = type(value)
+    if kind is str:
+        return _quoted(value)
+    if kind is int:
+        return str(value)
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is Decimal:
+        return str(value)  # keeps the scale; NaN and the infinities spelled as numeric reads them
+    if kind is float:
+        return _float(value)
+    if kind is datetime or kind is date or kind is time:
+        return _quoted(value.isoformat())
+    if kind is Jsonb and value.dumps is None:
+        return _quoted(json.dumps(value.obj))
+    return None
+
+
+def array_literal(values: Sequence[Any]) -> str | Sequence[Any]:
+    """``values`` as a PostgreSQL array literal, or ``values`` unchanged where an element's type is
+    not covered (psycopg adapts those)."""
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+            continue
+        element = _element(value)
+        if element is None:
+            return values
+        parts.append(element)
+    return "{" + ",".join(parts) + "}"
