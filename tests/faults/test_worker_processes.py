@@ -365,12 +365,12 @@ def test_no_worker_outlives_its_runner(how: str, mysql_server, pg_server, tmp_pa
     proc, dst = start_big_load(mysql_server, pg_server, tmp_path, name)
     workers = descendants(proc.pid)
     assert len(workers) >= 3, "the worker processes (and the fork server) should be running"
-    blocker = None
+    # workers stuck inside a database call (not sending progress) must end too; and the load cannot
+    # finish before the signal arrives, however fast the other segments would have gone
+    blocker = pg_server.connect(f"{name}_dst", autocommit=False)
+    blocker.execute("LOCK TABLE public.big IN ACCESS EXCLUSIVE MODE")
+    time.sleep(0.5)
     if how == "SIGKILL":
-        # workers stuck inside a database call (not sending progress) must end too
-        blocker = pg_server.connect(f"{name}_dst", autocommit=False)
-        blocker.execute("LOCK TABLE public.big IN ACCESS EXCLUSIVE MODE")
-        time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
     elif how == "SIGTERM":
         proc.send_signal(signal.SIGTERM)
@@ -385,8 +385,7 @@ def test_no_worker_outlives_its_runner(how: str, mysql_server, pg_server, tmp_pa
     try:
         assert not wait_gone(workers, 10), "worker processes outlived the runner"
     finally:
-        if blocker is not None:
-            blocker.close()
+        blocker.close()
     deadline = time.monotonic() + 10
     while target_sessions(pg_server, dst) and time.monotonic() < deadline:
         time.sleep(0.05)
