@@ -77,6 +77,7 @@ from conveyor.endpoints.mysql.rowevents import (
     BINARY_LOGICALS,
     LayoutMismatch,
     RowsDecoder,
+    TableMap,
     Target,
     Unsupported,
     parse_table_map,
@@ -87,6 +88,8 @@ from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import LogicalType as L
 
+#: distinct TABLE_MAP events kept parsed (a table has one per schema version and table id)
+TABLE_MAP_CACHE = 1024
 #: seconds without anything to yield after which ``stream()`` yields ``Idle``
 IDLE_SECONDS = 1.0
 #: replica server ids of tasks: this base plus a hash of the task name (unlikely to meet a real replica's)
@@ -801,6 +804,8 @@ class _Reader:
         self.maps: dict[int, _Mapped] = {}
         self.versions = itertools.count(1)
         self.decoders: dict[tuple[TableId, int, bytes], RowsDecoder] = {}
+        #: TABLE_MAP event bodies already parsed (the id size is fixed per server)
+        self.table_maps: dict[bytes, TableMap] = {}
         self.id_size = 6
         # the open transaction
         self.in_group = False  # a GTID event or BEGIN opened a group not yet committed
@@ -913,7 +918,14 @@ class _Reader:
         self.gtid = state
 
     def _table_map(self, event: Event) -> None:
-        table_map = parse_table_map(event.data, bl.HEADER_SIZE, self.id_size)
+        # every transaction maps its tables again, with the same bytes: parse each distinct one once
+        body = event.data[bl.HEADER_SIZE :]
+        table_map = self.table_maps.get(body)
+        if table_map is None:
+            table_map = parse_table_map(event.data, bl.HEADER_SIZE, self.id_size)
+            if len(self.table_maps) >= TABLE_MAP_CACHE:
+                self.table_maps.clear()
+            self.table_maps[body] = table_map
         table = TableId(table_map.schema, table_map.name)
         schema = self.schemas.get(table)
         decoder = None

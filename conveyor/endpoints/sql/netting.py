@@ -13,8 +13,9 @@ or changes written under two different column lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from conveyor.model.changes import UNCHANGED, Change, Op
@@ -54,6 +55,7 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
     columns = changes[0].columns
     try:
         positions = [columns.index(k) for k in key]
+        key_of = _key_getter(positions)
     except ValueError:
         return None
     entries: dict[Key, _Entry] = {}
@@ -66,7 +68,7 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             assert change.after is not None
             if any(v is UNCHANGED for v in change.after):
                 return None
-            new_key = tuple(change.after[p] for p in positions)
+            new_key = key_of(change.after)
             entry = entries.get(new_key)
             if entry is None:
                 entries[new_key] = _Entry(existed=False, row=list(change.after))
@@ -75,7 +77,7 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             continue
         image = change.before if change.before is not None else change.after
         assert image is not None
-        old_key = tuple(image[p] for p in positions)
+        old_key = key_of(image)
         if any(v is UNCHANGED for v in old_key):
             return None
         entry = entries.get(old_key)
@@ -87,7 +89,7 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
         assert change.after is not None
         if entry.deleted:
             return None  # an update of a row this window deleted: not a history the fold can trust
-        new_key = tuple(change.after[p] for p in positions)
+        new_key = key_of(change.after)
         if new_key == old_key or any(v is UNCHANGED for v in new_key):
             if new_key != old_key:
                 return None
@@ -117,6 +119,14 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             if indexes:
                 net.updates.append((k, indexes, tuple(entry.updates[i] for i in indexes)))
     return net
+
+
+def _key_getter(positions: list[int]) -> Callable[[Sequence[Any]], Key]:
+    """row -> its key tuple (``itemgetter`` returns a bare value for one position)."""
+    if len(positions) == 1:
+        (p,) = positions
+        return lambda row: (row[p],)
+    return itemgetter(*positions)
 
 
 def _merge(entry: _Entry, after: Sequence[Any]) -> None:
