@@ -47,14 +47,14 @@ from conveyor.runner.watchdog import Watchdog
 #: source transaction is applied whole) ...
 BATCH_CHANGES = 5_000
 #: ... and waits at most this long for more transactions to join it (seconds)
-BATCH_SECONDS = 0.05
+BATCH_SECONDS = 0.02
 #: batch apply: changes per MB of BatchApplyMemoryLimit (a change in memory takes about 500 bytes)
 CHANGES_PER_MB = 2_000
 #: a source transaction with more changes comes in parts of this many, applied into one open target
 #: transaction: memory stays bounded whatever the transaction's size
 PART_CHANGES = 10_000
 #: seconds of quiet on the source after which the stream says so (and stop requests are seen)
-IDLE_SECONDS = 0.05
+IDLE_SECONDS = 0.02
 #: a quiet stream stores its advancing position at most this often (seconds): keeps the source's log short
 IDLE_CHECKPOINT_SECONDS = 5.0
 #: seconds between statistics updates (and source lag queries)
