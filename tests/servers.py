@@ -1012,6 +1012,8 @@ class MariaDBServer(_ManagedServer):
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 "--skip-name-resolve",
+                # its bootstrap server's temporary tables: private, not in a /tmp other processes clean
+                f"--tmpdir={root / 'tmp'}",
             ]
             if _is_root():
                 argv.append("--user=root")

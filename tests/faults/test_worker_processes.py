@@ -335,6 +335,8 @@ def start_big_load(mysql_server, pg_server, tmp_path: Path, name: str) -> tuple[
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, like a shell job (for Ctrl-C)
+        # as from a terminal, whatever this test runs under (a background job ignores SIGINT)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while pg_committed_segments(dst) < 1:
@@ -366,9 +368,10 @@ def test_no_worker_outlives_its_runner(how: str, mysql_server, pg_server, tmp_pa
     workers = descendants(proc.pid)
     assert len(workers) >= 3, "the worker processes (and the fork server) should be running"
     # workers stuck inside a database call (not sending progress) must end too; and the load cannot
-    # finish before the signal arrives, however fast the other segments would have gone
+    # finish before the signal arrives: every segment's commit checks the task's lease row, held here
+    # (a table lock would first wait for the segments in flight, which may be all that is left)
     blocker = pg_server.connect(f"{name}_dst", autocommit=False)
-    blocker.execute("LOCK TABLE public.big IN ACCESS EXCLUSIVE MODE")
+    blocker.execute("SELECT 1 FROM public.conveyor_leases WHERE task_name = %s FOR UPDATE", (name,))
     time.sleep(0.5)
     if how == "SIGKILL":
         proc.send_signal(signal.SIGKILL)
