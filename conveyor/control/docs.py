@@ -37,9 +37,9 @@ def task_file_page() -> str:
         "",
         "A task file is YAML or JSON with these keys: `name`, `source`, `target`, `migration_type` "
         "(`full-load`, `cdc` or `full-load-and-cdc`), `table_mappings` (AWS DMS table-mapping JSON), "
-        "`settings` (AWS DMS task settings), and for the CDC types `cdc_start_position` and "
-        "`cdc_stop_position` (DMS's CdcStartPosition and CdcStopPosition). Unknown keys are errors "
-        "naming their path.",
+        "`settings` (AWS DMS task settings), and for the CDC types `cdc_start_position`, `cdc_start_time` "
+        "and `cdc_stop_position` (DMS's CdcStartPosition, CdcStartTime and CdcStopPosition). Unknown keys "
+        "are errors naming their path.",
         "",
         "## Change data capture",
         "",
@@ -47,6 +47,9 @@ def task_file_page() -> str:
         "syntax: a PostgreSQL LSN (`16/B374D848`; the task's slot must already exist and not be past it) or "
         "a MySQL binlog position (`mysql-bin.000003:4`). Without it, a `cdc` task starts now. Once the "
         "target holds a position for the task (table `conveyor_cdc_state`), every run continues from there.",
+        "- `cdc_start_time` (UTC, `2026-11-27T10:00:00`): a `cdc` task without a stored position starts at "
+        "the first transaction the MySQL/MariaDB binlog holds from that second on (the server must still "
+        "have that binlog file). PostgreSQL cannot: logical decoding starts at its slot.",
         "- `cdc_stop_position`: `server_time:2026-11-27T10:00:00` stops once Conveyor's clock passes that "
         "time (UTC); `commit_time:...` stops after the last source transaction committed at or before it.",
         "- SIGTERM or Ctrl-C stops after the current target commit (exit code 0); a second one interrupts "

@@ -187,9 +187,14 @@ class ChangeProcessing:
         created where missing (DMS leaves them to the user; an empty table is the useful default)."""
         for plan in self.plans:
             applier.prepare(plan.target, plan.native_types, PrepMode.DO_NOTHING)
+        # a malformed position, or a start time the engine cannot honour, fails before a slot exists
+        text, at = self.task.cdc_start_position, self.task.cdc_start_time
+        position = self.capture.parse_position(text) if text else None
+        if at is not None:
+            position = self.capture.position_at(at)
         begun = self.capture.begin()
-        text = self.task.cdc_start_position
-        position = self.capture.parse_position(text) if text else begun
+        if position is None:
+            position = begun
         self.listener.message(f"change capture starts at {self._checkpoint(position)}")
         return self.capture.position_json(position)
 

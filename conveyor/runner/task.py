@@ -28,6 +28,7 @@ _TOP_KEYS = {
     "table_mappings",
     "settings",
     "cdc_start_position",
+    "cdc_start_time",
     "cdc_stop_position",
 }
 _STOP_KINDS = ("server_time", "commit_time")
@@ -43,6 +44,21 @@ class StopPoint:
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.at.strftime('%Y-%m-%dT%H:%M:%S')}"
+
+
+def _start_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):  # YAML reads an unquoted timestamp as one
+        at = value
+    else:
+        try:
+            at = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ConfigError(
+                f"{value!r} is not a time; write it as 2026-11-27T10:00:00 (UTC)", "cdc_start_time"
+            ) from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def parse_stop_point(text: str, path: str = "cdc_stop_position") -> StopPoint:
@@ -71,6 +87,8 @@ class Task:
     warnings: list[str] = field(default_factory=list)
     #: DMS CdcStartPosition: where a cdc task without a stored position starts (engine's own syntax)
     cdc_start_position: str | None = None
+    #: DMS CdcStartTime: where a cdc task without a stored position starts (UTC)
+    cdc_start_time: datetime | None = None
     #: DMS CdcStopPosition
     cdc_stop_position: StopPoint | None = None
     #: the task file as written (with ${VARS} unexpanded), so a worker process can rebuild the task
@@ -122,10 +140,13 @@ def task_from_document(doc: Any) -> Task:
         raise ConfigError(
             "is a position in the source's own syntax, e.g. 16/B374D848 or mysql-bin.000003:4", "cdc_start_position"
         )
+    start_time = _start_time(doc.get("cdc_start_time"))
+    if start_time is not None and start:
+        raise ConfigError("give cdc_start_position or cdc_start_time, not both", "cdc_start_time")
     stop = doc.get("cdc_stop_position")
     if stop is not None and not isinstance(stop, str):
         raise ConfigError("write it as server_time:YYYY-MM-DDTHH:MM:SS or commit_time:...", "cdc_stop_position")
-    if (start or stop) and migration_type == "full-load":
+    if (start or stop or start_time) and migration_type == "full-load":
         raise ConfigError(
             "applies to the cdc and full-load-and-cdc migration types only",
             "cdc_start_position" if start else "cdc_stop_position",
@@ -139,6 +160,7 @@ def task_from_document(doc: Any) -> Task:
         settings=settings,
         warnings=warnings,
         cdc_start_position=start,
+        cdc_start_time=start_time,
         cdc_stop_position=parse_stop_point(stop) if stop else None,
         document=doc,
     )

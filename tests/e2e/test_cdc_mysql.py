@@ -168,6 +168,24 @@ def test_cdc_from_a_given_binlog_position(source_url: str, target_url: str, tmp_
     assert (bag.applied_inserts, bag.applied_updates, bag.applied_deletes) == (2, 0, 1)
 
 
+def test_cdc_from_a_start_time(source_url: str, pg_url: str, tmp_path: Path) -> None:
+    """``cdc_start_time``: the first transaction written at or after it, found across binlog files."""
+    execute_sql(source_url, [*SOURCE_SQL[:2], "INSERT INTO items VALUES (-9, 'before', 1, 1.5, NULL)"])
+    execute_sql(source_url, ["FLUSH BINARY LOGS", "INSERT INTO items VALUES (-8, 'before too', 1, 1.5, NULL)"])
+    time.sleep(1.1)  # the binlog's clock has seconds
+    (now,) = query(source_url, "SELECT UTC_TIMESTAMP()")[0]
+    time.sleep(1.1)
+    execute_sql(source_url, ["INSERT INTO items VALUES (-1, 'after', 1, 2.5, NULL)"])
+    execute_sql(source_url, ["FLUSH BINARY LOGS", "UPDATE items SET qty = 7 WHERE id = -1"])
+    doc = cdc_doc(source_url, pg_url, "cdc", cdc_start_time=now.isoformat())
+    task = Running(doc, tmp_path / "state")
+    streaming(task)
+    wait_until(task, lambda: task.runner.cdc.applied_changes == 2)
+    time.sleep(0.3)  # nothing more comes
+    task.finish()
+    assert [tuple(r) for r in fetch(pg_url, "items", ["id", "qty"], schema="public")] == [(-1, 7)]
+
+
 # --------------------------------------------------------------------------- every type
 @pytest.fixture
 def twin_url(target_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

@@ -195,6 +195,11 @@ def test_a_bad_start_or_stop_position_is_a_clear_error(source_url: str, pg_url: 
     doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc", "cdc_start_position": "banana"}
     proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
     assert proc.returncode == 1 and "is not a PostgreSQL LSN" in proc.stderr and "Traceback" not in proc.stderr
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc", "cdc_start_time": "2026-01-01T00:00:00"}
+    proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
+    assert proc.returncode == 1 and "cannot start change data capture at a time" in proc.stderr
+    with psycopg.connect(source_url) as conn:  # refused before anything was created
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
 
 
 def test_a_big_transaction_comes_in_parts_and_lands_whole(

@@ -88,6 +88,8 @@ from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import LogicalType as L
 
+#: the events a transaction group begins with
+GTID_EVENTS = frozenset({bl.MARIADB_GTID, bl.MYSQL_GTID, bl.MYSQL_ANONYMOUS_GTID})
 #: distinct TABLE_MAP events kept parsed (a table has one per schema version and table id)
 TABLE_MAP_CACHE = 1024
 #: seconds without anything to yield after which ``stream()`` yields ``Idle``
@@ -530,6 +532,62 @@ class MySQLCapture:
         else:
             gtid = rows[0][4] if len(rows[0]) > 4 else ""
         return BinlogPosition(file, pos, str(gtid or "").replace("\n", ""))
+
+    def position_at(self, at: datetime) -> BinlogPosition:
+        """The first transaction boundary in the binlog written at or after ``at`` (DMS CdcStartTime;
+        second resolution, the binlog's own clock): the last file created before ``at``, scanned to the
+        first transaction that began at or after it; the end of the binlog when none did."""
+        try:
+            files = self.binlog_files()
+            end = self.binlog_end()
+            since = at.timestamp()
+            server_id = self.server_id + 2  # not the stream's: the server drops a replica that registers twice
+            start = files[0][0]
+            for name, _ in files:
+                if self._file_created(server_id, name) <= since:
+                    start = name
+            names = [name for name, _ in files]
+            for name in names[names.index(start) :]:
+                found = self._first_transaction_since(server_id, name, since, end)
+                if found is not None:
+                    if is_mariadb(self.conn):
+                        gtid = self._query("SELECT BINLOG_GTID_POS(%s, %s)", (name, found))[0][0]
+                        return BinlogPosition(name, found, str(gtid or ""))
+                    return BinlogPosition(name, found)
+            return end
+        except pymysql.err.MySQLError as exc:
+            raise self._error(exc) from None
+
+    def _file_created(self, server_id: int, name: str) -> float:
+        """A binlog file's creation time: its FORMAT_DESCRIPTION event's timestamp."""
+        stream = BinlogStream(self.config, server_id, name, 4, silence_timeout=self.silence_timeout)
+        try:
+            while True:
+                event = stream.read(self.silence_timeout)
+                if event is not None and event.type == bl.FORMAT_DESCRIPTION:
+                    return float(event.timestamp)
+        finally:
+            stream.close()
+
+    def _first_transaction_since(self, server_id: int, name: str, since: float, end: BinlogPosition) -> int | None:
+        """The offset in ``name`` where the first transaction at or after ``since`` begins, or None.
+        Every transaction group starts with a GTID event (MariaDB 10+, MySQL 5.7+ with anonymous ones)."""
+        stream = BinlogStream(self.config, server_id, name, 4, silence_timeout=self.silence_timeout)
+        try:
+            boundary = 4  # where the next event begins
+            while True:
+                event = stream.read(1.0)
+                if event is None or (event.type == bl.ROTATE and not event.flags & bl.ARTIFICIAL):
+                    return None  # the end of this file (a rotation, or the end of the binlog)
+                if event.flags & bl.ARTIFICIAL or event.end == 0:
+                    continue
+                if event.type in GTID_EVENTS and event.timestamp >= since:
+                    return boundary
+                boundary = event.end
+                if name == end.file and boundary >= end.pos:
+                    return None
+        finally:
+            stream.close()
 
     def handoff(self, workers: int, hold: bool) -> tuple[MySQLSnapshot, BinlogPosition]:
         """A snapshot taken under FLUSH TABLES WITH READ LOCK and the binlog position noted under it."""

@@ -499,6 +499,12 @@ class PostgresCapture:
     def parse_position(self, text: str) -> int:
         return parse_position(text)
 
+    def position_at(self, at: datetime) -> int:
+        raise UserActionError(
+            "a PostgreSQL source cannot start change data capture at a time: logical decoding starts at its "
+            "replication slot; leave cdc_start_time out (cdc starts now) or give cdc_start_position"
+        )
+
     def position_json(self, position: int) -> dict[str, Any]:
         return position_to_json(position)
 
