@@ -350,6 +350,14 @@ class ChangeProcessing:
                     if self._stop_point_reached(stop_at, event.position):
                         self._stopped(f"reached the stop position {stop_at}")
                         break
+            elif in_parts:
+                # target DDL commits, and the open target transaction holds parts of this source
+                # transaction: following the change would show it half done
+                self._suspend(
+                    event.old_table,
+                    f"{event.description}, inside a transaction of more than {PART_CHANGES:,} changes: reload the "
+                    "table",
+                )
             else:
                 flush()
                 with watchdog.guard():

@@ -20,6 +20,7 @@ from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
 from conveyor.model.changes import Transaction
+from conveyor.model.schema import TableId
 
 
 def drop_capture(url: str) -> None:
@@ -273,3 +274,22 @@ def test_foreign_keys_on_the_target_hold_whatever_the_fold(
     finally:
         drop_capture(source_url)
         pg_server.drop_database(name)
+
+
+def test_ddl_inside_a_transaction_in_parts_suspends_that_table(
+    source_url: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("conveyor.runner.cdc.PART_CHANGES", 500)
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url) as conn:  # one transaction, parts before and after its DDL
+        conn.execute("INSERT INTO items SELECT g, 'big ' || g, 1, 2.5, NULL FROM generate_series(10001, 12000) g")
+        conn.execute("ALTER TABLE items ADD COLUMN extra int")
+        conn.execute("INSERT INTO items (id, name, extra) VALUES (-5, 'after the ddl', 5)")
+        conn.execute("INSERT INTO bag VALUES (42, 'other table')")
+    wait_until(task, lambda: TableId("public", "items") in task.runner.suspended)
+    wait_equal(task, source_url, pg_url, tables=[("bag", ())])  # the other table goes on
+    result = task.finish()
+    items = next(t for t in result.tables if t.table == "items")
+    assert items.state == "Table error" and "inside a transaction of more than 500 changes" in (items.error or "")
