@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.convert.plan import TablePlan
-from conveyor.convert.schema_change import apply_change, diff_table
+from conveyor.convert.schema_change import AddColumn, apply_change, diff_table
 from conveyor.endpoints.base import Capture, PrepMode, Snapshot
 from conveyor.endpoints.registry import engine_for
 from conveyor.endpoints.sql.applier import SqlApplier
@@ -127,6 +127,8 @@ class ChangeProcessing:
                 self._plan_stats()
                 if stored is None:
                     stored = self._first_position(applier)
+                else:
+                    self._add_missing_columns(applier)
             self._stream_with_retries(applier, stored)
         finally:
             for used in (applier, self._reopened):
@@ -197,6 +199,25 @@ class ChangeProcessing:
             position = begun
         self.listener.message(f"change capture starts at {self._checkpoint(position)}")
         return self.capture.position_json(position)
+
+    def _add_missing_columns(self, applier: SqlApplier) -> None:
+        """Columns the source gained while the task was stopped, added to the target before the stream
+        resumes (its changes carry them; the stream may hold no older change of the table that would
+        announce the difference). Added nullable: the target's existing rows have no value for them."""
+        for i, plan in enumerate(self.plans):
+            present = {r[0] for r in applier.execute(applier.columns_sql, (plan.target.id.schema, plan.target.id.name))}
+            applier.commit()
+            if not present:
+                continue  # no such table: DO_NOTHING created nothing, or it was dropped; the apply will say
+            missing = [c for c in plan.target.columns if c.name not in present]
+            if not missing:
+                continue
+            keep = [j for j, c in enumerate(plan.target.columns) if c.name in present]
+            base = replace(plan.target, columns=tuple(plan.target.columns[j] for j in keep))
+            changes = [AddColumn(replace(c, nullable=True, default=None)) for c in missing]
+            target = applier.alter_table(base, changes, [plan.native_types[j] for j in keep])
+            self.plans[i] = replace(plan, target=target)
+            self._warn(f"{target.id}: added {', '.join(c.name for c in missing)}: the source gained them while stopped")
 
     # ------------------------------------------------------------------ streaming
     def _stream_with_retries(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
@@ -506,8 +527,12 @@ class ChangeProcessing:
 
     @staticmethod
     def _change_target(applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
-        encoders = [applier.encoder(c.type, n) for c, n in zip(plan.source.columns, plan.native_types, strict=True)]
-        return ChangeTarget(plan.target, encoders, plan.native_types)
+        # by name: the target table's columns may be in another order (columns added while stopped)
+        natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
+        types = {c.name: c.type for c in plan.source.columns}
+        names = [c.name for c in plan.target.columns]
+        encoders = [applier.encoder(types[n], natives[n]) for n in names]
+        return ChangeTarget(plan.target, encoders, [natives[n] for n in names])
 
     def _plan_stats(self) -> None:
         for plan in self.plans:

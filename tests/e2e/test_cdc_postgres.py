@@ -293,3 +293,18 @@ def test_ddl_inside_a_transaction_in_parts_suspends_that_table(
     result = task.finish()
     items = next(t for t in result.tables if t.table == "items")
     assert items.state == "Table error" and "inside a transaction of more than 500 changes" in (items.error or "")
+
+
+def test_columns_added_while_stopped_reach_the_target(source_url: str, target_url: str, tmp_path: Path) -> None:
+    doc = {**task_doc(source_url, target_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    task.finish()
+    with psycopg.connect(source_url, autocommit=True) as conn:  # nothing else on items since the stop
+        conn.execute("ALTER TABLE items ADD COLUMN email varchar(50)")
+        conn.execute("INSERT INTO items (id, name, email) VALUES (-7, 'while stopped', 'a@b.c')")
+    task = Running(doc, tmp_path / "state")
+    wait_equal(task, source_url, target_url)
+    result = task.finish()
+    assert not any(t.apply_error_rows for t in result.tables)
+    assert any("added email" in w for w in result.warnings)
