@@ -7,13 +7,16 @@ import random
 import string
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 from oracle import canonical_rows, compare, fetch
+from servers import PostgresServer, unique_db_name
 
+from conveyor.endpoints.config import PostgresConfig, parse_endpoint
+from conveyor.endpoints.postgres.capture import drop
 from conveyor.runner.cdc import ChangeProcessing
 from conveyor.runner.fullload import RunResult
 from conveyor.runner.task import task_from_document
@@ -166,3 +169,24 @@ class Running:
             raise self.error
         assert self.result is not None
         return self.result
+
+
+def drop_capture(url: str, task: str) -> None:
+    """Drop a task's slot and publication on a PostgreSQL source (a slot keeps its database from being dropped)."""
+    config = parse_endpoint(url, "source")
+    assert isinstance(config, PostgresConfig)
+    drop(config, task)
+
+
+def postgres_source(pg_server: PostgresServer, hint: str, task: str) -> Iterator[str]:
+    """A fresh PostgreSQL source database holding ``SOURCE_SQL``'s tables, for a fixture to yield from;
+    afterwards the task's slot and publication go, then the database."""
+    name = unique_db_name(hint)
+    url = pg_server.create_database(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SOURCE_SQL)
+    try:
+        yield url
+    finally:
+        drop_capture(url, task)
+        pg_server.drop_database(name)

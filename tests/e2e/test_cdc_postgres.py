@@ -11,22 +11,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from cdc_support import SOURCE_SQL, Running, diff_tables, wait_equal, wait_until, write_workload
+from cdc_support import Running, diff_tables, drop_capture, postgres_source, wait_equal, wait_until, write_workload
 from oracle import fetch
 from servers import PostgresServer, unique_db_name
 from tasks import cli, task_doc, write_task
 
-from conveyor.endpoints.config import PostgresConfig, parse_endpoint
-from conveyor.endpoints.postgres.capture import drop
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
 from conveyor.model.changes import Transaction
 from conveyor.model.schema import TableId
-
-
-def drop_capture(url: str) -> None:
-    config = parse_endpoint(url, "source")
-    assert isinstance(config, PostgresConfig)
-    drop(config, "cdc")
 
 
 @pytest.fixture(params=["postgresql", "mysql", "sqlite"])
@@ -38,13 +30,7 @@ def target_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = unique_db_name("cdcsrc_" + request.node.name)
-    url = pg_server.create_database(name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SOURCE_SQL)
-    yield url
-    drop_capture(url)  # the slot would keep the database from being dropped
-    pg_server.drop_database(name)
+    yield from postgres_source(pg_server, "cdcsrc_" + request.node.name, "cdc")
 
 
 @pytest.mark.parametrize("batch_apply", [False, True], ids=["transactional", "batch"])
@@ -272,7 +258,7 @@ def test_foreign_keys_on_the_target_hold_whatever_the_fold(
         with psycopg.connect(pg_url) as conn:  # the target has the foreign key: it was enforced throughout
             assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone() == (1,)
     finally:
-        drop_capture(source_url)
+        drop_capture(source_url, "cdc")
         pg_server.drop_database(name)
 
 

@@ -13,14 +13,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from cdc_support import SOURCE_SQL, wait_equal, wait_until, write_workload
-from servers import PostgresServer, unique_db_name
+from cdc_support import postgres_source, wait_equal, wait_until, write_workload
+from servers import PostgresServer
 from tasks import task_doc, write_task
-
-from conveyor.endpoints.config import PostgresConfig, parse_endpoint
-from conveyor.endpoints.postgres.capture import drop
 
 CONVEYOR = (sys.executable, "-m", "conveyor.control.cli.main")
 KILLS = int(os.environ.get("CONVEYOR_CDC_KILLS", "6"))
@@ -56,15 +52,7 @@ class TaskProcess:
 
 @pytest.fixture
 def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = unique_db_name("kill_" + request.node.name)
-    url = pg_server.create_database(name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SOURCE_SQL)
-    yield url
-    config = parse_endpoint(url, "source")
-    assert isinstance(config, PostgresConfig)
-    drop(config, "cdckill")
-    pg_server.drop_database(name)
+    yield from postgres_source(pg_server, "kill_" + request.node.name, "cdckill")
 
 
 @pytest.mark.parametrize("target", ["pg_url", "mysql_url"])
