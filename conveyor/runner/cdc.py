@@ -105,7 +105,8 @@ class ChangeProcessing:
         self.suspended: dict[TableId, str] = {}
         self._capture: Capture | None = None
         self._handoff: Any = None
-        self._stop_reason: str | None = None
+        #: source table -> its statistics (looked up per change; filled as tables are first met)
+        self._stats_by_source: dict[TableId, st.TableStats | None] = {}
         #: the target connection a retry opened (closed when the run ends)
         self._reopened: SqlApplier | None = None
 
@@ -137,8 +138,7 @@ class ChangeProcessing:
                         used.close()
             if self._capture is not None:
                 self._capture.close()
-        failed = self._stop_reason
-        return RunResult(list(self.stats.tables.values()), self.warnings, failed, cdc=self.cdc)
+        return RunResult(list(self.stats.tables.values()), self.warnings, cdc=self.cdc)
 
     @property
     def capture(self) -> Capture:
@@ -182,6 +182,7 @@ class ChangeProcessing:
         result = loader.run()
         self.warnings = list(dict.fromkeys([*self.warnings, *loader.warnings]))
         self.stats = loader.stats
+        self._stats_by_source.clear()
         return result
 
     def _first_position(self, applier: SqlApplier) -> dict[str, Any]:
@@ -547,8 +548,12 @@ class ChangeProcessing:
         return None
 
     def _table_stats(self, source: TableId) -> st.TableStats | None:
-        plan = self._plan_for(source)
-        return self.stats.tables.get(plan.key) if plan is not None else None
+        try:
+            return self._stats_by_source[source]
+        except KeyError:
+            plan = self._plan_for(source)  # a table's source id and target key never change once planned
+            found = self._stats_by_source[source] = self.stats.tables.get(plan.key) if plan is not None else None
+            return found
 
     def _checkpoint(self, position: Any) -> str:
         return _checkpoint_text(self.capture.position_json(position))

@@ -28,7 +28,6 @@ def test_inserted_then_updated_is_one_insert_and_inserted_then_deleted_is_nothin
     )
     assert net is not None
     assert (net.deletes, net.inserts, net.updates) == ([], [(1, "b", "x")], [])
-    assert net.folded == {Op.INSERT: 2, Op.UPDATE: 1, Op.DELETE: 1}
 
 
 def test_updates_of_an_existing_row_merge_and_keep_unsent_columns() -> None:

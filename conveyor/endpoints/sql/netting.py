@@ -44,8 +44,6 @@ class NetChanges:
     deletes: list[Key] = field(default_factory=list)
     inserts: list[tuple[Any, ...]] = field(default_factory=list)
     updates: list[tuple[Key, tuple[int, ...], tuple[Any, ...]]] = field(default_factory=list)
-    #: source changes folded in, per kind (for statistics)
-    folded: dict[Op, int] = field(default_factory=dict)
 
 
 def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | None:
@@ -59,11 +57,9 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
     except ValueError:
         return None
     entries: dict[Key, _Entry] = {}
-    folded: dict[Op, int] = {}
     for change in changes:
         if change.columns != columns or change.op is Op.TRUNCATE:
             return None
-        folded[change.op] = folded.get(change.op, 0) + 1
         if change.op is Op.INSERT:
             assert change.after is not None
             if any(v is UNCHANGED for v in change.after):
@@ -107,7 +103,7 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             entries[new_key] = _Entry(existed=False, row=moved)
         else:
             target.row, target.updates, target.deleted = moved, {}, False
-    net = NetChanges(columns, tuple(key), folded=folded)
+    net = NetChanges(columns, tuple(key))
     for k, entry in entries.items():
         if entry.existed and (entry.deleted or entry.row is not None):
             net.deletes.append(k)
