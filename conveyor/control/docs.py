@@ -38,8 +38,9 @@ def task_file_page() -> str:
         "A task file is YAML or JSON with these keys: `name`, `source`, `target`, `migration_type` "
         "(`full-load`, `cdc` or `full-load-and-cdc`), `table_mappings` (AWS DMS table-mapping JSON), "
         "`settings` (AWS DMS task settings), and for the CDC types `cdc_start_position`, `cdc_start_time` "
-        "and `cdc_stop_position` (DMS's CdcStartPosition, CdcStartTime and CdcStopPosition). Unknown keys "
-        "are errors naming their path.",
+        "and `cdc_stop_position` (DMS's CdcStartPosition, CdcStartTime and CdcStopPosition), and "
+        "`type_mappings` (schema conversion's type overrides, per source type or per column; see "
+        "[schema-conversion.md](schema-conversion.md)). Unknown keys are errors naming their path.",
         "",
         "## Change data capture",
         "",

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from conveyor.convert.ddl import convert_for_target
 from conveyor.endpoints.base import Applier, Encoder
 from conveyor.model.schema import Table, TableId
+from conveyor.model.segments import SourceFilter
 from conveyor.model.types import LogicalType
+from conveyor.transform.mapping import RowMapping
+from conveyor.transform.table_settings import ParallelLoad
+from conveyor.transform.tables import MappedTable
 
 
 @dataclass(frozen=True)
@@ -18,10 +23,21 @@ class TablePlan:
     #: same engine on both sides: values travel in the driver's own form, unconverted
     passthrough: bool
     load_order: int = 0
+    #: how rows and changes become target rows (transformation rules, filters); None: unchanged
+    mapping: RowMapping | None = None
+    #: DMS table-settings parallel-load for the table
+    parallel: ParallelLoad | None = None
+    #: DMS source filters, as written (every full-load segment carries them)
+    filters: tuple[SourceFilter, ...] = ()
 
     @property
     def key(self) -> str:
         return str(self.target.id)
+
+    @property
+    def read(self) -> Table:
+        """The source columns the full load reads."""
+        return self.mapping.read if self.mapping is not None else self.source
 
 
 #: what an introspector records in ``Table.extra`` about parts it does not copy -> the warning
@@ -39,14 +55,20 @@ def plan_table(
     same_engine: bool,
     id_map: dict[TableId, TableId],
     load_order: int = 0,
+    mapped: MappedTable | None = None,
 ) -> tuple[TablePlan, list[str]]:
-    """Map one source table onto the target; returns the plan and warnings."""
+    """Map one source table onto the target (``mapped``: as the table mapping's rules shape it);
+    returns the plan and warnings."""
     warnings = [
         f"{source.id}: {text}: {source.extra[key]}" for key, text in NOT_COPIED.items() if source.extra.get(key)
     ]
-    natives = [applier.map_type(c.type) for c in source.columns]
+    base = source if mapped is None else mapped.target
+    mapping = None if mapped is None else mapped.mapping
+    if mapped is not None:
+        warnings += mapped.warnings
+    natives = [applier.map_type(c.type) for c in base.columns]
     foreign_keys = []
-    for fk in source.foreign_keys:
+    for fk in base.foreign_keys:
         if fk.ref_table in id_map:
             foreign_keys.append(replace(fk, ref_table=id_map[fk.ref_table]))
         else:
@@ -54,9 +76,18 @@ def plan_table(
                 f"{source.id}: foreign key {fk.name} references {fk.ref_table}, "
                 "which is not selected; it is not created"
             )
-    columns = tuple(replace(c, identity=c.identity and c.type.logical is LogicalType.INTEGER) for c in source.columns)
-    target = replace(source, id=target_id, columns=columns, foreign_keys=tuple(foreign_keys))
-    encoders = [
-        None if same_engine else applier.encoder(c.type, n) for c, n in zip(source.columns, natives, strict=True)
-    ]
-    return TablePlan(source, target, natives, encoders, same_engine, load_order), warnings
+    columns = tuple(replace(c, identity=c.identity and c.type.logical is LogicalType.INTEGER) for c in base.columns)
+    target = replace(base, id=target_id, columns=columns, foreign_keys=tuple(foreign_keys))
+    # schema conversion (convert.ddl): defaults, checks, generated columns, expression indexes, comments
+    target, converted = convert_for_target(target, applier)
+    warnings += converted
+    passthrough = same_engine and (mapping is None or mapping.raw)
+    if passthrough:
+        encoders: list[Encoder | None] = [None] * len(natives)
+    elif mapping is not None:
+        encoders = mapping.encoders(applier.encoder, natives)
+    else:
+        encoders = [applier.encoder(c.type, n) for c, n in zip(source.columns, natives, strict=True)]
+    parallel, filters = (mapped.parallel, mapped.filters) if mapped is not None else (None, ())
+    plan = TablePlan(source, target, natives, encoders, passthrough, load_order, mapping, parallel, filters)
+    return plan, warnings

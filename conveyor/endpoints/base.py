@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 from conveyor.convert.schema_change import ColumnChange
 from conveyor.model.changes import Idle, SchemaChanged, Transaction
+from conveyor.model.findings import Finding
 from conveyor.model.rows import Row, RowBatch
-from conveyor.model.schema import Table, TableId
+from conveyor.model.schema import SchemaObjects, Table, TableId
 from conveyor.model.segments import Segment
 from conveyor.model.types import ColumnType
 
@@ -83,6 +84,11 @@ class Introspector(Protocol):
 
     def table(self, table_id: TableId) -> Table:
         """The full description; raises ``UserActionError`` when the table does not exist."""
+        ...
+
+    def objects(self, schema: str) -> SchemaObjects:
+        """Views, standalone sequences, enum types, and the triggers, procedures and functions schema
+        conversion lists but does not convert."""
         ...
 
     def close(self) -> None: ...
@@ -166,6 +172,11 @@ class Capture(Protocol):
     def check(self) -> list[str]:
         """Pre-flight: every server setting and privilege CDC needs; the first problem raises
         ``UserActionError`` with the fix. Returns warnings."""
+        ...
+
+    def preflight(self, tables: bool = True) -> list[Finding]:
+        """What ``check()`` checks, every finding at once under its assessment key (``conveyor assess``);
+        ``tables=False``: the server's settings and the user's privileges only."""
         ...
 
     def handoff(self, workers: int, hold: bool) -> tuple[Snapshot, Any]:

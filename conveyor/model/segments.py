@@ -9,11 +9,30 @@ from conveyor.model.schema import TableId
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """One DMS filter condition: ``op`` is eq, noteq, lte, gte, between, notbetween, null or notnull;
+    ``values`` are written as in the table mapping (strings, numbers), read by the column's type."""
+
+    op: str
+    values: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFilter:
+    """A DMS source filter on one column: its conditions are ORed (filters are ANDed)."""
+
+    column: str
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """A slice of one source table.
 
     ``kind`` is ``all`` (the whole table), ``range`` (``column`` in ``[lo, hi)``, an open end is
-    None) or ``ctid`` (PostgreSQL heap pages ``[lo, hi)``, for tables without a key).
+    None), ``ctid`` (PostgreSQL heap pages ``[lo, hi)``, for tables without a key) or ``bounds``
+    (DMS parallel-load ranges: the row value of ``columns`` in ``(lo, hi]``, an open end is None).
+    ``filters`` (DMS source filters) restrict every kind.
     """
 
     table: TableId
@@ -22,6 +41,8 @@ class Segment:
     column: str | None = None
     lo: Any = None
     hi: Any = None
+    columns: tuple[str, ...] = ()
+    filters: tuple[SourceFilter, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -31,4 +52,20 @@ class Segment:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Segment:
         schema, name = data["table"]
-        return cls(TableId(schema, name), data["number"], data["kind"], data["column"], data["lo"], data["hi"])
+        filters = tuple(
+            SourceFilter(f["column"], tuple(Condition(c["op"], tuple(c["values"])) for c in f["conditions"]))
+            for f in data.get("filters", ())
+        )
+        lo, hi = data["lo"], data["hi"]
+        if data["kind"] == "bounds":
+            lo, hi = (tuple(lo) if lo is not None else None), (tuple(hi) if hi is not None else None)
+        return cls(
+            TableId(schema, name),
+            data["number"],
+            data["kind"],
+            data["column"],
+            lo,
+            hi,
+            tuple(data.get("columns", ())),
+            filters,
+        )

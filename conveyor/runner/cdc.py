@@ -22,6 +22,7 @@ import contextlib
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,7 @@ from conveyor.runner.planning import control_schema, plan_tables
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import StopPoint, Task
 from conveyor.runner.watchdog import Watchdog
+from conveyor.transform.mapping import RowMapping
 
 #: a target transaction holds at most this many changes (whole source transactions: one bigger
 #: source transaction is applied whole) ...
@@ -107,6 +109,8 @@ class ChangeProcessing:
         self._handoff: Any = None
         #: source table -> its statistics (looked up per change; filled as tables are first met)
         self._stats_by_source: dict[TableId, st.TableStats | None] = {}
+        #: source table -> its table-mapping row mapping, for tables that have one (``_changes``)
+        self._mappings: dict[TableId, RowMapping] = {}
         #: the target connection a retry opened (closed when the run ends)
         self._reopened: SqlApplier | None = None
 
@@ -281,6 +285,18 @@ class ChangeProcessing:
             watchdog.close()
 
     def _follow(self, applier: SqlApplier, stored: dict[str, Any], watchdog: Watchdog) -> None:
+        # One batch at a time is applied on its own thread while this one reads and decodes the next from
+        # the source: the source's log sender and the target work at the same time instead of in turns.
+        # At most one batch is in flight (the target connection is one), so memory stays two windows.
+        executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-apply")
+        try:
+            self._follow_with(applier, stored, watchdog, executor)
+        finally:
+            executor.shutdown(wait=True)  # a batch in flight ends (commits or fails) before the connection closes
+
+    def _follow_with(
+        self, applier: SqlApplier, stored: dict[str, Any], watchdog: Watchdog, executor: ThreadPoolExecutor
+    ) -> None:
         lease = applier.start_task(self.task.name, fresh=False)
         changes = self._changes(applier)
         capture = self.capture
@@ -289,6 +305,7 @@ class ChangeProcessing:
         self.cdc.started = self.cdc.started or st.now()
         self.listener.message(f"streaming changes from {self.cdc.checkpoint}")
         batch: _Batch | None = None
+        inflight: tuple[_Batch, Future[ApplyResult]] | None = None
         last_saved_at = time.monotonic()
         last_stats = last_clock = 0.0
         recent: deque[tuple[float, int]] = deque(maxlen=20)
@@ -302,21 +319,38 @@ class ChangeProcessing:
         window = tuning.BatchApplyTimeoutMin if batch_apply else BATCH_SECONDS
         max_changes = tuning.BatchApplyMemoryLimit * CHANGES_PER_MB if batch_apply else BATCH_CHANGES
 
-        def flush() -> None:
-            nonlocal batch, saved, last_saved_at
-            if batch is None:
-                return
-            position = capture.position_json(batch.position)
+        def apply(committing: _Batch, position: dict[str, Any]) -> ApplyResult:
             with watchdog.guard():
-                result = changes.apply(self.task.name, lease, batch.transactions, position, net=True)
-            capture.ack(batch.position)
-            saved, last_saved_at = batch.position, time.monotonic()
-            self._applied(batch, result)
+                return changes.apply(self.task.name, lease, committing.transactions, position, net=True)
+
+        def settle(block: bool) -> None:
+            """The batch in flight, once committed: the source may discard its log up to it. Its error,
+            if it failed, is raised here."""
+            nonlocal inflight, saved, last_saved_at
+            if inflight is None or (not block and not inflight[1].done()):
+                return
+            done, future = inflight
+            inflight = None
+            result = future.result()
+            capture.ack(done.position)
+            saved, last_saved_at = done.position, time.monotonic()
+            self._applied(done, result)
             recent.append((time.monotonic(), self.cdc.applied_changes))
-            batch = None
+
+        def flush(wait: bool = False) -> None:
+            """Send the open batch to the target; ``wait``: and return once everything sent is committed
+            (before anything else uses the target connection, and before stopping)."""
+            nonlocal batch, inflight
+            if batch is not None:
+                settle(block=True)
+                inflight = (batch, executor.submit(apply, batch, capture.position_json(batch.position)))
+                batch = None
+            if wait:
+                settle(block=True)
 
         in_parts = False  # the open target transaction holds parts of a big source transaction
         for event in capture.stream(saved):
+            settle(block=False)
             if isinstance(event, Transaction):
                 if (
                     stop_at is not None
@@ -324,12 +358,12 @@ class ChangeProcessing:
                     and not in_parts
                     and _after(event.commit_ts, stop_at.at)
                 ):
-                    flush()
+                    flush(wait=True)
                     self._stopped(f"reached the stop position {stop_at}")
                     break
                 txn = self._route(event)
                 if event.partial:
-                    flush()
+                    flush(wait=True)
                     in_parts = True
                     if txn is not None:
                         self.cdc.incoming_changes += len(txn.changes)
@@ -340,10 +374,10 @@ class ChangeProcessing:
                     continue
                 if in_parts:  # the end of a transaction that came in parts: it commits alone, with them
                     in_parts = False
-                    flush()
+                    flush(wait=True)
                     batch = _Batch([txn] if txn else [], len(txn.changes) if txn else 0, 0.0, event.commit_position)
                     self.cdc.incoming_changes += batch.changes
-                    flush()
+                    flush(wait=True)
                     continue
                 if txn is None:
                     continue
@@ -359,8 +393,8 @@ class ChangeProcessing:
             elif isinstance(event, Idle):
                 flush()
                 now = time.monotonic()
-                if in_parts:
-                    pass  # a checkpoint now would commit half a source transaction
+                if in_parts or inflight is not None:
+                    pass  # a checkpoint now would commit half a source transaction, or wait for the target
                 elif event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
                     with watchdog.guard():
                         changes.apply(self.task.name, lease, [], capture.position_json(event.position))
@@ -369,6 +403,7 @@ class ChangeProcessing:
                     self.cdc.checkpoint = self._checkpoint(saved)
                 if stop_at is not None and now - last_clock >= STATS_SECONDS:
                     last_clock = now
+                    flush(wait=True)
                     if self._stop_point_reached(stop_at, event.position):
                         self._stopped(f"reached the stop position {stop_at}")
                         break
@@ -381,7 +416,7 @@ class ChangeProcessing:
                     "table",
                 )
             else:
-                flush()
+                flush(wait=True)
                 with watchdog.guard():
                     self._schema_changed(event, changes)
             now = time.monotonic()
@@ -389,9 +424,10 @@ class ChangeProcessing:
                 last_stats = now
                 self._progress(saved, recent)
             if self.stop.is_set():
-                flush()
+                flush(wait=True)
                 self._stopped("asked to stop")
                 break
+        flush(wait=True)
         self._progress(saved, recent)
 
     def _route(self, txn: Transaction) -> Transaction | None:
@@ -405,6 +441,11 @@ class ChangeProcessing:
                 and not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated
             ):
                 continue
+            if self._mappings and (mapping := self._mappings.get(change.table)) is not None:
+                mapped = mapping.change(change)  # table-mapping rules and filters (``transform.mapping``)
+                if mapped is None:
+                    continue
+                change = mapped
             stats = self._table_stats(change.table)
             if stats is None:
                 continue
@@ -489,6 +530,9 @@ class ChangeProcessing:
         if event.table != event.old_table:
             self._suspend(event.old_table, f"{event.description}: renamed tables are not followed")
             return
+        if plan.mapping is not None:
+            self._suspend(event.table, f"{event.description}: the table mapping transforms or filters it; reload it")
+            return
         if not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered:
             self._suspend(event.table, f"{event.description} (HandleSourceTableAltered is false)")
             return
@@ -524,10 +568,14 @@ class ChangeProcessing:
     def _changes(self, applier: SqlApplier) -> ChangeApplier:
         """The apply path's view of each planned table: keyed by source table, written to the target
         table, with encoders for canonical values (even between the same engines: the stream decodes)."""
+        self._mappings = {plan.source.id: plan.mapping for plan in self.plans if plan.mapping is not None}
         return ChangeApplier(applier, {plan.source.id: self._change_target(applier, plan) for plan in self.plans})
 
     @staticmethod
     def _change_target(applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
+        if plan.mapping is not None:  # the mapping's changes come in the target table's columns
+            encoders = plan.mapping.encoders(applier.encoder, plan.native_types)
+            return ChangeTarget(plan.target, encoders, plan.native_types)
         # by name: the target table's columns may be in another order (columns added while stopped)
         natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
         types = {c.name: c.type for c in plan.source.columns}

@@ -55,10 +55,12 @@ from typing import Any
 from conveyor.endpoints.base import Applier, Encoder, RejectedRow, Snapshot, SnapshotReader
 from conveyor.endpoints.registry import EngineSpec, engine_for
 from conveyor.errors import ConveyorError, StopTask, TerminalError, TransientError, UserActionError
+from conveyor.model.rows import RowBatch
 from conveyor.model.schema import Table
 from conveyor.model.segments import Segment
 from conveyor.runner import forking
 from conveyor.runner.task import Task, task_from_document
+from conveyor.transform.mapping import RowMapping
 
 #: attempts after a transient error (each reopens the worker's connections)
 RETRIES = 3
@@ -90,6 +92,8 @@ class Unit:
     native_types: tuple[str, ...]
     passthrough: bool
     lease: int
+    #: the table mapping's row mapping (transformation rules, filters), None when rows go unchanged
+    mapping: RowMapping | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,9 @@ class UnitRunner:
         found = self._encoders.get(unit.key)
         if found is None:
             if unit.passthrough:
-                found = [None] * len(unit.source.columns)
+                found = [None] * len(unit.target.columns)
+            elif unit.mapping is not None:
+                found = unit.mapping.encoders(self.applier().encoder, unit.native_types)
             else:
                 applier = self.applier()
                 found = [
@@ -224,6 +230,10 @@ class UnitRunner:
                 ]
             self._encoders[unit.key] = found
         return found
+
+    def batches(self, unit: Unit, segment: Segment, batch_rows: int) -> Iterable[RowBatch]:
+        batches = self.reader().read(unit.source, segment, batch_rows, decode=not unit.passthrough)
+        return batches if unit.mapping is None else unit.mapping.batches(batches)
 
     def run(self, unit: Unit) -> Done | Failed:
         settings = self.task.settings
@@ -244,7 +254,7 @@ class UnitRunner:
                     unit.lease,
                     unit.target,
                     segment.number,
-                    lambda: self.reader().read(unit.source, segment, batch_rows, decode=not unit.passthrough),
+                    lambda: self.batches(unit, segment, batch_rows),
                     encoders,
                     settings.ErrorBehavior.DataErrorPolicy,
                     progress,

@@ -171,7 +171,10 @@ class FullLoad:
             if saved:
                 segments = [Segment.from_json(s) for s in saved["segments"]]
             else:
-                segments = plan_segments(reader, plan.source, estimate, self.source.capabilities.ctid_segments)
+                ctid = self.source.capabilities.ctid_segments
+                segments = plan_segments(
+                    reader, plan.source, estimate, ctid, parallel=plan.parallel, filters=plan.filters
+                )
                 plan_state[plan.key] = {
                     "segments": [s.to_json() for s in segments],
                     "prepared": False,
@@ -289,11 +292,12 @@ class FullLoad:
                         next(ids),
                         plan.key,
                         segment.to_json(),
-                        plan.source,
+                        plan.read,
                         plan.target,
                         tuple(plan.native_types),
                         plan.passthrough,
                         lease,
+                        plan.mapping,
                     )
                     executor.submit(unit)
                     running[unit.id] = plan

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from conveyor.convert.plan import TablePlan, plan_table
 from conveyor.endpoints.base import Applier
 from conveyor.endpoints.registry import EngineSpec
-from conveyor.errors import UserActionError
+from conveyor.errors import ConfigError, UserActionError
 from conveyor.model.schema import TableId
 from conveyor.runner.task import Task
+from conveyor.transform import tables as rules
 
 
 def control_schema(task: Task, target: EngineSpec) -> str:
@@ -46,11 +47,26 @@ def plan_tables(
             raise UserActionError(
                 "no source table matches the table mappings; check the selection rules' schema-name and table-name"
             )
-        id_map = {tid: TableId(target_schema(task, tid.schema, source, target), tid.name) for tid, _ in selected}
+        mappings = task.mappings
+        tables = {tid: introspector.table(tid) for tid, _ in selected}
+        id_map = {
+            tid: TableId(
+                rules.target_schema(mappings, tid.schema, target_schema(task, tid.schema, source, target)),
+                rules.target_table(mappings, tid),
+            )
+            for tid, _ in selected
+        }
+        if target.name == "sqlite" and any(t.schema != target.default_schema(task.target) for t in id_map.values()):
+            raise ConfigError(
+                "a schema transformation rule names a target schema, but a SQLite target has one schema (main)",
+                "table_mappings",
+            )
+        names = {tid: rules.column_names(mappings, table) for tid, table in tables.items()}
         same = source.name == target.name
         plans = []
         for tid, order in selected:
-            plan, warnings = plan_table(introspector.table(tid), id_map[tid], applier, same, id_map, order)
+            mapped = rules.map_table(mappings, tables[tid], id_map[tid], names)
+            plan, warnings = plan_table(tables[tid], id_map[tid], applier, same, id_map, order, mapped)
             for w in warnings:
                 warn(w)
             plans.append(plan)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from conveyor.endpoints.base import SnapshotReader
 from conveyor.model.schema import Table
-from conveyor.model.segments import Segment
+from conveyor.model.segments import Segment, SourceFilter
 from conveyor.model.types import LogicalType
+from conveyor.transform.table_settings import ParallelLoad
 
 #: rows per segment: big enough to amortise a transaction, small enough to resume cheaply
 ROWS_PER_SEGMENT = 200_000
@@ -24,7 +26,30 @@ def range_column(table: Table) -> str | None:
 
 
 def plan_segments(
-    reader: SnapshotReader, table: Table, estimated_rows: int, ctid: bool, rows_per_segment: int | None = None
+    reader: SnapshotReader,
+    table: Table,
+    estimated_rows: int,
+    ctid: bool,
+    rows_per_segment: int | None = None,
+    parallel: ParallelLoad | None = None,
+    filters: tuple[SourceFilter, ...] = (),
+) -> list[Segment]:
+    """The table's segments: DMS parallel-load ``ranges`` or ``none`` where a table-settings rule says
+    so, else (and for ``partitions-auto``) an automatic split; each carries the source filters."""
+    if parallel is not None and parallel.type == "ranges":
+        points: list[tuple[object, ...] | None] = [None, *parallel.boundaries, None]
+        return [
+            Segment(table.id, i, "bounds", None, points[i], points[i + 1], parallel.columns, filters)
+            for i in range(len(points) - 1)
+        ]
+    if parallel is not None and parallel.type == "none":
+        return [Segment(table.id, 0, filters=filters)]
+    segments = _automatic(reader, table, estimated_rows, ctid, rows_per_segment)
+    return [replace(s, filters=filters) for s in segments] if filters else segments
+
+
+def _automatic(
+    reader: SnapshotReader, table: Table, estimated_rows: int, ctid: bool, rows_per_segment: int | None
 ) -> list[Segment]:
     wanted = max(1, math.ceil(estimated_rows / (rows_per_segment or ROWS_PER_SEGMENT)))
     whole = [Segment(table.id, 0)]

@@ -178,6 +178,17 @@ class ChangeProcessingDdlHandlingPolicySection(BaseModel):
     HandleSourceTableTruncated: bool = Field(True, description="Truncate the target table when the source's is.")
 
 
+class ValidationSettingsSection(BaseModel):
+    model_config = _STRICT
+    ThreadCount: int = Field(5, ge=1, le=64, description="`conveyor validate`: tables compared at once.")
+    PartitionSize: int = Field(
+        10000, ge=1, description="`conveyor validate`: keys in the first chunk; later chunks adapt to ~0.5 s per query."
+    )
+    FailureMaxCount: int = Field(
+        10000, ge=0, description="`conveyor validate`: failures recorded in all, after which validation stops."
+    )
+
+
 class TaskSettings(BaseModel):
     model_config = _STRICT
     FullLoadSettings: FullLoadSettingsSection = FullLoadSettingsSection()
@@ -188,6 +199,7 @@ class TaskSettings(BaseModel):
     ChangeProcessingDdlHandlingPolicy: ChangeProcessingDdlHandlingPolicySection = (
         ChangeProcessingDdlHandlingPolicySection()
     )
+    ValidationSettings: ValidationSettingsSection = ValidationSettingsSection()
 
 
 def honoured_keys() -> dict[str, set[str]]:

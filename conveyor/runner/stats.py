@@ -40,6 +40,11 @@ class TableStats:
     applied_deletes: int = 0
     applied_ddls: int = 0
     apply_error_rows: int = 0
+    #: validation (``conveyor validate``): DMS's ValidationState and record counts
+    validation_state: str = "Not enabled"
+    validation_pending: int = 0
+    validation_failed: int = 0
+    validation_suspended: int = 0
 
     def dms(self) -> dict[str, Any]:
         """The DescribeTableStatistics record for this table."""
@@ -66,10 +71,10 @@ class TableStats:
             "FullLoadReloaded": self.reloaded,
             "LastUpdateTime": ts(self.last_update),
             "TableState": self.state,
-            "ValidationPendingRecords": 0,
-            "ValidationFailedRecords": 0,
-            "ValidationSuspendedRecords": 0,
-            "ValidationState": "Not enabled",
+            "ValidationPendingRecords": self.validation_pending,
+            "ValidationFailedRecords": self.validation_failed,
+            "ValidationSuspendedRecords": self.validation_suspended,
+            "ValidationState": self.validation_state,
             "ErrorMessage": self.error,
         }
 

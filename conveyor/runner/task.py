@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import yaml
 
+from conveyor.convert.overrides import TypeMapping, parse_type_mappings
 from conveyor.endpoints.config import MySQLConfig, PostgresConfig, SQLiteConfig, parse_endpoint
 from conveyor.errors import ConfigError
 from conveyor.runner.settings import TaskSettings, parse_settings
@@ -30,6 +31,7 @@ _TOP_KEYS = {
     "cdc_start_position",
     "cdc_start_time",
     "cdc_stop_position",
+    "type_mappings",
 }
 _STOP_KINDS = ("server_time", "commit_time")
 
@@ -91,6 +93,8 @@ class Task:
     cdc_start_time: datetime | None = None
     #: DMS CdcStopPosition
     cdc_stop_position: StopPoint | None = None
+    #: schema conversion's type-mapping overrides (``convert.overrides``)
+    type_mappings: list[TypeMapping] = field(default_factory=list)
     #: the task file as written (with ${VARS} unexpanded), so a worker process can rebuild the task
     document: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -162,6 +166,7 @@ def task_from_document(doc: Any) -> Task:
         cdc_start_position=start,
         cdc_start_time=start_time,
         cdc_stop_position=parse_stop_point(stop) if stop else None,
+        type_mappings=parse_type_mappings(doc.get("type_mappings")),
         document=doc,
     )
 

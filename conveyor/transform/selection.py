@@ -1,7 +1,9 @@
-"""AWS DMS selection rules: include / exclude / explicit, with DMS's wildcards.
+"""AWS DMS table mappings: the document, and its selection rules (include / exclude / explicit,
+with DMS's wildcards, and their source filters).
 
 ``%`` matches any run of characters, ``_`` any one character and ``[_]`` a literal underscore.
 A table is selected when an include or explicit rule matches it and no exclude rule does.
+Transformation rules are in ``transformation``, table-settings rules in ``table_settings``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from typing import Any
 
 from conveyor.errors import ConfigError
 from conveyor.model.schema import TableId
+from conveyor.model.segments import SourceFilter
+from conveyor.transform.filters import parse_filters
+from conveyor.transform.table_settings import ParallelLoad, parse_table_settings
+from conveyor.transform.transformation import TransformRule, parse_transformation, rule_order
+from conveyor.transform.wildcards import wildcard
 
 _RULE_KEYS = {
     "rule-type",
@@ -24,10 +31,8 @@ _RULE_KEYS = {
     "description",
 }
 _LOCATOR_KEYS = {"schema-name", "table-name", "table-type"}
-#: rule types DMS defines that Conveyor does not carry out yet, with the reason given to the user
+#: rule types DMS defines that Conveyor does not carry out, with the reason given to the user
 _NOT_YET = {
-    "transformation": "transformation rules are not supported yet; remove the rule or rename on the target",
-    "table-settings": "table-settings rules are not supported yet; parallel load uses primary-key ranges",
     "post-processing": "post-processing rules are not supported",
 }
 
@@ -39,11 +44,14 @@ class SelectionRule:
     schema: re.Pattern[str]
     table: re.Pattern[str]
     load_order: int = 0
+    filters: tuple[SourceFilter, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class TableMappings:
     rules: tuple[SelectionRule, ...]
+    transformations: tuple[TransformRule, ...] = ()
+    parallel_loads: tuple[ParallelLoad, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -65,19 +73,19 @@ class TableMappings:
     def schema_patterns(self) -> list[re.Pattern[str]]:
         return [r.schema for r in self.rules if r.action != "exclude"]
 
+    def filters(self, tid: TableId) -> list[tuple[str, SourceFilter]]:
+        """The source filters of the include rules selecting ``tid``, with their rule-ids."""
+        return [
+            (r.rule_id, f)
+            for r in self.rules
+            if r.action != "exclude" and r.schema.fullmatch(tid.schema) and r.table.fullmatch(tid.name)
+            for f in r.filters
+        ]
 
-def wildcard(pattern: str) -> re.Pattern[str]:
-    """DMS wildcard -> regular expression."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("[_]", i):
-            out.append("_")
-            i += 3
-            continue
-        ch = pattern[i]
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-        i += 1
-    return re.compile("".join(out), re.DOTALL)
+    def parallel_load(self, tid: TableId) -> ParallelLoad | None:
+        """The table-settings parallel-load rule for ``tid`` (the lowest rule-id where several match)."""
+        matching = [p for p in self.parallel_loads if p.schema.fullmatch(tid.schema) and p.table.fullmatch(tid.name)]
+        return min(matching, key=lambda p: rule_order(p.rule_id), default=None)
 
 
 def parse_mappings(doc: Any, path: str = "table_mappings") -> TableMappings:
@@ -91,26 +99,32 @@ def parse_mappings(doc: Any, path: str = "table_mappings") -> TableMappings:
     rules_doc = doc.get("rules", [])
     if not isinstance(rules_doc, list):
         raise ConfigError("must be a list of rules", f"{path}.rules")
-    rules = []
+    rules: list[SelectionRule] = []
+    transformations: list[TransformRule] = []
+    parallel: list[ParallelLoad] = []
     for i, rule in enumerate(rules_doc):
-        rules.append(_parse_rule(rule, f"{path}.rules[{i}]"))
-    return TableMappings(tuple(rules))
+        here = f"{path}.rules[{i}]"
+        if not isinstance(rule, dict):
+            raise ConfigError("a rule is a JSON object", here)
+        rule_id = str(rule.get("rule-id", "?"))
+        rule_type = rule.get("rule-type")
+        if rule_type in _NOT_YET:
+            raise ConfigError(f"rule-id {rule_id}: {_NOT_YET[rule_type]}", here)
+        if rule_type == "transformation":
+            transformations.append(parse_transformation(rule, rule_id, here))
+        elif rule_type == "table-settings":
+            parallel.append(parse_table_settings(rule, rule_id, here))
+        elif rule_type == "selection":
+            rules.append(_parse_rule(rule, rule_id, here))
+        else:
+            raise ConfigError(f"rule-id {rule_id}: unknown rule-type {rule_type!r}", f"{here}.rule-type")
+    return TableMappings(tuple(rules), tuple(transformations), tuple(parallel))
 
 
-def _parse_rule(rule: Any, path: str) -> SelectionRule:
-    if not isinstance(rule, dict):
-        raise ConfigError("a rule is a JSON object", path)
-    rule_id = str(rule.get("rule-id", "?"))
-    rule_type = rule.get("rule-type")
-    if rule_type in _NOT_YET:
-        raise ConfigError(f"rule-id {rule_id}: {_NOT_YET[rule_type]}", path)
-    if rule_type != "selection":
-        raise ConfigError(f"rule-id {rule_id}: unknown rule-type {rule_type!r}", f"{path}.rule-type")
+def _parse_rule(rule: dict[str, Any], rule_id: str, path: str) -> SelectionRule:
     for key in rule:
         if key not in _RULE_KEYS:
             raise ConfigError("unknown key", f"{path}.{key}")
-    if rule.get("filters"):
-        raise ConfigError(f"rule-id {rule_id}: source filters are not supported yet", f"{path}.filters")
     action = rule.get("rule-action")
     if action not in ("include", "exclude", "explicit"):
         raise ConfigError(f"rule-id {rule_id}: rule-action must be include, exclude or explicit", f"{path}.rule-action")
@@ -140,4 +154,7 @@ def _parse_rule(rule: Any, path: str) -> SelectionRule:
         load_order = int(rule.get("load-order", 0))
     except (TypeError, ValueError):
         raise ConfigError(f"rule-id {rule_id}: load-order must be an integer", f"{path}.load-order") from None
-    return SelectionRule(rule_id, action, schema_re, table_re, load_order)
+    filters = parse_filters(rule["filters"], rule_id, f"{path}.filters") if rule.get("filters") else ()
+    if filters and action == "exclude":
+        raise ConfigError(f"rule-id {rule_id}: filters apply to include rules only (DMS)", f"{path}.filters")
+    return SelectionRule(rule_id, action, schema_re, table_re, load_order, filters)

@@ -11,10 +11,8 @@ import json
 import signal
 import sys
 import threading
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from conveyor.runner import forking
 
@@ -27,15 +25,22 @@ if forking.wanted(sys.argv, __name__):
 import typer
 from rich.console import Console
 
-from conveyor.errors import ConfigError, ConveyorError
+from conveyor.control.cli.assess import assess
+from conveyor.control.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    Debug,
+    StateDir,
+    Terminated,
+    err,
+    guarded,
+    say,
+)
+from conveyor.control.cli.convert import convert
 
 if TYPE_CHECKING:
     from conveyor.runner.fullload import RunResult
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_REJECTED = 3
 
 app = typer.Typer(
     add_completion=False,
@@ -43,15 +48,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Conveyor: migrate and replicate databases (PostgreSQL, MySQL/MariaDB, SQLite).",
 )
-err = Console(stderr=True)
-T = TypeVar("T")
-
-StateDir = Annotated[str, typer.Option("--state-dir", help="Where task state is kept.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: the run stops as on Ctrl-C (worker processes end, committed segments stay)."""
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -77,40 +73,6 @@ def stop_gracefully(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, request)
     signal.signal(signal.SIGINT, request)
-
-
-def say(line: str) -> None:
-    """One unwrapped line on stderr (errors must stay greppable, whatever the terminal width)."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-def guarded(debug: bool, action: Callable[[], T]) -> T:
-    """Run ``action``; user errors become one line on stderr and an exit code, never a traceback."""
-    try:
-        return action()
-    except ConfigError as exc:
-        if debug:
-            traceback.print_exc()
-        say(f"error: {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-    except ConveyorError as exc:
-        if debug:
-            traceback.print_exc()
-        say(f"error: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-    except KeyboardInterrupt as exc:
-        say("interrupted; run again with --resume to continue")
-        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        err.print(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            markup=False,
-            highlight=False,
-        )
-        raise typer.Exit(EXIT_FAILED) from None
 
 
 def exit_code(result: RunResult) -> int:
@@ -150,12 +112,14 @@ def report(result: RunResult, as_json: bool, console: Console) -> None:
 
 
 def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
+    from conveyor.assess.assessment import require_blocking
     from conveyor.control.cli.progress import LineListener, ProgressListener
     from conveyor.runner.cdc import ChangeProcessing
     from conveyor.runner.fullload import FullLoad
     from conveyor.runner.task import load_task
 
     task = load_task(task_file)
+    require_blocking(task)  # every blocking premigration assessment that fails, named at once, before any work
     console = Console(stderr=as_json)
     loader_listener = ProgressListener(console) if show_progress else None
     listener = loader_listener or LineListener(Console(stderr=True))
@@ -246,6 +210,14 @@ def cleanup(
         return EXIT_OK
 
     raise typer.Exit(guarded(debug, action))
+
+
+app.command()(assess)
+app.command()(convert)
+
+from conveyor.control.cli.validate import validate  # noqa: E402
+
+app.command()(validate)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -21,7 +21,7 @@ import pymysql
 
 from conveyor.endpoints.base import Encoder
 from conveyor.endpoints.mysql import types
-from conveyor.endpoints.mysql.connect import is_mariadb, quote
+from conveyor.endpoints.mysql.connect import is_mariadb, quote, quote_literal
 from conveyor.endpoints.mysql.errors import error_code
 from conveyor.endpoints.mysql.protocol import LOCAL_NAME, tsv_payload
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, first_line, shutdown_socket
@@ -52,6 +52,7 @@ class LoadWarning(pymysql.err.DataError):
 
 
 class MySQLApplier(SqlApplier):
+    engine = types.ENGINE
     param = "%s"
     alter_constraints = True
     index_names_per_schema = False  # index names are per table
@@ -112,6 +113,14 @@ class MySQLApplier(SqlApplier):
         keys = set(table.primary_key.columns) if table.primary_key else set()
         fitted = types.fit_row(list(natives), [c.name in keys for c in table.columns])
         return super().create_table_sql(table, fitted) + TABLE_OPTIONS
+
+    def column_comment_clause(self, comment: str | None) -> str:
+        return f" COMMENT {quote_literal(comment)}" if comment else ""
+
+    def comment_sql(self, table: Table) -> list[str]:
+        if not table.comment:
+            return []
+        return [f"ALTER TABLE {self.qualified(table.id)} COMMENT = {quote_literal(table.comment)}"]
 
     def column_native(self, table: Table, name: str, natives: dict[str, str]) -> str:
         """As in CREATE TABLE, a varchar that would overflow InnoDB's row limit becomes TEXT; only this

@@ -85,6 +85,7 @@ from conveyor.endpoints.mysql.rowevents import (
 from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
 from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
+from conveyor.model.findings import Finding, enforce
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import LogicalType as L
 
@@ -418,99 +419,162 @@ class MySQLCapture:
     def check(self) -> list[str]:
         """Everything change data capture needs; the first problem raises ``UserActionError`` naming
         the fix. Returns warnings."""
+        return enforce(self.preflight())
+
+    def preflight(self, tables: bool = True) -> list[Finding]:
+        """Every pre-flight finding at once, in ``check()``'s order (``tables=False``: the server's
+        settings and the user's privileges only). Keys: AWS DMS's, ``mariadb-`` on MariaDB."""
         row = self._query(SERVER_SQL)[0]
         log_bin, binlog_format, row_image, server_id = int(row[0] or 0), str(row[1]), str(row[2]), int(row[3] or 0)
         mariadb = is_mariadb(self.conn)
+        flavor = "mariadb" if mariadb else "mysql"
+        found: list[Finding] = []
         if not log_bin:
-            raise UserActionError(
-                f"binary logging is off on {self.where}; change data capture reads the binlog: start the server with "
-                "log_bin (in my.cnf [mysqld]: log_bin = mysql-bin, server_id = 1, binlog_format = ROW, "
-                "binlog_row_image = FULL) and restart it (Amazon RDS: enable automated backups)"
+            found.append(
+                Finding(
+                    f"{flavor}-check-binlog-enabled",
+                    f"binary logging is off on {self.where}; change data capture reads the binlog: start the server "
+                    "with log_bin (in my.cnf [mysqld]: log_bin = mysql-bin, server_id = 1, binlog_format = ROW, "
+                    "binlog_row_image = FULL) and restart it (Amazon RDS: enable automated backups)",
+                )
             )
         if binlog_format.upper() != "ROW":
-            raise UserActionError(
-                f"binlog_format is {binlog_format} on {self.where}; change data capture needs row events: run SET "
-                "GLOBAL binlog_format = 'ROW' and set binlog_format = ROW in my.cnf (RDS: the parameter group); "
-                "sessions already open keep their format until they reconnect"
+            found.append(
+                Finding(
+                    f"{flavor}-check-binlog-format",
+                    f"binlog_format is {binlog_format} on {self.where}; change data capture needs row events: run SET "
+                    "GLOBAL binlog_format = 'ROW' and set binlog_format = ROW in my.cnf (RDS: the parameter group); "
+                    "sessions already open keep their format until they reconnect",
+                )
             )
         if row_image.upper() != "FULL":
-            raise UserActionError(
-                f"binlog_row_image is {row_image} on {self.where}; change data capture needs whole rows: run SET "
-                "GLOBAL binlog_row_image = 'FULL' and set binlog_row_image = FULL in my.cnf (RDS: the parameter group)"
+            found.append(
+                Finding(
+                    f"{flavor}-check-binlog-image",
+                    f"binlog_row_image is {row_image} on {self.where}; change data capture needs whole rows: run SET "
+                    "GLOBAL binlog_row_image = 'FULL' and set binlog_row_image = FULL in my.cnf (RDS: the parameter "
+                    "group)",
+                )
             )
         if server_id == 0:
-            raise UserActionError(
-                f"server_id is 0 on {self.where}, so it cannot serve replicas; run SET GLOBAL server_id = 1 and set "
-                "server_id in my.cnf"
+            found.append(
+                Finding(
+                    f"{flavor}-check-server-id",
+                    f"server_id is 0 on {self.where}, so it cannot serve replicas; run SET GLOBAL server_id = 1 and "
+                    "set server_id in my.cnf",
+                )
             )
         if not mariadb:
-            self._check_mysql_options()
+            found += self._mysql_option_findings()
+        missing = self._missing_grants(mariadb, log_bin=bool(log_bin))
+        if missing:
+            account = missing[0][0]
+            found.append(
+                Finding(
+                    f"{flavor}-check-replication-privileges",
+                    f"user {account} may not read the binlog on {self.where} ({missing[0][1]}); run: "
+                    + "; ".join(f"GRANT {grant} ON *.* TO {account}" for _, _, grant in missing),
+                )
+            )
+        if tables:
+            found += self._table_findings(flavor)
+        found += self._expiry_findings(flavor)
+        return found
+
+    def _table_findings(self, flavor: str) -> list[Finding]:
+        if not self.tables:
+            return [
+                Finding(
+                    "all-check-source-selection-rules",
+                    "no tables are selected for change data capture; check the table mappings",
+                )
+            ]
+        found = []
+        for table in self.tables:
+            try:
+                current = self.introspector.table(table.id)
+            except UserActionError as exc:  # gone, or no SELECT privilege
+                found.append(Finding(f"{flavor}-check-select-privileges", str(exc)))
+                continue
+            try:
+                self._schema(current)
+            except UserActionError as exc:
+                found.append(Finding("unsupported-data-types-in-source", str(exc)))
+            binary_json = [c.name for c in current.columns if flavor == "mysql" and c.type.native.lower() == "json"]
+            if binary_json:
+                found.append(
+                    Finding(
+                        "unsupported-data-types-in-source",
+                        f"{table.id} has JSON columns ({', '.join(binary_json)}), which MySQL logs in its binary JSON "
+                        "form that change data capture cannot decode yet; leave the table out of change data capture",
+                    )
+                )
+        return found
+
+    def _mysql_option_findings(self) -> list[Finding]:
+        """MySQL 8 can log JSON updates partially and compress whole transactions: neither is readable here."""
+        found = []
+        with contextlib.suppress(pymysql.err.MySQLError):
+            options = str(self._query(ROW_VALUE_SQL)[0][0] or "")
+            if "PARTIAL_JSON" in options.upper():
+                found.append(
+                    Finding(
+                        "mysql-check-binlog-row-value-options",
+                        f"binlog_row_value_options is {options} on {self.where}: JSON updates are logged partially; "
+                        "run SET GLOBAL binlog_row_value_options = ''",
+                    )
+                )
+        with contextlib.suppress(pymysql.err.MySQLError):
+            if int(self._query(COMPRESSION_SQL)[0][0] or 0):
+                found.append(
+                    Finding(
+                        "mysql-check-binlog-compression",
+                        f"binlog_transaction_compression is ON on {self.where}; change data capture reads "
+                        "uncompressed events: run SET GLOBAL binlog_transaction_compression = OFF",
+                    )
+                )
+        return found
+
+    def _missing_grants(self, mariadb: bool, log_bin: bool) -> list[tuple[str, str, str]]:
+        """(account, the server's refusal, the privilege) for each privilege the stream lacks: reading the
+        binlog position (REPLICATION CLIENT, MariaDB's BINLOG MONITOR) and REPLICATION SLAVE, checked by
+        registering as a replica as the stream will."""
+        missing = []
         try:
             self.binlog_end()
         except pymysql.err.MySQLError as exc:
             if error_code(exc) not in (1227, 1044, 1045, 1142):
                 raise
             grant = "BINLOG MONITOR" if mariadb else "REPLICATION CLIENT"
-            raise UserActionError(
-                f"user {account_of(exc) or self._account()} may not read the binlog position on {self.where} "
-                f"({message(exc)}); run: GRANT {grant} ON *.* TO {account_of(exc) or self._account()}"
-            ) from None
-        self._check_replication()
-        if not self.tables:
-            raise UserActionError("no tables are selected for change data capture; check the table mappings")
-        for table in self.tables:
-            current = self.introspector.table(table.id)
-            self._schema(current)
-            binary_json = [c.name for c in current.columns if not mariadb and c.type.native.lower() == "json"]
-            if binary_json:
-                raise UserActionError(
-                    f"{table.id} has JSON columns ({', '.join(binary_json)}), which MySQL logs in its binary JSON "
-                    "form that change data capture cannot decode yet; leave the table out of change data capture"
-                )
-        return self._expiry_warnings()
-
-    def _check_mysql_options(self) -> None:
-        """MySQL 8 can log JSON updates partially and compress whole transactions: neither is readable here."""
-        with contextlib.suppress(pymysql.err.MySQLError):
-            options = str(self._query(ROW_VALUE_SQL)[0][0] or "")
-            if "PARTIAL_JSON" in options.upper():
-                raise UserActionError(
-                    f"binlog_row_value_options is {options} on {self.where}: JSON updates are logged partially; "
-                    "run SET GLOBAL binlog_row_value_options = ''"
-                )
-        with contextlib.suppress(pymysql.err.MySQLError):
-            if int(self._query(COMPRESSION_SQL)[0][0] or 0):
-                raise UserActionError(
-                    f"binlog_transaction_compression is ON on {self.where}; change data capture reads uncompressed "
-                    "events: run SET GLOBAL binlog_transaction_compression = OFF"
-                )
-
-    def _check_replication(self) -> None:
-        """REPLICATION SLAVE, checked by registering as a replica as the stream will."""
+            missing.append((account_of(exc) or self._account(), message(exc), grant))
+        except UserActionError:
+            if log_bin:
+                raise
         conn = connect(self.config, "source")
         try:
             bl.register(conn, self.server_id)
         except pymysql.err.MySQLError as exc:
             if error_code(exc) not in (1227, 1044, 1045, 1142):
                 raise
-            account = account_of(exc) or self._account()
-            raise UserActionError(
-                f"user {account} may not stream the binlog on {self.where} ({message(exc)}); run: GRANT "
-                f"REPLICATION SLAVE ON *.* TO {account}"
-            ) from None
+            missing.append((account_of(exc) or self._account(), message(exc), "REPLICATION SLAVE"))
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
+        return missing
 
-    def _expiry_warnings(self) -> list[str]:
+    def _expiry_findings(self, flavor: str) -> list[Finding]:
         try:
             seconds = int(self._query(EXPIRY_SQL)[0][0] or 0)
         except pymysql.err.MySQLError:
             return []
         if 0 < seconds < 86400:
             return [
-                f"{self.where} purges binlogs after {seconds / 3600:.1f} h (binlog_expire_logs_seconds): a task "
-                "stopped for longer needs a new full load"
+                Finding(
+                    f"{flavor}-check-binlog-retention-time",
+                    f"{self.where} purges binlogs after {seconds / 3600:.1f} h (binlog_expire_logs_seconds): a task "
+                    "stopped for longer needs a new full load",
+                    warning=True,
+                )
             ]
         return []
 

@@ -15,11 +15,23 @@ from typing import Any
 import pymysql
 
 from conveyor.endpoints.config import MySQLConfig
-from conveyor.endpoints.mysql.connect import is_mariadb, quote
+from conveyor.endpoints.mysql.connect import is_mariadb, quote, quote_literal
 from conveyor.endpoints.mysql.errors import account_of, error_code, grant_hint
-from conveyor.endpoints.mysql.types import to_logical
+from conveyor.endpoints.mysql.types import ENGINE, to_logical
 from conveyor.errors import UserActionError
-from conveyor.model.schema import Column, ForeignKey, Index, Key, Table, TableId
+from conveyor.model.schema import (
+    Check,
+    Column,
+    ForeignKey,
+    GeneratedColumn,
+    Index,
+    Key,
+    Routine,
+    SchemaObjects,
+    Table,
+    TableId,
+    View,
+)
 from conveyor.model.types import LogicalType
 
 #: table types holding rows to copy (MariaDB's system-versioned tables are base tables with history)
@@ -30,14 +42,40 @@ TABLES_SQL = (
     "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN (%s, %s) "
     "AND TABLE_NAME NOT LIKE %s ORDER BY TABLE_NAME"
 )
-TABLE_SQL = "SELECT TABLE_ROWS, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+TABLE_SQL = (
+    "SELECT TABLE_ROWS, ENGINE, TABLE_COMMENT FROM information_schema.TABLES "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+)
 COLUMNS_SQL = (
-    "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS "
+    "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, COLUMN_COMMENT, GENERATION_EXPRESSION "
+    "FROM information_schema.COLUMNS "
     "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION"
 )
 #: MariaDB only (MySQL's CHECK_CONSTRAINTS has no TABLE_NAME, and MySQL's JSON is a type of its own)
 CHECKS_SQL = (
     "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s"
+)
+#: every CHECK of a table: MariaDB names the table in CHECK_CONSTRAINTS, MySQL through TABLE_CONSTRAINTS
+MARIADB_CHECKS_SQL = (
+    "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+    "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s ORDER BY CONSTRAINT_NAME"
+)
+MYSQL_CHECKS_SQL = (
+    "SELECT c.CONSTRAINT_NAME, c.CHECK_CLAUSE FROM information_schema.TABLE_CONSTRAINTS t "
+    "JOIN information_schema.CHECK_CONSTRAINTS c ON c.CONSTRAINT_SCHEMA = t.CONSTRAINT_SCHEMA "
+    "AND c.CONSTRAINT_NAME = t.CONSTRAINT_NAME WHERE t.TABLE_SCHEMA = %s AND t.TABLE_NAME = %s "
+    "AND t.CONSTRAINT_TYPE = 'CHECK' ORDER BY c.CONSTRAINT_NAME"
+)
+VIEWS_SQL = (
+    "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME"
+)
+ROUTINES_SQL = (
+    "SELECT ROUTINE_NAME, LOWER(ROUTINE_TYPE), ROUTINE_DEFINITION FROM information_schema.ROUTINES "
+    "WHERE ROUTINE_SCHEMA = %s ORDER BY ROUTINE_TYPE, ROUTINE_NAME"
+)
+TRIGGERS_SQL = (
+    "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT "
+    "FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s ORDER BY TRIGGER_NAME"
 )
 INDEXES_SQL = (
     "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART, INDEX_TYPE FROM information_schema.STATISTICS "
@@ -104,16 +142,22 @@ class MySQLIntrospector:
                 f"privilege on it; check the name, or run: GRANT SELECT ON {_qualified(table_id)} TO {account}"
             )
         json_columns = self._json_columns(table_id)
-        columns, generated, unsupported = [], [], []
-        for name, column_type, nullable, default, extra in columns_info:
+        columns, generated, unsupported, computed = [], [], [], []
+        for name, column_type, nullable, default, extra, comment, expression in columns_info:
             if _GENERATED.search(extra or ""):
                 generated.append(name)
+                if expression:  # not MariaDB's system-versioning ROW START / END
+                    stored = re.search(r"STORED|PERSISTENT", extra or "", re.IGNORECASE) is not None
+                    ctype = to_logical(column_type, json_check=name in json_columns)
+                    computed.append(GeneratedColumn(name, ctype, expression, stored, nullable == "YES"))
                 continue
             ctype = to_logical(column_type, json_check=name in json_columns)
             if ctype.logical is LogicalType.DYNAMIC:
                 unsupported.append(f"{name} ({column_type})")
             if self.mariadb and default == "NULL":
                 default = None  # MariaDB prints "no default" as NULL; a text 'NULL' default is quoted
+            elif not self.mariadb and default is not None and "DEFAULT_GENERATED" not in (extra or "").upper():
+                default = quote_literal(default)  # MySQL prints a literal default bare: make it SQL, as MariaDB's
             columns.append(
                 Column(
                     name,
@@ -121,6 +165,7 @@ class MySQLIntrospector:
                     nullable=nullable == "YES",
                     default=default,
                     identity="auto_increment" in (extra or "").lower(),
+                    comment=comment or None,
                 )
             )
         self._check_select(table_id, [c.name for c in columns])
@@ -142,6 +187,10 @@ class MySQLIntrospector:
             foreign_keys=tuple(self._foreign_keys(table_id)),
             estimated_rows=int(info[0][0] or 0),
             extra=extra_info,
+            checks=tuple(self._checks(table_id, json_columns)),
+            generated_columns=tuple(computed),
+            comment=str(info[0][2] or "") or None,
+            dialect=ENGINE,
         )
 
     def _json_columns(self, table_id: TableId) -> set[str]:
@@ -157,6 +206,31 @@ class MySQLIntrospector:
             if match:
                 found.add(match.group(1).replace("``", "`"))
         return found
+
+    def _checks(self, table_id: TableId, json_columns: set[str]) -> list[Check]:
+        """CHECK constraints, less MariaDB's own ``json_valid`` checks on JSON columns."""
+        try:
+            rows = self._rows(
+                MARIADB_CHECKS_SQL if self.mariadb else MYSQL_CHECKS_SQL, (table_id.schema, table_id.name)
+            )
+        except pymysql.err.MySQLError:  # servers before CHECK_CONSTRAINTS (MySQL 8.0.16, MariaDB 10.2.22)
+            return []
+        checks = []
+        for name, clause in rows:
+            match = _JSON_CHECK.fullmatch(str(clause).strip())
+            if match and match.group(1).replace("``", "`") in json_columns:
+                continue
+            checks.append(Check(name, str(clause)))
+        return checks
+
+    def objects(self, schema: str) -> SchemaObjects:
+        views = tuple(View(TableId(schema, n), str(d)) for n, d in self._rows(VIEWS_SQL, (schema,)))
+        routines = [Routine(TableId(schema, n), k, str(d or "")) for n, k, d in self._rows(ROUTINES_SQL, (schema,))]
+        for name, table, timing, event, statement in self._rows(TRIGGERS_SQL, (schema,)):
+            source = f"CREATE TRIGGER {quote(name)} {timing} {event} ON {quote(table)} FOR EACH ROW {statement}"
+            routines.append(Routine(TableId(schema, name), "trigger", source, TableId(schema, table)))
+        self.conn.commit()
+        return SchemaObjects(ENGINE, views, routines=tuple(routines))
 
     def _check_select(self, table_id: TableId, columns: list[str]) -> None:
         """information_schema shows tables a user holds any privilege on; reading needs SELECT."""

@@ -65,6 +65,7 @@ class _CopyPlan:
 
 
 class PostgresApplier(SqlApplier):
+    engine = types.ENGINE
     param = "%s"
     alter_constraints = True
     index_names_per_schema = True
@@ -126,6 +127,16 @@ class PostgresApplier(SqlApplier):
             f"FROM (SELECT max({self.quote(column)}) AS m FROM {self.qualified(table.id)}) AS s WHERE m IS NOT NULL"
         )
 
+    def comment_sql(self, table: Table) -> list[str]:
+        out = []
+        if table.comment:
+            out.append(f"COMMENT ON TABLE {self.qualified(table.id)} IS {literal(self.conn, table.comment)}")
+        for column in table.columns:
+            if column.comment:
+                target = f"{self.qualified(table.id)}.{self.quote(column.name)}"
+                out.append(f"COMMENT ON COLUMN {target} IS {literal(self.conn, column.comment)}")
+        return out
+
     def drop_table_sql(self, table: Table) -> str:
         return f"DROP TABLE IF EXISTS {self.qualified(table.id)} CASCADE"
 
@@ -158,10 +169,14 @@ class PostgresApplier(SqlApplier):
         if not schema or not name or run(self.conn, TYPE_EXISTS_SQL, (schema, name)).fetchone() is not None:
             return
         self.ensure_schema(schema)
-        labels = sql.SQL(", ").join(sql.Literal(v) for v in t.values)
-        self.conn.execute(
-            sql.SQL("CREATE TYPE {}.{} AS ENUM ({})").format(sql.Identifier(schema), sql.Identifier(name), labels)
-        )
+        run(self.conn, self.create_enum_sql(TableId(schema, name), t.values))
+
+    def create_enum_sql(self, type_id: TableId, values: Sequence[str]) -> str:
+        labels = ", ".join(literal(self.conn, v) for v in values)
+        return f"CREATE TYPE {self.qualified(type_id)} AS ENUM ({labels})"
+
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
 
     def start_task(self, task_name: str, fresh: bool) -> int:
         self.ensure_schema(self.control_schema)

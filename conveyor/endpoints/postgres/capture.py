@@ -52,6 +52,7 @@ from conveyor.endpoints.postgres.replication import SILENCE_TIMEOUT, CreatedSlot
 from conveyor.endpoints.postgres.snapshot import PostgresSnapshotReader, join
 from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Idle, SchemaChanged, Transaction
+from conveyor.model.findings import Finding, enforce
 from conveyor.model.schema import Column, Table, TableId
 from conveyor.model.types import ColumnType
 
@@ -253,59 +254,115 @@ class PostgresCapture:
     def check(self) -> list[str]:
         """Everything change data capture needs, before anything is created; the first problem
         raises ``UserActionError`` naming the fix. Returns warnings."""
-        conn = self.conn
-        row = run(conn, SERVER_SQL, (self.slot,)).fetchone()
+        return enforce(self.preflight())
+
+    def preflight(self, tables: bool = True) -> list[Finding]:
+        """Every pre-flight finding at once, in ``check()``'s order (``tables=False``: the server's
+        settings and the user's role only)."""
+        row = run(self.conn, SERVER_SQL, (self.slot,)).fetchone()
         if row is None:
             raise UserActionError(f"cannot read the role of the current user on {self.where}")
         (wal_level, max_slots, max_senders, used_slots, used_senders, superuser, replication, slot_exists) = row[:8]
         can_create, user, database, version = row[8:]
+        found: list[Finding] = []
         if version < 120000:
-            raise UserActionError(f"PostgreSQL at {self.where} is version {version}; change data capture needs 12+")
+            found.append(
+                Finding(
+                    "postgres-check-dbversion",
+                    f"PostgreSQL at {self.where} is version {version}; change data capture needs 12+",
+                )
+            )
+            return found  # the catalog queries below need 12+
         if wal_level != "logical":
-            raise UserActionError(
-                f"wal_level is {wal_level} on {self.where}; change data capture needs wal_level = logical: run "
-                "ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS / Aurora: set "
-                "rds.logical_replication = 1 in the parameter group and reboot)"
+            found.append(
+                Finding(
+                    "postgres-check-wallevel",
+                    f"wal_level is {wal_level} on {self.where}; change data capture needs wal_level = logical: run "
+                    "ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (Amazon RDS / Aurora: set "
+                    "rds.logical_replication = 1 in the parameter group and reboot)",
+                )
             )
         if not replication:
             ident = self._ident(user)
-            raise UserActionError(
-                f"user {user} lacks the REPLICATION attribute change data capture needs; run ALTER ROLE {ident} "
-                f"REPLICATION (Amazon RDS / Aurora: GRANT rds_replication TO {ident})"
+            found.append(
+                Finding(
+                    "postgres-check-replication-privileges",
+                    f"user {user} lacks the REPLICATION attribute change data capture needs; run ALTER ROLE {ident} "
+                    f"REPLICATION (Amazon RDS / Aurora: GRANT rds_replication TO {ident})",
+                )
             )
         if not slot_exists and used_slots >= max_slots:
-            raise UserActionError(
-                f"no free replication slot on {self.where}: all {max_slots} (max_replication_slots) are in use; drop "
-                "unused ones (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE ...) or "
-                "raise max_replication_slots (needs a restart)"
+            found.append(
+                Finding(
+                    "postgres-check-replication-slots-count",
+                    f"no free replication slot on {self.where}: all {max_slots} (max_replication_slots) are in use; "
+                    "drop unused ones (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
+                    "...) or raise max_replication_slots (needs a restart)"
+                    if max_slots
+                    else f"max_replication_slots is 0 on {self.where}; change data capture needs a replication slot: "
+                    "set max_replication_slots = 10 in postgresql.conf and restart PostgreSQL",
+                )
             )
         if used_senders >= max_senders:
-            raise UserActionError(
-                f"no free WAL sender on {self.where}: all {max_senders} (max_wal_senders) are in use (see "
-                "pg_stat_replication); stop an unused replication client or raise max_wal_senders (needs a restart)"
+            found.append(
+                Finding(
+                    "postgres-check-maxwalsenders",
+                    f"no free WAL sender on {self.where}: all {max_senders} (max_wal_senders) are in use (see "
+                    "pg_stat_replication); stop an unused replication client or raise max_wal_senders (needs a "
+                    "restart)"
+                    if max_senders
+                    else f"max_wal_senders is 0 on {self.where}; change data capture streams through a WAL sender: "
+                    "set max_wal_senders = 10 in postgresql.conf and restart PostgreSQL",
+                )
             )
+        if tables:
+            found += self._table_findings(superuser, can_create, user, database)
+        if version >= 130000:
+            row = run(self.conn, "SELECT current_setting('max_slot_wal_keep_size')").fetchone()
+            if row is not None and row[0] == "-1":
+                found.append(
+                    Finding(
+                        "postgres-check-maxslot-wal-keep-size",
+                        f"max_slot_wal_keep_size is unlimited on {self.where}: while the task is stopped, the server "
+                        "keeps all WAL from the slot's position on; watch its disk (a limit would turn a long stop "
+                        "into a resync)",
+                        warning=True,
+                    )
+                )
+        return found
+
+    def _table_findings(self, superuser: bool, can_create: bool, user: str, database: str) -> list[Finding]:
         if not self.tables:
-            raise UserActionError("no tables are selected for change data capture; check the table mappings")
+            return [
+                Finding(
+                    "all-check-source-selection-rules",
+                    "no tables are selected for change data capture; check the table mappings",
+                )
+            ]
         fixes: list[str] = []
         not_owned: list[str] = []
         for table in self.tables:
-            found = run(conn, TABLE_SQL, (table.id.schema, table.id.name)).fetchone()
+            found = run(self.conn, TABLE_SQL, (table.id.schema, table.id.name)).fetchone()
             if found is None:
                 raise UserActionError(f"table {table.id} does not exist in {self.config.display()}")
             oid, owned, owner = found
             if not owned:
                 not_owned.append(f"{table.id} (owner {owner})")
-            for schema, name, identity in run(conn, IDENTITY_SQL, (oid, oid)).fetchall():
+            for schema, name, identity in run(self.conn, IDENTITY_SQL, (oid, oid)).fetchall():
                 what = "REPLICA IDENTITY NOTHING" if identity == "n" else "no primary key"
                 fixes.append(
                     f"{schema}.{name} ({what}): ALTER TABLE {self._table_sql(TableId(schema, name))} "
                     "REPLICA IDENTITY FULL"
                 )
+        findings = []
         if fixes:
-            raise UserActionError(
-                "change data capture needs a primary key or REPLICA IDENTITY FULL on every table, or the source "
-                "cannot log which row an UPDATE or DELETE changed (and refuses them once the table is published); "
-                f"add a primary key or run: {'; '.join(fixes)}"
+            findings.append(
+                Finding(
+                    "postgres-check-pk",
+                    "change data capture needs a primary key or REPLICA IDENTITY FULL on every table, or the source "
+                    "cannot log which row an UPDATE or DELETE changed (and refuses them once the table is "
+                    f"published); add a primary key or run: {'; '.join(fixes)}",
+                )
             )
         publication = self._publication()
         if publication is None:
@@ -315,21 +372,19 @@ class PostgresCapture:
                     reasons.append(f"it does not own {', '.join(not_owned)}")
                 if not can_create:
                     reasons.append(f"it lacks CREATE on database {database}")
-                raise UserActionError(
-                    f"user {user} cannot create publication {self.publication} ({'; '.join(reasons)}); ask the table "
-                    f"owner or a superuser to run {self._create_publication_sql()}, which Conveyor then uses"
+                findings.append(
+                    Finding(
+                        "postgres-check-publication",
+                        f"user {user} cannot create publication {self.publication} ({'; '.join(reasons)}); ask the "
+                        f"table owner or a superuser to run {self._create_publication_sql()}, which Conveyor then uses",
+                    )
                 )
         else:
-            self._check_publication(publication)
-        warnings = []
-        if version >= 130000:
-            row = run(conn, "SELECT current_setting('max_slot_wal_keep_size')").fetchone()
-            if row is not None and row[0] == "-1":
-                warnings.append(
-                    f"max_slot_wal_keep_size is unlimited on {self.where}: while the task is stopped, the server keeps "
-                    "all WAL from the slot's position on; watch its disk (a limit would turn a long stop into a resync)"
-                )
-        return warnings
+            try:
+                self._check_publication(publication)
+            except UserActionError as exc:
+                findings.append(Finding("postgres-check-publication", str(exc)))
+        return findings
 
     def _publication(self) -> tuple[bool, bool, list[str]] | None:
         """(publishes every action, has row filters or column lists, its tables) or None."""

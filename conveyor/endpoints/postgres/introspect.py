@@ -16,9 +16,24 @@ from psycopg import sql
 
 from conveyor.endpoints.config import PostgresConfig
 from conveyor.endpoints.postgres.connect import run
-from conveyor.endpoints.postgres.types import PgType, to_logical
+from conveyor.endpoints.postgres.types import ENGINE, PgType, to_logical
 from conveyor.errors import UserActionError
-from conveyor.model.schema import Column, ForeignKey, Index, Key, Table, TableId
+from conveyor.model.schema import (
+    Check,
+    Column,
+    EnumType,
+    ExpressionIndex,
+    ForeignKey,
+    GeneratedColumn,
+    Index,
+    Key,
+    Routine,
+    SchemaObjects,
+    SequenceDef,
+    Table,
+    TableId,
+    View,
+)
 from conveyor.model.types import ColumnType
 
 #: pg_constraint.confdeltype / confupdtype -> SQL action
@@ -48,14 +63,14 @@ SELECT c.oid, c.relkind, has_schema_privilege(n.oid, 'USAGE'),
        has_table_privilege(c.oid, 'SELECT') OR NOT EXISTS (
            SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
            AND NOT has_column_privilege(c.oid, a.attnum, 'SELECT')),
-       current_user
+       current_user, obj_description(c.oid, 'pg_class')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
 """
 
 COLUMNS_SQL = """
 SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated
+       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, col_description(a.attrelid, a.attnum)
 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = %s::oid AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
@@ -101,6 +116,62 @@ WHERE i.indrelid = %s::oid AND NOT i.indisprimary AND i.indisvalid AND am.amname
 ORDER BY ic.relname
 """
 
+CHECKS_SQL = """
+SELECT conname, pg_get_expr(conbin, conrelid, true) FROM pg_constraint
+WHERE conrelid = %s::oid AND contype = 'c' ORDER BY conname
+"""
+
+# What INDEXES_SQL leaves out: expression, partial and non-b-tree indexes (schema conversion's part).
+EXPRESSION_INDEXES_SQL = """
+SELECT ic.relname, i.indisunique, am.amname,
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+       pg_get_expr(i.indpred, i.indrelid, true), pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_am am ON am.oid = ic.relam
+WHERE i.indrelid = %s::oid AND NOT i.indisprimary AND i.indisvalid
+  AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL OR am.amname <> 'btree')
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid)
+ORDER BY ic.relname
+"""
+
+VIEWS_SQL = """
+SELECT c.relname, c.relkind = 'm', pg_get_viewdef(c.oid, true), obj_description(c.oid, 'pg_class')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('v', 'm') ORDER BY c.relname
+"""
+
+# Sequences an identity or serial column owns go with that column.
+SEQUENCES_SQL = """
+SELECT c.relname, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle, ps.last_value
+FROM pg_sequence s
+JOIN pg_class c ON c.oid = s.seqrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = c.relname
+WHERE n.nspname = %s AND NOT EXISTS (
+    SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
+ORDER BY c.relname
+"""
+
+ENUMS_SQL = """
+SELECT t.typname, ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = %s AND t.typtype = 'e' ORDER BY t.typname
+"""
+
+# Functions and procedures of the schema, not those an extension brought; then user triggers.
+ROUTINES_SQL = """
+SELECT p.proname, CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, pg_get_functiondef(p.oid), NULL, NULL
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %s AND p.prokind IN ('f', 'p') AND NOT EXISTS (
+    SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT t.tgname, 'trigger', pg_get_triggerdef(t.oid, true), n.nspname, c.relname
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND NOT t.tgisinternal
+ORDER BY 2, 1
+"""
+
 #: Rows in a table and its partitions: the planner's own estimate (tuple density from the last
 #: ANALYZE times today's size); the second column says whether some part was never analyzed.
 ESTIMATE_SQL = """
@@ -133,10 +204,10 @@ class PostgresIntrospector:
                 f"table {table_id} does not exist in the PostgreSQL source "
                 f"{self.config.display()}; check the table mappings"
             )
-        oid, relkind, schema_usage, readable, user = row
+        oid, relkind, schema_usage, readable, user, comment = row
         if not schema_usage or not readable:
             raise UserActionError(self.grant_message(table_id, user, schema_usage))
-        columns = self.columns(oid)
+        columns, generated = self.columns(oid)
         primary_key, unique_keys, foreign_keys = self.constraints(oid)
         estimate = run(self.conn, ESTIMATE_SQL, (oid, oid)).fetchone()
         return Table(
@@ -148,6 +219,11 @@ class PostgresIntrospector:
             foreign_keys=tuple(foreign_keys),
             estimated_rows=int(estimate[0]) if estimate else 0,
             extra={"relkind": relkind, "oid": str(oid)},
+            checks=tuple(Check(n, e) for n, e in run(self.conn, CHECKS_SQL, (oid,)).fetchall()),
+            generated_columns=tuple(generated),
+            expression_indexes=tuple(self.expression_indexes(oid)),
+            comment=comment,
+            dialect=ENGINE,
         )
 
     def grant_message(self, table_id: TableId, user: str, schema_usage: bool) -> str:
@@ -162,14 +238,16 @@ class PostgresIntrospector:
             )
         return f"user {user} may not read table {table_id}; run GRANT SELECT ON {table} TO {grantee}"
 
-    def columns(self, oid: int) -> list[Column]:
-        columns = []
-        for name, typid, typmod, native, notnull, default, identity, generated in run(
+    def columns(self, oid: int) -> tuple[list[Column], list[GeneratedColumn]]:
+        """The columns to copy, and the generated ones (computed by the target's schema, not copied)."""
+        columns, generated_columns = [], []
+        for name, typid, typmod, native, notnull, default, identity, generated, comment in run(
             self.conn, COLUMNS_SQL, (oid,)
         ).fetchall():
-            if generated:
-                continue  # stored generated columns are computed by the target's schema, not copied
             ctype = self.column_type(typid, typmod, native)
+            if generated:
+                generated_columns.append(GeneratedColumn(name, ctype, default or "", generated == "s", not notnull))
+                continue
             columns.append(
                 Column(
                     name,
@@ -177,9 +255,10 @@ class PostgresIntrospector:
                     nullable=not notnull,
                     default=default,
                     identity=identity in ("a", "d") or (default or "").startswith("nextval("),
+                    comment=comment,
                 )
             )
-        return columns
+        return columns, generated_columns
 
     def column_type(self, typid: int, typmod: int, native: str | None = None) -> ColumnType:
         """The ColumnType of a type oid with a typmod, cached (domains and arrays resolve recursively)."""
@@ -227,6 +306,33 @@ class PostgresIntrospector:
             if plain and 0 not in nums and len(cols) == len(nums):
                 out.append(Index(name, tuple(cols), bool(unique)))
         return out
+
+    def expression_indexes(self, oid: int) -> list[ExpressionIndex]:
+        return [
+            ExpressionIndex(name, tuple(elements), bool(unique), predicate, method, definition)
+            for name, unique, method, elements, predicate, definition in run(
+                self.conn, EXPRESSION_INDEXES_SQL, (oid,)
+            ).fetchall()
+        ]
+
+    def objects(self, schema: str) -> SchemaObjects:
+        views = tuple(
+            View(TableId(schema, name), definition.strip().rstrip(";"), bool(materialized), comment)
+            for name, materialized, definition, comment in run(self.conn, VIEWS_SQL, (schema,)).fetchall()
+        )
+        sequences = tuple(
+            SequenceDef(TableId(schema, r[0]), r[1], r[2], r[3], r[4], bool(r[5]), r[6])
+            for r in run(self.conn, SEQUENCES_SQL, (schema,)).fetchall()
+        )
+        enums = tuple(
+            EnumType(TableId(schema, name), tuple(labels))
+            for name, labels in run(self.conn, ENUMS_SQL, (schema,)).fetchall()
+        )
+        routines = tuple(
+            Routine(TableId(schema, name), kind, source, TableId(ts, tn) if tn else None)
+            for name, kind, source, ts, tn in run(self.conn, ROUTINES_SQL, (schema, schema)).fetchall()
+        )
+        return SchemaObjects(ENGINE, views, sequences, enums, routines)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -178,7 +178,7 @@ class PostgresSnapshotReader(SqlSnapshotReader):
         names = table.column_names
         fmt = types.copy_format(table)
         query, params = self.select_sql(table, segment, decode=False)
-        if segment.kind == "all" and table.extra.get("relkind", "r") == "r":
+        if segment.kind == "all" and not segment.filters and table.extra.get("relkind", "r") == "r":
             source = f"{self.qualified(table)} ({', '.join(self.quote(n) for n in names)})"
         else:
             source = f"({query})"  # partitioned tables and segments: COPY of a query

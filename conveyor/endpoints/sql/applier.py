@@ -29,7 +29,7 @@ from conveyor.endpoints.base import (
 )
 from conveyor.errors import RowRejected, StopTask, TerminalError
 from conveyor.model.rows import Row, RowBatch
-from conveyor.model.schema import Column, ForeignKey, Index, Key, Table, TableId
+from conveyor.model.schema import Column, ExpressionIndex, ForeignKey, GeneratedColumn, Index, Key, Table, TableId
 from conveyor.model.types import ColumnType
 
 SEGMENTS_TABLE = "conveyor_segments"
@@ -44,6 +44,8 @@ class StaleLease(TerminalError):
 class SqlApplier:
     """Shared applier for DB-API targets. Subclasses set the class constants and hooks."""
 
+    #: the engine's name (``EngineSpec.name``): the SQL dialect schema conversion writes for it
+    engine = ""
     #: placeholder for a bound parameter in the driver's paramstyle
     param = "%s"
     #: whether ALTER TABLE can add constraints after creation (SQLite cannot)
@@ -277,13 +279,58 @@ class SqlApplier:
         return sql
 
     def create_table_sql(self, table: Table, natives: Sequence[str]) -> str:
-        parts = [self.column_sql(table, i, n) for i, n in enumerate(natives)]
+        parts = [self.column_sql(table, i, n) + self.converted_column_sql(table, i) for i, n in enumerate(natives)]
+        if table.converted:
+            parts.extend(self.generated_column_sql(g) for g in table.generated_columns)
         pk = self.primary_key_clause(table)
         if pk:
             parts.append(pk)
+        if table.converted:
+            parts.extend(
+                f"CONSTRAINT {self.quote(self.object_name(table, c.name))} CHECK ({c.expression})" for c in table.checks
+            )
         if not self.alter_constraints:
             parts.extend(self.foreign_key_sql(fk) for fk in table.foreign_keys)
         return f"CREATE TABLE {self.qualified(table.id)} ({', '.join(parts)})"
+
+    # Schema conversion's parts (``conveyor.convert.ddl``): written only for a table it converted, whose
+    # defaults, expressions and checks are then in this target's SQL.
+    def converted_column_sql(self, table: Table, index: int) -> str:
+        """A converted column's DEFAULT and comment, after its definition."""
+        column = table.columns[index]
+        if not table.converted:
+            return ""
+        sql = f" DEFAULT {column.default}" if column.default is not None else ""
+        return sql + self.column_comment_clause(column.comment)
+
+    def column_comment_clause(self, comment: str | None) -> str:
+        """Inline column comment, where the engine has one (MySQL); others comment in ``comment_sql``."""
+        return ""
+
+    def comment_sql(self, table: Table) -> list[str]:
+        """Statements setting the table's comment (and its columns', where not inline)."""
+        return []
+
+    def create_schema_sql(self, schema: str) -> str | None:
+        """The statement creating a schema, where the engine has them below the database."""
+        return None
+
+    def create_enum_sql(self, type_id: TableId, values: Sequence[str]) -> str | None:
+        """The statement creating a named enum type, where the engine has them (PostgreSQL)."""
+        return None
+
+    def generated_column_sql(self, column: GeneratedColumn) -> str:
+        kind = "STORED" if column.stored else "VIRTUAL"
+        null = "" if column.nullable else " NOT NULL"
+        native = self.map_type(column.type)
+        return f"{self.quote(column.name)} {native} GENERATED ALWAYS AS ({column.expression}) {kind}{null}"
+
+    def expression_index_sql(self, table: Table, index: ExpressionIndex) -> str:
+        unique = "UNIQUE " if index.unique else ""
+        name = self.quote(self.object_name(table, index.name))
+        using = f" USING {index.method}" if index.method != "btree" else ""
+        where = f" WHERE {index.predicate}" if index.predicate else ""
+        return f"CREATE {unique}INDEX {name} ON {self.qualified(table.id)}{using} ({', '.join(index.elements)}){where}"
 
     def primary_key_clause(self, table: Table) -> str | None:
         if not table.primary_key:
@@ -326,8 +373,8 @@ class SqlApplier:
             return None
         return f"ALTER TABLE {self.qualified(table.id)} ADD PRIMARY KEY ({self.column_list(table.primary_key.columns)})"
 
-    def finish(self, table: Table, native_types: list[str], add_primary_key: bool = False) -> list[str]:
-        warnings: list[str] = []
+    def finish_sql(self, table: Table, add_primary_key: bool = False, after_load: bool = True) -> list[str]:
+        """What ``finish`` runs: keys and indexes, then (``after_load``) identities past the loaded maximum."""
         statements = []
         if add_primary_key:
             pk = self.add_primary_key_sql(table)
@@ -335,12 +382,19 @@ class SqlApplier:
                 statements.append(pk)
         statements += [self.unique_sql(table, k) for k in table.unique_keys]
         statements += [self.index_sql(table, i) for i in table.indexes]
+        if table.converted:
+            statements += [self.expression_index_sql(table, i) for i in table.expression_indexes]
+            statements += self.comment_sql(table)
         for column in table.columns:
-            if column.identity:
+            if column.identity and after_load:
                 reset = self.reset_identity_sql(table, column.name)
                 if reset:
                     statements.append(reset)
-        for sql in statements:
+        return statements
+
+    def finish(self, table: Table, native_types: list[str], add_primary_key: bool = False) -> list[str]:
+        warnings: list[str] = []
+        for sql in self.finish_sql(table, add_primary_key):
             try:
                 self.execute(sql)
                 self.commit()
@@ -353,13 +407,16 @@ class SqlApplier:
     def is_already_exists(self, exc: BaseException) -> bool:
         return "already exists" in str(exc).lower() or "duplicate key name" in str(exc).lower()
 
+    def add_foreign_key_sql(self, table: Table, fk: ForeignKey) -> str:
+        name = self.quote(self.object_name(table, fk.name))
+        return f"ALTER TABLE {self.qualified(table.id)} ADD CONSTRAINT {name} {self.foreign_key_sql(fk)}"
+
     def add_foreign_keys(self, table: Table) -> list[str]:
         if not self.alter_constraints:
             return []
         warnings: list[str] = []
         for fk in table.foreign_keys:
-            name = self.quote(self.object_name(table, fk.name))
-            sql = f"ALTER TABLE {self.qualified(table.id)} ADD CONSTRAINT {name} {self.foreign_key_sql(fk)}"
+            sql = self.add_foreign_key_sql(table, fk)
             try:
                 self.execute(sql)
                 self.commit()
@@ -384,9 +441,12 @@ class SqlApplier:
                 if isinstance(change, WidenColumn):
                     old = table.column(change.column.name)
                     widened.setdefault(old.name, old)
-                    # widening is about the type: the target's identity stays
-                    table = apply_change(table, WidenColumn(replace(change.column, identity=old.identity)))
+                    # widening is about the type: the target's identity (and converted default) stays
+                    kept = replace(change.column, identity=old.identity, default=old.default, comment=old.comment)
+                    table = apply_change(table, WidenColumn(kept))
                     continue
+                if isinstance(change, AddColumn) and table.converted:
+                    change = AddColumn(replace(change.column, default=None))  # the source's SQL, not the target's
                 if widened:
                     self.widen_columns(table, widened, natives)
                     widened = {}

@@ -9,6 +9,7 @@ from typing import Any
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Column, Table
 from conveyor.model.segments import Segment
+from conveyor.transform.filters import bounds_sql, filter_sql
 
 Decoder = Callable[[Any], Any]
 
@@ -70,9 +71,30 @@ class SqlSnapshotReader:
             params.append(segment.hi)
         return (" WHERE " + " AND ".join(clauses), params) if clauses else ("", [])
 
+    def bind_value(self, value: Any) -> Any:
+        """A canonical value (a filter's or a boundary's) as the driver binds it."""
+        return value
+
+    def where(self, table: Table, segment: Segment) -> tuple[str, list[Any]]:
+        """The segment's WHERE clause: its range, DMS parallel-load bounds and source filters."""
+        sql, params = self.segment_filter(segment)
+        clauses = [sql.removeprefix(" WHERE ")] if sql else []
+        if segment.kind == "bounds":
+            sql, values = bounds_sql(
+                table, segment.columns, segment.lo, segment.hi, self.quote, self.param, self.bind_value
+            )
+            clauses.append(sql)
+            params = [*params, *values]
+        if segment.filters:
+            sql, values = filter_sql(table, segment.filters, self.quote, self.param, self.bind_value)
+            clauses.append(sql)
+            params = [*params, *values]
+        clauses = [c for c in clauses if c]
+        return (" WHERE " + " AND ".join(clauses), params) if clauses else ("", params)
+
     def select_sql(self, table: Table, segment: Segment, decode: bool = True) -> tuple[str, list[Any]]:
         columns = ", ".join(self.select_expression(c) if decode else self.quote(c.name) for c in table.columns)
-        where, params = self.segment_filter(segment)
+        where, params = self.where(table, segment)
         return f"SELECT {columns} FROM {self.qualified(table)}{where}", params
 
     def read(self, table: Table, segment: Segment, batch_rows: int, decode: bool = True) -> Iterator[RowBatch]:

@@ -17,6 +17,7 @@ from conveyor.model.types import ColumnType
 
 
 class SQLiteApplier(SqlApplier):
+    engine = types.ENGINE
     param = "?"
     alter_constraints = False
     index_names_per_schema = True

@@ -10,6 +10,7 @@ from conveyor.endpoints.sql.snapshot import Decoder, SqlSnapshotReader
 from conveyor.endpoints.sqlite import types
 from conveyor.endpoints.sqlite.connect import connect, quote
 from conveyor.model.schema import Column, Table
+from conveyor.transform.values import sqlite_value
 
 
 class SQLiteSnapshotReader(SqlSnapshotReader):
@@ -17,6 +18,9 @@ class SQLiteSnapshotReader(SqlSnapshotReader):
 
     def quote(self, name: str) -> str:
         return quote(name)
+
+    def bind_value(self, value: Any) -> Any:
+        return sqlite_value(value)
 
     def decoder(self, column: Column) -> Decoder | None:
         fn: Decoder | None = types.decoder(column.type)

@@ -1,0 +1,112 @@
+"""AWS DMS table-settings rules: ``parallel-load`` (how a table's full load is split into segments).
+
+* ``ranges``: ``columns`` and ``boundaries`` (each a list of one value per column, in increasing
+  order); n boundaries make n + 1 segments, DMS's: the first holds rows up to and including the
+  first boundary, the last the rows above the last one (row-value order over the columns);
+* ``partitions-auto``: Conveyor's own automatic split (primary-key ranges, or heap pages);
+* ``none``: one segment.
+
+``lob-settings`` is refused: Conveyor always copies LOBs whole (DMS's full LOB mode).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import ConfigError
+from conveyor.model.schema import Table
+from conveyor.transform.values import to_canonical
+from conveyor.transform.wildcards import wildcard
+
+_KEYS = {"rule-type", "rule-id", "rule-name", "object-locator", "parallel-load", "lob-settings", "description"}
+_PARALLEL_KEYS = {"type", "columns", "boundaries"}
+_TYPES = ("ranges", "partitions-auto", "none")
+_REFUSED_TYPES = {
+    "partitions-list": "partitions-list is not supported; use ranges, partitions-auto or none",
+    "subpartitions-auto": "subpartitions are Oracle's; use ranges, partitions-auto or none",
+}
+
+
+@dataclass(frozen=True)
+class ParallelLoad:
+    rule_id: str
+    schema: re.Pattern[str]
+    table: re.Pattern[str]
+    type: str
+    columns: tuple[str, ...] = ()
+    boundaries: tuple[tuple[Any, ...], ...] = ()
+
+    def check(self, table: Table) -> None:
+        """The range columns exist and the boundaries are values of their types, in increasing order."""
+        if self.type != "ranges":
+            return
+        try:
+            types = [table.column(c).type for c in self.columns]
+        except KeyError as exc:
+            raise ConfigError(f"rule-id {self.rule_id}: {table.id} has no column {exc.args[0]!r}") from None
+        previous: tuple[Any, ...] | None = None
+        for bound in self.boundaries:
+            try:
+                values = tuple(to_canonical(v, t) for v, t in zip(bound, types, strict=True))
+            except ValueError as exc:
+                raise ConfigError(f"rule-id {self.rule_id}: boundary {list(bound)} on {table.id}: {exc}") from None
+            try:
+                if previous is not None and not previous < values:
+                    raise ConfigError(f"rule-id {self.rule_id}: boundaries must increase ({list(bound)} does not)")
+            except TypeError:
+                pass  # values of a type without an order in Python (the source orders them)
+            previous = values
+
+
+def parse_table_settings(rule: dict[str, Any], rule_id: str, path: str) -> ParallelLoad:
+    for key in rule:
+        if key not in _KEYS:
+            raise ConfigError("unknown key", f"{path}.{key}")
+    if "lob-settings" in rule:
+        raise ConfigError(
+            f"rule-id {rule_id}: lob-settings are not supported: Conveyor always copies LOBs whole "
+            "(DMS's full LOB mode); remove the rule",
+            f"{path}.lob-settings",
+        )
+    locator = rule.get("object-locator")
+    if not isinstance(locator, dict) or not all(isinstance(locator.get(k), str) for k in ("schema-name", "table-name")):
+        raise ConfigError(
+            f"rule-id {rule_id}: object-locator with schema-name and table-name is required", f"{path}.object-locator"
+        )
+    parallel = rule.get("parallel-load")
+    if not isinstance(parallel, dict):
+        raise ConfigError(f"rule-id {rule_id}: parallel-load is required (an object with a type)", path)
+    here = f"{path}.parallel-load"
+    for key in parallel:
+        if key not in _PARALLEL_KEYS:
+            raise ConfigError("unknown key (Conveyor honours ranges, partitions-auto and none)", f"{here}.{key}")
+    kind = parallel.get("type")
+    if kind in _REFUSED_TYPES:
+        raise ConfigError(f"rule-id {rule_id}: {_REFUSED_TYPES[kind]}", f"{here}.type")
+    if kind not in _TYPES:
+        raise ConfigError(f"rule-id {rule_id}: type is one of {', '.join(_TYPES)}", f"{here}.type")
+    columns: tuple[str, ...] = ()
+    boundaries: tuple[tuple[Any, ...], ...] = ()
+    if kind == "ranges":
+        cols = parallel.get("columns")
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
+            raise ConfigError(f"rule-id {rule_id}: ranges needs columns (a list of column names)", f"{here}.columns")
+        bounds = parallel.get("boundaries")
+        if not isinstance(bounds, list) or not bounds:
+            raise ConfigError(
+                f"rule-id {rule_id}: ranges needs boundaries (a list of value lists)", f"{here}.boundaries"
+            )
+        for i, bound in enumerate(bounds):
+            if not isinstance(bound, list) or len(bound) != len(cols) or any(v is None for v in bound):
+                raise ConfigError(
+                    f"rule-id {rule_id}: each boundary lists one value per column ({len(cols)})",
+                    f"{here}.boundaries[{i}]",
+                )
+        columns, boundaries = tuple(cols), tuple(tuple(b) for b in bounds)
+    elif "columns" in parallel or "boundaries" in parallel:
+        raise ConfigError(f"rule-id {rule_id}: columns and boundaries belong to type ranges", here)
+    return ParallelLoad(
+        rule_id, wildcard(locator["schema-name"]), wildcard(locator["table-name"]), kind, columns, boundaries
+    )

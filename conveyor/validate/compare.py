@@ -1,0 +1,197 @@
+"""Comparing one table: chunk checksums on both sides at once, bisection of mismatching chunks, rows.
+
+Ranged tables (an integer first key column) are walked in key ranges whose width adapts so one checksum
+query takes about ``time_target`` seconds (pt-table-checksum's model: gentle on a busy server). A
+mismatching range is split into ``SPLIT`` sub-ranges with one grouped query per side, recursively, until
+it holds at most ``LEAF_ROWS`` rows; those rows are then read as canonical texts and compared. Other
+tables are compared per hash bucket of their key (the whole row for a table without one: a multiset).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from conveyor.validate.side import Checksums, Scope, TableSide, Texts
+
+RECORD_DIFF = "RECORD_DIFF"
+MISSING_SOURCE = "MISSING_SOURCE"  # on the target only
+MISSING_TARGET = "MISSING_TARGET"  # on the source only
+SPLIT = 16
+LEAF_ROWS = 2000
+BUCKET_ROWS = 1000
+MAX_BUCKETS = 65536
+#: bucket scopes fetched per query when reading rows
+BUCKETS_PER_QUERY = 64
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """A row that differs: its key (column -> canonical text), what kind of difference, and for a
+    RECORD_DIFF the differing columns as (column, source text, target text)."""
+
+    kind: str
+    key: tuple[tuple[str, str | None], ...]
+    columns: tuple[tuple[str, str | None, str | None], ...] = ()
+    #: the whole row as canonical texts on each side (None where it is missing)
+    source: Texts | None = None
+    target: Texts | None = None
+
+    @property
+    def identity(self) -> tuple[str, tuple[tuple[str, str | None], ...]]:
+        return self.kind, self.key
+
+
+@dataclass
+class TableDiff:
+    failures: list[RowFailure] = field(default_factory=list)
+    #: scopes whose rows were read and differed (rechecked before anything is reported)
+    scopes: list[Scope] = field(default_factory=list)
+    source_rows: int = 0
+    target_rows: int = 0
+    chunks: int = 0
+    truncated: bool = False
+
+
+class TableComparer:
+    """``names``: the target's column names in the sides' order; ``keyed``: the sides' ``key`` is a real key
+    (else the table is a multiset)."""
+
+    def __init__(
+        self,
+        source: TableSide,
+        target: TableSide,
+        names: list[str],
+        keyed: bool,
+        partition_rows: int = 10000,
+        time_target: float = 0.5,
+        max_failures: int | None = None,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.names = names
+        self.keyed = keyed
+        self.partition_rows = partition_rows
+        self.time_target = time_target
+        self.max_failures = max_failures
+        self.pool = pool or ThreadPoolExecutor(2)
+
+    def _both(self, fn: Callable[[TableSide], T]) -> tuple[T, T]:
+        a = self.pool.submit(fn, self.source)
+        b = self.pool.submit(fn, self.target)
+        return a.result(), b.result()
+
+    # ------------------------------------------------------------------ whole table
+    def compare(self) -> TableDiff:
+        diff = TableDiff()
+        if self.source.range_column is not None and self.target.range_column is not None:
+            self._ranged(diff)
+        else:
+            self._bucketed(diff)
+        return diff
+
+    def _full(self, diff: TableDiff) -> bool:
+        if self.max_failures is not None and len(diff.failures) >= self.max_failures:
+            diff.truncated = True
+            return True
+        return False
+
+    def _ranged(self, diff: TableDiff) -> None:
+        bounds = self._both(lambda s: s.bounds())
+        present = [b for b in bounds if b is not None]
+        if not present:
+            return
+        lo = min(b[0] for b in present)
+        hi = max(b[1] for b in present) + 1
+        width = max(1, self.partition_rows)
+        while lo < hi and not self._full(diff):
+            scope = Scope(lo, min(hi, lo + width))
+            started = time.monotonic()
+            src, tgt = self._both(scope.checksums_on)
+            elapsed = time.monotonic() - started
+            diff.chunks += 1
+            diff.source_rows += _rows(src)
+            diff.target_rows += _rows(tgt)
+            if src != tgt:
+                self._descend(scope, src, tgt, diff)
+            lo = scope.hi or hi
+            # aim the next chunk at the time target, changing width at most 4x per step
+            factor = min(4.0, max(0.25, self.time_target / max(elapsed, 1e-3)))
+            width = max(1, int(width * factor))
+
+    def _descend(self, scope: Scope, src: Checksums, tgt: Checksums, diff: TableDiff) -> None:
+        assert scope.lo is not None and scope.hi is not None
+        if max(_rows(src), _rows(tgt)) <= LEAF_ROWS or scope.hi - scope.lo <= SPLIT:
+            self._leaf([scope], diff)
+            return
+        sub_src, sub_tgt = self._both(lambda s: s.checksums(scope, SPLIT))
+        width = -(-(scope.hi - scope.lo) // SPLIT)
+        for b in sorted(set(sub_src) | set(sub_tgt)):
+            if sub_src.get(b) != sub_tgt.get(b) and not self._full(diff):
+                sub = Scope(scope.lo + b * width, min(scope.hi, scope.lo + (b + 1) * width))
+                self._descend(sub, {0: sub_src.get(b, (0, 0))}, {0: sub_tgt.get(b, (0, 0))}, diff)
+
+    def _bucketed(self, diff: TableDiff) -> None:
+        estimate = max(self._both(lambda s: s.count()))
+        buckets = max(1, min(MAX_BUCKETS, estimate // BUCKET_ROWS + 1))
+        top = Scope(buckets=buckets)
+        src, tgt = self._both(lambda s: s.checksums(top))
+        diff.chunks += 1
+        diff.source_rows, diff.target_rows = _rows(src), _rows(tgt)
+        bad = sorted(b for b in set(src) | set(tgt) if src.get(b) != tgt.get(b))
+        scopes = [
+            Scope(buckets=buckets, members=tuple(bad[i : i + BUCKETS_PER_QUERY]))
+            for i in range(0, len(bad), BUCKETS_PER_QUERY)
+        ]
+        for scope in scopes:
+            if self._full(diff):
+                break
+            self._leaf([scope], diff)
+
+    # ------------------------------------------------------------------ rows
+    def _leaf(self, scopes: list[Scope], diff: TableDiff) -> None:
+        found = self.rows_diff(scopes)
+        if found:
+            diff.scopes += scopes
+            room = None if self.max_failures is None else self.max_failures - len(diff.failures)
+            diff.failures += found if room is None else found[: max(0, room)]
+
+    def rows_diff(self, scopes: Iterable[Scope]) -> list[RowFailure]:
+        """Read the scopes' rows on both sides and name every difference."""
+        scopes = list(scopes)
+        src, tgt = self._both(lambda s: [t for scope in scopes for t in s.rows(scope)])
+        return list(self._keyed(src, tgt) if self.keyed else self._multiset(src, tgt))
+
+    def _key(self, texts: Texts) -> tuple[tuple[str, str | None], ...]:
+        return tuple((self.names[i], texts[i]) for i in self.source.key)
+
+    def _keyed(self, src: list[Texts], tgt: list[Texts]) -> Iterator[RowFailure]:
+        key = self.source.key
+        right = {tuple(t[i] for i in key): t for t in tgt}
+        for row in src:
+            k = tuple(row[i] for i in key)
+            other = right.pop(k, None)
+            if other is None:
+                yield RowFailure(MISSING_TARGET, self._key(row), source=row)
+            elif other != row:
+                cols = tuple((n, a, b) for n, a, b in zip(self.names, row, other, strict=True) if a != b)
+                yield RowFailure(RECORD_DIFF, self._key(row), cols, source=row, target=other)
+        for row in right.values():
+            yield RowFailure(MISSING_SOURCE, self._key(row), target=row)
+
+    def _multiset(self, src: list[Texts], tgt: list[Texts]) -> Iterator[RowFailure]:
+        a, b = Counter(src), Counter(tgt)
+        for row in (a - b).elements():
+            yield RowFailure(MISSING_TARGET, self._key(row), source=row)
+        for row in (b - a).elements():
+            yield RowFailure(MISSING_SOURCE, self._key(row), target=row)
+
+
+def _rows(sums: Checksums) -> int:
+    return sum(n for n, _ in sums.values())

@@ -1,0 +1,28 @@
+"""Reading connections for validation: each engine's own session (UTC, ISO dates), autocommit, so every
+checksum query sees the data as it is now (a recheck must see rows that changed since)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def open_reader(engine: str, config: Any) -> tuple[Any, Callable[[str], str]]:
+    """A connection and the engine's identifier quoting (``%`` doubled where statements take ``%s``)."""
+    if engine == "postgresql":
+        from conveyor.endpoints.postgres.connect import connect as pg_connect
+        from conveyor.endpoints.postgres.connect import quote as pg_quote
+
+        pconn = pg_connect(config, autocommit=True)
+        return pconn, lambda name: pg_quote(pconn, name)
+    if engine == "mysql":
+        from conveyor.endpoints.mysql.connect import connect as my_connect
+        from conveyor.endpoints.mysql.connect import quote as my_quote
+
+        mconn = my_connect(config, "source")
+        mconn.autocommit(True)
+        return mconn, lambda name: my_quote(name).replace("%", "%%")
+    from conveyor.endpoints.sqlite.connect import connect as lite_connect
+    from conveyor.endpoints.sqlite.connect import quote as lite_quote
+
+    return lite_connect(config, readonly=True), lite_quote

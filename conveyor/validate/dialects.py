@@ -1,0 +1,183 @@
+"""Canonical text and row hashes in each engine's SQL, so checksums run inside the databases.
+
+Every expression gives exactly ``canonical.text`` of the value (NULL stays NULL); where an engine cannot
+(JSON between different engines, every SQLite value) the column is fetched and finished in Python
+(``Column.finish``), and that side then hashes its rows in Python instead. Statements always go out with
+a parameter sequence, so a literal ``%`` is written ``%%`` (see ``postgres.connect.quote``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.model.types import ColumnType
+from conveyor.model.types import LogicalType as L
+from conveyor.validate.canonical import Kind, float_digits, json_text, text
+
+
+@dataclass(frozen=True)
+class Column:
+    """One compared column on one side: the SQL selecting it and, when Python finishes the canonical
+    text, the function doing so."""
+
+    sql: str
+    finish: Callable[[Any], str | None] | None = None
+
+
+class Dialect:
+    """An engine's SQL for canonical texts, row texts and 60-bit row hashes."""
+
+    param = "%s"
+
+    def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+        raise NotImplementedError
+
+    def token(self, expr: str) -> str:
+        """``<length>:<text>`` or ``-`` for NULL (``canonical.row_text``)."""
+        raise NotImplementedError
+
+    def concat(self, parts: Sequence[str]) -> str:
+        raise NotImplementedError
+
+    def hash60(self, expr: str) -> str:
+        raise NotImplementedError
+
+    def int_div(self, a: str, b: str) -> str:
+        raise NotImplementedError
+
+    def sum_text(self, expr: str) -> str:
+        """SUM of 60-bit hashes, exact (no float), in a form the driver returns as a number or text."""
+        return f"SUM({expr})"
+
+
+def _json_finish(value: Any) -> str | None:
+    return None if value is None else json_text(value)
+
+
+class PostgresDialect(Dialect):
+    def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+        from conveyor.endpoints.postgres.types import select_expression
+
+        c = quoted
+        match kind:
+            case Kind.BOOL:
+                if t.logical is L.BOOLEAN:
+                    return Column(f"CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END")
+                return Column(f"CASE WHEN {c} <> 0 THEN '1' WHEN {c} = 0 THEN '0' END")
+            case Kind.INT:
+                return Column(f"({c})::text")
+            case Kind.DECIMAL:
+                return Column(f"trim_scale(({c})::numeric)::text")
+            case Kind.FLOAT64 | Kind.FLOAT32:
+                x = f"({c})::float8"
+                e = f"floor(log(abs({x})))"
+                mantissa = f"round({x} * 10::float8 ^ ({float_digits(kind) - 1} - {e}))::bigint::text"
+                return Column(
+                    f"CASE WHEN {x} = 0 THEN '0' WHEN {x} = 'NaN'::float8 THEN 'NaN' "
+                    f"WHEN {x} = 'Infinity'::float8 THEN 'Infinity' WHEN {x} = '-Infinity'::float8 THEN '-Infinity' "
+                    f"ELSE {mantissa} || 'e' || {e}::bigint::text END"
+                )
+            case Kind.CHAR:
+                return Column(f"rtrim(({c})::text, ' ')")
+            case Kind.BINARY:
+                return Column(f"encode({c}, 'hex')" if t.logical in (L.BINARY, L.VARBINARY, L.BLOB) else f"({c})::text")
+            case Kind.DATE:
+                return Column(f"to_char({c}, 'YYYY-MM-DD')")
+            case Kind.TIME:
+                return Column(f"to_char(({c})::time::interval, 'HH24:MI:SS.US')")
+            case Kind.TIMESTAMP | Kind.TIMESTAMPTZ:
+                value = f"({c} AT TIME ZONE 'UTC')" if t.logical is L.TIMESTAMPTZ else c
+                return Column(f"to_char({value}, 'YYYY-MM-DD HH24:MI:SS.US')")
+            case Kind.JSON:
+                doc = f"to_jsonb({c})" if t.logical is L.ARRAY else f"({c})::jsonb"
+                return Column(f"{doc}::text") if native_json else Column(f"{doc}::text", _json_finish)
+            case Kind.UUID:
+                return Column(f"lower(({c})::text)")
+        return Column(f"({select_expression(t, c)})::text")
+
+    def token(self, expr: str) -> str:
+        return f"COALESCE(length({expr})::text || ':' || {expr}, '-')"
+
+    def concat(self, parts: Sequence[str]) -> str:
+        return " || ".join(parts) if parts else "''"
+
+    def hash60(self, expr: str) -> str:
+        return f"('x' || substr(md5({expr}), 1, 15))::bit(60)::bigint"
+
+    def int_div(self, a: str, b: str) -> str:
+        return f"div({a}, {b})"
+
+
+class MySQLDialect(Dialect):
+    def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+        c = quoted
+        match kind:
+            case Kind.BOOL:
+                return Column(f"CASE WHEN {c} <> 0 THEN '1' WHEN {c} = 0 THEN '0' END")
+            case Kind.INT:
+                return Column(f"CAST({c} AS CHAR)")
+            case Kind.DECIMAL:
+                s = f"CAST({c} AS CHAR)"
+                return Column(f"IF(LOCATE('.', {s}) > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {s})), {s})")
+            case Kind.FLOAT64 | Kind.FLOAT32:
+                e = f"FLOOR(LOG10(ABS({c})))"
+                mantissa = f"CAST(ROUND({c} * POW(10, {float_digits(kind) - 1} - {e})) AS SIGNED)"
+                return Column(f"CASE WHEN {c} = 0 THEN '0' ELSE CONCAT({mantissa}, 'e', {e}) END")
+            case Kind.CHAR:
+                return Column(f"TRIM(TRAILING ' ' FROM {c})")
+            case Kind.BINARY:
+                return Column(f"LOWER(HEX({c}))")
+            case Kind.DATE:
+                return Column(f"DATE_FORMAT({c}, '%%Y-%%m-%%d')")
+            case Kind.TIME:
+                return Column(f"TIME_FORMAT({c}, '%%H:%%i:%%s.%%f')")
+            case Kind.TIMESTAMP | Kind.TIMESTAMPTZ:
+                # the session's time zone is UTC (``mysql.connect.SESSION``): TIMESTAMP columns read in UTC
+                return Column(f"DATE_FORMAT({c}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')")
+            case Kind.JSON:
+                return Column(f"CAST({c} AS CHAR)", _json_finish)
+            case Kind.UUID:
+                return Column(f"LOWER(CAST({c} AS CHAR))")
+        if t.logical is L.BIT and t.native.lower().startswith("bit"):
+            return Column(f"LPAD(BIN({c}), {int(t.length or 1)}, '0')")
+        return Column(f"CAST({c} AS CHAR)")
+
+    def token(self, expr: str) -> str:
+        value = f"CONVERT({expr} USING utf8mb4)"
+        return f"COALESCE(CONCAT(CHAR_LENGTH({value}), ':', {value}), '-')"
+
+    def concat(self, parts: Sequence[str]) -> str:
+        return f"CONCAT({', '.join(parts)})" if parts else "''"
+
+    def hash60(self, expr: str) -> str:
+        return f"CAST(CONV(SUBSTRING(MD5({expr}), 1, 15), 16, 10) AS UNSIGNED)"
+
+    def int_div(self, a: str, b: str) -> str:
+        return f"({a}) DIV ({b})"
+
+
+class SQLiteDialect(Dialect):
+    """SQLite has no MD5 and keeps values in any type: every value is read and finished in Python
+    (the database is a local file, so this costs no network)."""
+
+    param = "?"
+
+    def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+        from conveyor.endpoints.sqlite.types import decoder
+
+        decode = decoder(t)
+
+        def finish(value: Any) -> str | None:
+            if value is not None and decode is not None:
+                value = decode(value)
+            return text(kind, value)
+
+        return Column(quoted, finish)
+
+    def int_div(self, a: str, b: str) -> str:
+        return f"(({a}) / ({b}))"
+
+
+DIALECTS: dict[str, Dialect] = {"postgresql": PostgresDialect(), "mysql": MySQLDialect(), "sqlite": SQLiteDialect()}

@@ -1,0 +1,173 @@
+"""One side (source or target) of a compared table: checksums and rows of a scope, computed in its database.
+
+A scope is a key range ``[lo, hi)`` of an integer key column (index range scans), or a set of hash
+buckets of the row key (``hash60(key text) % buckets``) for other keys and for tables without a key,
+whose "key" is then the whole row. Checksums are (row count, SUM of 60-bit row hashes) per bucket: one
+aggregate query per scope in SQL, or the same numbers from streamed rows where Python finishes values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.validate.canonical import hash60, row_text
+from conveyor.validate.dialects import Column, Dialect
+
+Checksums = dict[int, tuple[int, int]]
+Texts = tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class Scope:
+    lo: int | None = None
+    hi: int | None = None
+    #: hash-bucket scopes: the bucket count and the buckets in scope (empty: all)
+    buckets: int = 0
+    members: tuple[int, ...] = ()
+
+    def checksums_on(self, side: TableSide) -> Checksums:
+        return side.checksums(self)
+
+
+@dataclass
+class TableSide:
+    """``columns`` in the plan's order (the same on both sides); ``key`` their positions of the row key
+    (all of them for a table without one); ``range_column`` the quoted integer key column ranges use."""
+
+    dialect: Dialect
+    conn: Any
+    engine: str
+    table: str
+    columns: list[Column]
+    key: tuple[int, ...]
+    range_column: str | None
+    python: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.python = any(c.finish is not None for c in self.columns)
+
+    # ------------------------------------------------------------------ SQL pieces
+    def _row_sql(self, positions: Sequence[int]) -> str:
+        d = self.dialect
+        return d.concat([d.token(self.columns[i].sql) for i in positions])
+
+    def _where(self, scope: Scope) -> tuple[str, list[Any]]:
+        p = self.dialect.param
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.range_column is not None and scope.lo is not None:
+            clauses.append(f"{self.range_column} >= {p}")
+            params.append(scope.lo)
+        if self.range_column is not None and scope.hi is not None:
+            clauses.append(f"{self.range_column} < {p}")
+            params.append(scope.hi)
+        if scope.members and not self.python:
+            clauses.append(f"{self._bucket_sql(scope.buckets)} IN ({', '.join([p] * len(scope.members))})")
+            params.extend(scope.members)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def _bucket_sql(self, buckets: int) -> str:
+        return f"MOD({self.dialect.hash60(self._row_sql(self.key))}, {int(buckets)})"
+
+    # ------------------------------------------------------------------ queries
+    def bounds(self) -> tuple[int, int] | None:
+        assert self.range_column is not None
+        row = self._fetchone(f"SELECT MIN({self.range_column}), MAX({self.range_column}) FROM {self.table}")
+        return None if row[0] is None else (int(row[0]), int(row[1]))
+
+    def count(self) -> int:
+        return int(self._fetchone(f"SELECT COUNT(*) FROM {self.table}")[0])
+
+    def checksums(self, scope: Scope, split: int = 1) -> Checksums:
+        """(rows, hash sum) per bucket: per ``split`` equal sub-ranges of a range scope, per hash bucket
+        of a bucket scope."""
+        if self.python:
+            return self._python_checksums(scope, split)
+        d = self.dialect
+        where, params = self._where(scope)
+        if scope.buckets:
+            bucket = self._bucket_sql(scope.buckets)
+        elif split > 1:
+            assert scope.lo is not None and scope.hi is not None
+            width = -(-(scope.hi - scope.lo) // split)
+            bucket = d.int_div(f"{self.range_column} - {int(scope.lo)}", str(int(width)))
+        else:
+            bucket = "0"
+        sql = (
+            f"SELECT {bucket}, COUNT(*), {d.sum_text(d.hash60(self._row_sql(range(len(self.columns)))))} "
+            f"FROM {self.table}{where} GROUP BY 1"
+        )
+        return {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params)}
+
+    def _python_checksums(self, scope: Scope, split: int) -> Checksums:
+        out: dict[int, list[int]] = {}
+        width = -(-(scope.hi - scope.lo) // split) if split > 1 and scope.lo is not None and scope.hi is not None else 0
+        for k, texts in self._texts(scope):
+            if scope.buckets:
+                bucket = self.bucket_of(texts, scope.buckets)
+            else:
+                bucket = (int(k) - int(scope.lo or 0)) // width if width else 0
+            entry = out.setdefault(bucket, [0, 0])
+            entry[0] += 1
+            entry[1] += hash60(row_text(texts))
+        return {b: (n, s) for b, (n, s) in out.items()}
+
+    def bucket_of(self, texts: Texts, buckets: int) -> int:
+        return hash60(row_text([texts[i] for i in self.key])) % buckets
+
+    def rows(self, scope: Scope) -> Iterator[Texts]:
+        """Every row of the scope as canonical texts."""
+        for _, texts in self._texts(scope):
+            yield texts
+
+    def _texts(self, scope: Scope) -> Iterator[tuple[Any, Texts]]:
+        """(range column value, canonical texts) of the scope's rows, streamed."""
+        where, params = self._where(scope)
+        first = self.range_column or "NULL"
+        sql = f"SELECT {first}, {', '.join(c.sql for c in self.columns)} FROM {self.table}{where}"
+        finishes = [c.finish for c in self.columns]
+        members = set(scope.members) if scope.members and self.python else None
+        for row in self._stream(sql, params):
+            texts = tuple(v if f is None else f(v) for f, v in zip(finishes, row[1:], strict=True))
+            if members is not None and self.bucket_of(texts, scope.buckets) not in members:
+                continue
+            yield row[0], texts
+
+    # ------------------------------------------------------------------ driver
+    def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._fetchall(sql, params)
+        return rows[0]
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, tuple(params))
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        if self.engine == "postgresql":
+            yield from self.conn.cursor().stream(sql, tuple(params))
+        elif self.engine == "mysql":
+            import pymysql
+
+            cur = self.conn.cursor(pymysql.cursors.SSCursor)
+            try:
+                cur.execute(sql, tuple(params))
+                yield from cur
+            finally:
+                cur.close()
+        else:
+            cur = self.conn.execute(sql, tuple(params))
+            try:
+                yield from cur
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
