@@ -74,6 +74,24 @@ MYSQL_SCHEMA = [
 ]
 
 
+def pg_source(pg: PostgresServer, sizes: dict[str, int]) -> str:
+    """Database ``bench_src`` with the data set on PostgreSQL; its URL."""
+    url = pg.create_database("bench_src")
+    with pg.connect("bench_src") as conn:
+        conn.execute(PG_SCHEMA.format(**sizes))
+    return url
+
+
+def mysql_source(my: MariaDBServer, sizes: dict[str, int]) -> str:
+    """Database ``bench_src`` with the data set on MariaDB; its URL."""
+    url = my.create_database("bench_src")
+    with my.connect("bench_src") as conn, conn.cursor() as cur:
+        for stmt in MYSQL_SCHEMA:
+            cur.execute(stmt.format(**sizes))
+        conn.commit()
+    return url
+
+
 def _children(pid: int) -> list[int]:
     try:
         found: list[int] = []
@@ -107,6 +125,14 @@ def tree_pss_mb(root: int) -> int:
 
 def timed(cmd: list[str] | str, shell: bool = False, env: dict[str, str] | None = None) -> tuple[float, int]:
     """Run a command; return (seconds, peak memory in MB of its whole process tree, sampled every 50 ms)."""
+    seconds, peak, _ = measured(cmd, shell, env)
+    return seconds, peak
+
+
+def measured(
+    cmd: list[str] | str, shell: bool = False, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
+) -> tuple[float, int, str]:
+    """``timed``, also returning the command's stdout; exit codes in ``ok`` are success."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
@@ -123,9 +149,9 @@ def timed(cmd: list[str] | str, shell: bool = False, env: dict[str, str] | None 
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise RuntimeError(f"{cmd!r} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
-    return seconds, peak
+    return seconds, peak, stdout
 
 
 def pg_counts(pg: PostgresServer, db: str, schema: str = "public") -> dict[str, int]:
@@ -192,9 +218,7 @@ def main() -> None:
     pg = PostgresServer.launch()
     results: dict[str, Any] = {"rows": total_rows, "sizes": sizes, "runs": args.runs, "pairs": {}}
     try:
-        src_url = pg.create_database("bench_src")
-        with pg.connect("bench_src") as conn:
-            conn.execute(PG_SCHEMA.format(**sizes))
+        src_url = pg_source(pg, sizes)
         mb = pg_size_mb(pg, "bench_src")
         print(f"source data: {total_rows:,} rows, {mb:,.0f} MB in PostgreSQL", flush=True)
         pairs = args.only.split(",")
@@ -221,11 +245,7 @@ def main() -> None:
         if "mysql2pg" in pairs:
             my = MariaDBServer.launch()
             try:
-                my_url = my.create_database("bench_src")
-                with my.connect("bench_src") as conn, conn.cursor() as cur:
-                    for stmt in MYSQL_SCHEMA:
-                        cur.execute(stmt.format(**sizes))
-                    conn.commit()
+                my_url = mysql_source(my, sizes)
                 runs = {"conveyor": [], "pgloader": []}
                 pgloader = shutil.which("pgloader")
                 for i in range(args.runs):

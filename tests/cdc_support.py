@@ -178,13 +178,13 @@ def drop_capture(url: str, task: str) -> None:
     drop(config, task)
 
 
-def postgres_source(pg_server: PostgresServer, hint: str, task: str) -> Iterator[str]:
-    """A fresh PostgreSQL source database holding ``SOURCE_SQL``'s tables, for a fixture to yield from;
+def postgres_source(pg_server: PostgresServer, hint: str, task: str, sql: str = SOURCE_SQL) -> Iterator[str]:
+    """A fresh PostgreSQL source database holding ``sql``'s tables, for a fixture to yield from;
     afterwards the task's slot and publication go, then the database."""
     name = unique_db_name(hint)
     url = pg_server.create_database(name)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SOURCE_SQL)
+        conn.execute(sql)
     try:
         yield url
     finally:

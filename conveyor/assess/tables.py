@@ -10,8 +10,6 @@ from conveyor.model.findings import Finding
 from conveyor.model.schema import Table
 from conveyor.model.types import LogicalType
 
-#: logical types DMS calls large objects (LOBs)
-LOB_TYPES = frozenset({LogicalType.TEXT, LogicalType.BLOB, LogicalType.JSON})
 #: tables named in one finding; the rest are counted
 SHOWN = 10
 
@@ -46,7 +44,7 @@ def table_findings(tables: Sequence[Table], source: str, same_engine: bool, cdc:
         found += _each(
             LOB_NO_KEY.key,
             keyless,
-            lambda t: ", ".join(c.name for c in t.columns if c.type.logical in LOB_TYPES) or None,
+            lambda t: ", ".join(c.name for c in t.columns if c.type.lob) or None,
         )
     return found
 

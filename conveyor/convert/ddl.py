@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from conveyor.convert.defaults import convert_default
 from conveyor.convert.dialects import SQLGLOT, NotConvertible, parse, transpile
-from conveyor.convert.overrides import TypeOverride
+from conveyor.convert.overrides import TypeOverride, native_types
 from conveyor.convert.report import Effort, Item, Report
 from conveyor.convert.views import convert_view_query
 from conveyor.endpoints.sql.applier import SqlApplier
@@ -26,7 +26,6 @@ from conveyor.model.schema import (
     ExpressionIndex,
     GeneratedColumn,
     SchemaObjects,
-    SequenceDef,
     Table,
     TableId,
 )
@@ -35,11 +34,10 @@ from conveyor.model.types import LogicalType as L
 
 #: targets whose DDL goes through psycopg with parameters, so a ``%`` in SQL text is written ``%%``
 PERCENT_DOUBLED = frozenset({"postgresql"})
-#: targets with partial indexes / expression index elements / virtual generated columns / sequences
+#: targets with partial indexes / expression index elements / virtual generated columns
 PARTIAL_INDEXES = frozenset({"postgresql", "sqlite"})
 EXPRESSION_INDEXES = frozenset({"postgresql", "sqlite"})  # MariaDB has none; MySQL 8 only in ((...))
 VIRTUAL_COLUMNS = frozenset({"mysql", "sqlite"})  # PostgreSQL before 18 computes generated columns STORED
-SEQUENCES = frozenset({"postgresql"})
 COMMENTS = frozenset({"postgresql", "mysql"})
 ROUTINE_EFFORT = {"trigger": Effort.MEDIUM, "procedure": Effort.SIGNIFICANT, "function": Effort.SIGNIFICANT}
 
@@ -112,11 +110,7 @@ class Converter:
 
     # ----------------------------------------------------------------- tables
     def natives(self, table: Table) -> list[str]:
-        out = []
-        for column in table.columns:
-            chosen = self.override(table, column) if self.override else None
-            out.append(chosen or self.applier.map_type(column.type))
-        return out
+        return native_types(table, self.applier.map_type, self.override)
 
     def table(self, source: Table, known: set[TableId], item: Item) -> Table:
         """The target table of ``source`` (named and shaped for the target, as a run plans it, but with
@@ -313,7 +307,9 @@ class Converter:
             yield Statement("types", create, item)
         for seq in objects.sequences:
             item = report.item("sequence", str(seq.id))
-            if self.target not in SEQUENCES:
+            target = TableId(schema_of(seq.id.schema), seq.id.name)
+            statements = self.applier.create_sequence_sql(seq, target)
+            if statements is None:
                 item.add(
                     f"{self.target} has no sequences",
                     f"sequence {seq.id} at {seq.last_value}",
@@ -321,9 +317,8 @@ class Converter:
                     Effort.MEDIUM,
                 )
                 continue
-            target = TableId(schema_of(seq.id.schema), seq.id.name)
             item.target = str(target)
-            yield from (Statement("sequences", s, item) for s in self.sequence_sql(seq, target))
+            yield from (Statement("sequences", s, item) for s in statements)
         for view in objects.views:
             item = report.item("materialized view" if view.materialized else "view", str(view.id))
             target = TableId(schema_of(view.id.schema), view.id.name)
@@ -358,22 +353,6 @@ class Converter:
                 + (" (or move its logic into the application)" if routine.kind != "trigger" else ""),
                 ROUTINE_EFFORT.get(routine.kind, Effort.SIGNIFICANT),
             )
-
-    def sequence_sql(self, seq: SequenceDef, target: TableId) -> list[str]:
-        name = self.applier.qualified(target)
-        parts = [f"CREATE SEQUENCE {name} INCREMENT BY {int(seq.increment)}"]
-        if seq.min_value is not None:
-            parts.append(f"MINVALUE {int(seq.min_value)}")
-        if seq.max_value is not None:
-            parts.append(f"MAXVALUE {int(seq.max_value)}")
-        parts.append(f"START WITH {int(seq.start)}")
-        parts.append("CYCLE" if seq.cycle else "NO CYCLE")
-        out = [" ".join(parts)]
-        if seq.last_value is not None:
-            # the sequence goes on where the source's is: the next value is the source's next
-            literal = self.applier.qualified(target).replace("'", "''")
-            out.append(f"SELECT setval('{literal}', {int(seq.last_value)}, true)")
-        return out
 
 
 def _is_column(element: str, target: str) -> bool:
@@ -432,13 +411,13 @@ def convert_schema(
     return conversion
 
 
-def convert_for_target(table: Table, applier: object) -> tuple[Table, list[str]]:
+def convert_for_target(table: Table, applier: object, override: TypeOverride | None = None) -> tuple[Table, list[str]]:
     """A run's target table (as ``plan_table`` shapes it, in the source's SQL) converted for ``applier``,
     as ``conveyor convert`` converts it; the issues come back as warnings. Unchanged where either side
     is not a SQL engine Conveyor converts between."""
     if not isinstance(applier, SqlApplier) or not applier.engine or table.dialect not in SQLGLOT:
         return table, []
-    converter = Converter(applier, table.dialect, applier.engine)
+    converter = Converter(applier, table.dialect, applier.engine, override)
     report = Report(table.dialect, applier.engine)
     item = report.item("table", str(table.id))
     converted = converter.table(table, {fk.ref_table for fk in table.foreign_keys}, item)

@@ -8,7 +8,9 @@ type_mappings:
     column_name: total
     target_type: numeric(20,4)
 ```
-``target_type`` is written into the target's DDL as it is: it is the user's own target SQL.
+``target_type`` is written into the target's DDL as it is: it is the user's own target SQL. A column is
+named as on the target (after the table mapping's rename rules). ``conveyor convert`` and ``conveyor run``
+both apply the rules; a run converts the values to the chosen type (``convert.plan.encoder_for``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from conveyor.endpoints.config import describe_validation_error
 from conveyor.errors import ConfigError
 from conveyor.model.schema import Column, Table
+from conveyor.model.types import ColumnType
 
 #: (table, column) -> the target type chosen for it, or None for the usual mapping
 TypeOverride = Callable[[Table, Column], str | None]
@@ -34,9 +37,9 @@ class TypeMapping(BaseModel):
     source_type: str | None = Field(
         None, description="Source type name (native, without parameters) or logical type; every such column."
     )
-    schema_name: str | None = Field(None, description="Schema of the column's table (default: any).")
-    table_name: str | None = Field(None, description="Table of the column.")
-    column_name: str | None = Field(None, description="The one column this rule maps.")
+    schema_name: str | None = Field(None, description="Target schema of the column's table (default: any).")
+    table_name: str | None = Field(None, description="Table of the column, as named on the target.")
+    column_name: str | None = Field(None, description="The one column this rule maps, as named on the target.")
     target_type: str = Field(description="The target's type, written into the DDL as it is.")
 
     @model_validator(mode="after")
@@ -90,3 +93,8 @@ def override_for(rules: list[TypeMapping]) -> TypeOverride | None:
         return None
 
     return override if rules else None
+
+
+def native_types(table: Table, map_type: Callable[[ColumnType], str], override: TypeOverride | None) -> list[str]:
+    """The target type of each of ``table``'s columns: its override, else the target's usual mapping."""
+    return [(override(table, c) if override else None) or map_type(c.type) for c in table.columns]

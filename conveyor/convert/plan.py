@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from conveyor.convert.ddl import convert_for_target
+from conveyor.convert.overrides import TypeOverride, native_types
 from conveyor.endpoints.base import Applier, Encoder
 from conveyor.model.schema import Table, TableId
 from conveyor.model.segments import SourceFilter
-from conveyor.model.types import LogicalType
-from conveyor.transform.mapping import RowMapping
+from conveyor.model.types import ColumnType, LogicalType
+from conveyor.transform.mapping import RowMapping, _converting
 from conveyor.transform.table_settings import ParallelLoad
 from conveyor.transform.tables import MappedTable
 
@@ -56,9 +58,13 @@ def plan_table(
     id_map: dict[TableId, TableId],
     load_order: int = 0,
     mapped: MappedTable | None = None,
+    override: TypeOverride | None = None,
+    convert: bool = True,
 ) -> tuple[TablePlan, list[str]]:
-    """Map one source table onto the target (``mapped``: as the table mapping's rules shape it);
-    returns the plan and warnings."""
+    """Map one source table onto the target (``mapped``: as the table mapping's rules shape it;
+    ``override``: the task's type mappings); returns the plan and warnings. ``convert=False`` leaves
+    the target table in the source's SQL, for a caller that converts it with the full report
+    (``conveyor convert``)."""
     warnings = [
         f"{source.id}: {text}: {source.extra[key]}" for key, text in NOT_COPIED.items() if source.extra.get(key)
     ]
@@ -66,7 +72,6 @@ def plan_table(
     mapping = None if mapped is None else mapped.mapping
     if mapped is not None:
         warnings += mapped.warnings
-    natives = [applier.map_type(c.type) for c in base.columns]
     foreign_keys = []
     for fk in base.foreign_keys:
         if fk.ref_table in id_map:
@@ -78,16 +83,39 @@ def plan_table(
             )
     columns = tuple(replace(c, identity=c.identity and c.type.logical is LogicalType.INTEGER) for c in base.columns)
     target = replace(base, id=target_id, columns=columns, foreign_keys=tuple(foreign_keys))
-    # schema conversion (convert.ddl): defaults, checks, generated columns, expression indexes, comments
-    target, converted = convert_for_target(target, applier)
-    warnings += converted
-    passthrough = same_engine and (mapping is None or mapping.raw)
+    usual = [applier.map_type(c.type) for c in target.columns]
+    natives = native_types(target, applier.map_type, override)
+    overridden = natives != usual
+    if convert:
+        # schema conversion (convert.ddl): defaults, checks, generated columns, expression indexes, comments
+        target, converted = convert_for_target(target, applier, override)
+        warnings += converted
+    # an overridden type is not the source's: its values are decoded and encoded for it
+    passthrough = same_engine and (mapping is None or mapping.raw) and not overridden
     if passthrough:
         encoders: list[Encoder | None] = [None] * len(natives)
     elif mapping is not None:
-        encoders = mapping.encoders(applier.encoder, natives)
+        encoders = mapping.encoders(encoder_for(applier), natives)
     else:
-        encoders = [applier.encoder(c.type, n) for c, n in zip(source.columns, natives, strict=True)]
+        encoder = encoder_for(applier)
+        encoders = [encoder(c.type, n) for c, n in zip(source.columns, natives, strict=True)]
     parallel, filters = (mapped.parallel, mapped.filters) if mapped is not None else (None, ())
     plan = TablePlan(source, target, natives, encoders, passthrough, load_order, mapping, parallel, filters)
     return plan, warnings
+
+
+def encoder_for(applier: Applier) -> Callable[[ColumnType, str], Encoder | None]:
+    """``applier.encoder``, and for a column whose type a type-mapping override chose (its native type
+    is not the usual one), values that first become that type's (as change-data-type converts them) when
+    they are of another logical type; a value that cannot be one is a rejected row. Encoders are made
+    where rows are written (they do not pickle), so every writer builds them with this."""
+
+    def encoder(column_type: ColumnType, native: str) -> Encoder | None:
+        if native != applier.map_type(column_type):
+            chosen = applier.logical_type(native)
+            if chosen is not None and chosen.logical is not column_type.logical:
+                # no column name: the applier names the column a rejected value came from
+                return _converting(chosen, applier.encoder(chosen, native), "")
+        return applier.encoder(column_type, native)
+
+    return encoder

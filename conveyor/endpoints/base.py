@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from conveyor.convert.schema_change import ColumnChange
 from conveyor.model.changes import Idle, SchemaChanged, Transaction
@@ -44,6 +44,9 @@ class Capabilities:
     #: a same-engine copy streams the engine's own encoded rows (PostgreSQL binary COPY): no Python
     #: work per row, so loading it on threads is as fast as in worker processes, without their start-up
     raw_copy: bool = False
+    #: the capture can deliver a table's values as the engine's own text form (``Capture.text_tables``),
+    #: which the same engine's applier takes as they are: no parsing into Python values and back
+    cdc_text_values: bool = False
 
 
 class PrepMode(StrEnum):
@@ -168,6 +171,10 @@ class Capture(Protocol):
     #: a transaction with more changes than this is delivered in parts (``Transaction.partial``), so
     #: memory stays bounded whatever its size; None: whole (the runner sets it)
     part_changes: int | None
+    #: tables whose values the runner wants as the source's own text (str; None for NULL; UNCHANGED as
+    #: ever) instead of Python values: a same-engine target reads that text exactly (the runner sets it,
+    #: only for engines with ``Capabilities.cdc_text_values``)
+    text_tables: frozenset[TableId]
 
     def check(self) -> list[str]:
         """Pre-flight: every server setting and privilege CDC needs; the first problem raises
@@ -229,6 +236,16 @@ class Capture(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class DroppedColumns(Protocol):
+    """A capture whose source remembers that a table lost columns (PostgreSQL keeps a dropped column's
+    slot in its catalog): on resume, target columns gone from the source can be told dropped there."""
+
+    def dropped_columns(self, table: TableId) -> int:
+        """How many columns ``table`` has ever lost on the source (0: none, so none was dropped)."""
+        ...
+
+
 Encoder = Callable[[Any], Any]
 
 
@@ -241,6 +258,11 @@ class Applier(Protocol):
 
     def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
         """Canonical value -> driver value for a target column; raises ``RowRejected``."""
+        ...
+
+    def logical_type(self, native: str) -> ColumnType | None:
+        """The logical type of a native type as DDL writes it (a task's type-mapping override), or
+        None when the engine does not know it."""
         ...
 
     def start_task(self, task_name: str, fresh: bool) -> int:

@@ -26,6 +26,9 @@ class Column:
     default: str | None = None  # the source's default expression, verbatim
     identity: bool = False  # serial / identity / AUTO_INCREMENT / INTEGER PRIMARY KEY rowid alias
     comment: str | None = field(default=None, compare=False)
+    #: an identity's last value handed out on the source (None: unknown, or never used): the target's
+    #: identity goes on after it, even when the rows holding the highest values are gone
+    identity_last: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,11 @@ class LogicalType(StrEnum):
     DYNAMIC = "dynamic"  # SQLite column without a declared type: any value
 
 
+#: Large objects (DMS's LOBs: its CLOB, NCLOB and BLOB types), which the LOB settings govern. Every engine
+#: maps its LOB types here: PostgreSQL text, citext, xml (TEXT), bytea (BLOB), json, jsonb (JSON); MySQL /
+#: MariaDB's TEXT and BLOB families (TEXT, BLOB) and JSON; SQLite's TEXT / CLOB (TEXT) and BLOB.
+LOB_TYPES = frozenset({LogicalType.TEXT, LogicalType.BLOB, LogicalType.JSON})
+
 #: The Python type each logical type's values have on their way between engines.
 CANONICAL_PYTHON: dict[LogicalType, str] = {
     LogicalType.BOOLEAN: "bool",
@@ -108,6 +113,11 @@ class ColumnType:
         if self.element is not None:
             parts.append(self.element.describe())
         return f"{self.logical.value}({', '.join(parts)})" if parts else self.logical.value
+
+    @property
+    def lob(self) -> bool:
+        """Whether values of this type are LOBs (``LOB_TYPES``)."""
+        return self.logical in LOB_TYPES
 
     def integer_range(self) -> tuple[int, int]:
         """Inclusive range of an INTEGER (or YEAR) column."""

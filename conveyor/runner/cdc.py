@@ -28,22 +28,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.convert.plan import TablePlan
-from conveyor.convert.schema_change import AddColumn, apply_change, diff_table
-from conveyor.endpoints.base import Capture, PrepMode, Snapshot
+from conveyor.convert.schema_change import AddColumn, ColumnChange, DropColumn, apply_change, diff_table
+from conveyor.endpoints.base import Capture, DroppedColumns, PrepMode, Snapshot
 from conveyor.endpoints.registry import engine_for
 from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget
+from conveyor.endpoints.watchdog import Watchdog
 from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Idle, Op, SchemaChanged, Transaction
-from conveyor.model.schema import TableId
+from conveyor.model.schema import Table, TableId
 from conveyor.runner import stats as st
 from conveyor.runner.executor import classify
 from conveyor.runner.fullload import FullLoad, RunResult
-from conveyor.runner.planning import control_schema, plan_tables
+from conveyor.runner.planning import change_target, control_schema, plan_tables
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import StopPoint, Task
-from conveyor.runner.watchdog import Watchdog
+from conveyor.transform.lobs import truncation_warning
 from conveyor.transform.mapping import RowMapping
+from conveyor.validate.intask import ChangedRows
 
 #: a target transaction holds at most this many changes (whole source transactions: one bigger
 #: source transaction is applied whole) ...
@@ -113,6 +115,10 @@ class ChangeProcessing:
         self._mappings: dict[TableId, RowMapping] = {}
         #: the target connection a retry opened (closed when the run ends)
         self._reopened: SqlApplier | None = None
+        #: ValidationSettings.EnableValidation: re-validates the rows of committed batches; rows that
+        #: differed after the full load (target table key -> failures) go to it first
+        self.validating: ChangedRows | None = None
+        self._carried: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> RunResult:
@@ -133,9 +139,16 @@ class ChangeProcessing:
                 if stored is None:
                     stored = self._first_position(applier)
                 else:
-                    self._add_missing_columns(applier)
+                    self._reconcile_columns(applier)
+            if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
+                self.validating = ChangedRows(
+                    self.task, self.plans, self._table_stats, self.listener.table_changed, self._warn
+                )
+                self.validating.carry(self._carried)
             self._stream_with_retries(applier, stored)
         finally:
+            if self.validating is not None:
+                self.validating.close()
             for used in (applier, self._reopened):
                 if used is not None:
                     with contextlib.suppress(Exception):
@@ -184,6 +197,7 @@ class ChangeProcessing:
             self.task, self.state_dir, resume=False, listener=self.listener, open_snapshot=open_snapshot, stop=self.stop
         )
         result = loader.run()
+        self._carried = loader.after_load.carried if loader.after_load is not None else {}
         self.warnings = list(dict.fromkeys([*self.warnings, *loader.warnings]))
         self.stats = loader.stats
         self._stats_by_source.clear()
@@ -205,24 +219,74 @@ class ChangeProcessing:
         self.listener.message(f"change capture starts at {self._checkpoint(position)}")
         return self.capture.position_json(position)
 
-    def _add_missing_columns(self, applier: SqlApplier) -> None:
-        """Columns the source gained while the task was stopped, added to the target before the stream
-        resumes (its changes carry them; the stream may hold no older change of the table that would
-        announce the difference). Added nullable: the target's existing rows have no value for them."""
+    def _reconcile_columns(self, applier: SqlApplier) -> None:
+        """The target's columns made the source's again where its tables changed while the task was
+        stopped, before the stream resumes: its changes carry the new definitions, and it may hold no
+        older change of a table that would announce the difference.
+
+        - Columns the source gained are added, nullable: the target's existing rows have no value for them.
+        - Target columns the source no longer has are dropped (``_drop_reason`` says when not), where the
+          capture can tell that the source lost at least as many columns (``DroppedColumns``); else they
+          are the target's own and stay.
+        - Both at once is a rename, or a drop and an add: a rename leaves no trace in the catalog, and only
+          the columns' attnums at the stored position could tell them apart, which nothing stores. The
+          table is suspended rather than guessed (a wrong guess loses a column's values)."""
+        remembers = self.capture if isinstance(self.capture, DroppedColumns) else None
         for i, plan in enumerate(self.plans):
-            present = {r[0] for r in applier.execute(applier.columns_sql, (plan.target.id.schema, plan.target.id.name))}
+            present = [r[0] for r in applier.execute(applier.columns_sql, (plan.target.id.schema, plan.target.id.name))]
             applier.commit()
             if not present:
                 continue  # no such table: DO_NOTHING created nothing, or it was dropped; the apply will say
             missing = [c for c in plan.target.columns if c.name not in present]
-            if not missing:
+            gone = [n for n in present if n not in plan.target.column_names] if remembers is not None else []
+            if gone and missing:
+                self._suspend(
+                    plan.source.id,
+                    f"columns {', '.join(gone)} left the source and {', '.join(c.name for c in missing)} came while "
+                    "the task was stopped: renamed, or dropped and added, cannot be told apart; reload the table",
+                )
+                continue
+            if remembers is not None and gone and remembers.dropped_columns(plan.source.id) < len(gone):
+                gone = []  # not all dropped on the source, and which were cannot be told: the target's own
+            if not missing and not gone:
                 continue
             keep = [j for j, c in enumerate(plan.target.columns) if c.name in present]
             base = replace(plan.target, columns=tuple(plan.target.columns[j] for j in keep))
-            changes = [AddColumn(replace(c, nullable=True, default=None)) for c in missing]
-            target = applier.alter_table(base, changes, [plan.native_types[j] for j in keep])
+            natives = [plan.native_types[j] for j in keep]
+            changes: list[ColumnChange] = [AddColumn(replace(c, nullable=True, default=None)) for c in missing]
+            if gone:
+                own = self._target_table(plan.target.id)
+                reason = self._drop_reason(plan, own, gone)
+                if reason is not None:
+                    self._suspend(plan.source.id, reason)
+                    continue
+                base = replace(base, columns=(*base.columns, *(own.column(n) for n in gone)))
+                natives += [own.column(n).type.native for n in gone]
+                changes = [DropColumn(n) for n in gone]
+            target = applier.alter_table(base, changes, natives)
             self.plans[i] = replace(plan, target=target)
-            self._warn(f"{target.id}: added {', '.join(c.name for c in missing)}: the source gained them while stopped")
+            done = f"added {', '.join(c.name for c in missing)}" if missing else f"dropped {', '.join(gone)}"
+            self._warn(f"{target.id}: {done}: the source {'gained' if missing else 'lost'} them while stopped")
+
+    def _drop_reason(self, plan: TablePlan, own: Table, gone: list[str]) -> str | None:
+        """Why columns the source dropped while the task was stopped are not dropped on the target too."""
+        what = f"columns {', '.join(gone)} were dropped on the source while the task was stopped"
+        if plan.mapping is not None:
+            return f"{what}: the table mapping transforms or filters the table; reload it"
+        if not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered:
+            return f"{what} (HandleSourceTableAltered is false)"
+        key = [n for n in gone if own.primary_key is not None and n in own.primary_key.columns]
+        if key:
+            return f"{what}: the target's primary key holds {', '.join(key)}; reload the table"
+        return None
+
+    def _target_table(self, table: TableId) -> Table:
+        """The target table as its catalog describes it."""
+        introspector = self.target.open_introspector(self.task.target)
+        try:
+            return introspector.table(table)
+        finally:
+            introspector.close()
 
     # ------------------------------------------------------------------ streaming
     def _stream_with_retries(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
@@ -335,6 +399,10 @@ class ChangeProcessing:
             capture.ack(done.position)
             saved, last_saved_at = done.position, time.monotonic()
             self._applied(done, result)
+            # --- validation (validate.intask): the batch's changed rows, now committed, are queued
+            if self.validating is not None:
+                self.validating.settled(done.transactions)
+            # ---
             recent.append((time.monotonic(), self.cdc.applied_changes))
 
         def flush(wait: bool = False) -> None:
@@ -500,11 +568,21 @@ class ChangeProcessing:
             self.cdc.latency_source = max(0.0, (st.now() - _utc(txn.commit_ts)).total_seconds())
 
     def _progress(self, saved: Any, recent: deque[tuple[float, int]]) -> None:
+        self._lob_truncations()
         if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
             self.cdc.throughput = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
         with contextlib.suppress(Exception):
             self.cdc.source_lag_bytes = self.capture.lag_bytes(saved)
         self.listener.cdc_progress(self.cdc)
+
+    def _lob_truncations(self) -> None:
+        """Limited LOB mode's truncations since the last call: counted per table and warned about."""
+        for table, mapping in self._mappings.items():
+            if mapping.lobs and (truncated := mapping.take_truncations()):
+                stats = self._table_stats(table)
+                if stats is not None:
+                    stats.lob_truncations += sum(truncated.values())
+                self._warn(truncation_warning(table, truncated, mapping.lobs))
 
     def _stop_point_reached(self, stop_at: StopPoint, delivered: Any) -> bool:
         """At a quiet moment: has every transaction before the stop point been applied?"""
@@ -548,7 +626,7 @@ class ChangeProcessing:
         natives = [applier.map_type(c.type) for c in source.columns]
         updated = replace(plan, source=source, target=target, native_types=natives)
         self.plans[self.plans.index(plan)] = updated
-        changes.targets[source.id] = self._change_target(applier, updated)
+        changes.targets[source.id] = self._target_for(applier, updated)
         stats.applied_ddls += 1
         self.listener.message(f"{target.id}: followed the source: {event.description}")
 
@@ -567,21 +645,20 @@ class ChangeProcessing:
     # ------------------------------------------------------------------ helpers
     def _changes(self, applier: SqlApplier) -> ChangeApplier:
         """The apply path's view of each planned table: keyed by source table, written to the target
-        table, with encoders for canonical values (even between the same engines: the stream decodes)."""
+        table, with encoders for canonical values (even between the same engines: the stream decodes),
+        or none for tables whose changes come as the source's own text."""
         self._mappings = {plan.source.id: plan.mapping for plan in self.plans if plan.mapping is not None}
-        return ChangeApplier(applier, {plan.source.id: self._change_target(applier, plan) for plan in self.plans})
+        if self.source.name == self.target.name and self.source.capabilities.cdc_text_values:
+            # nothing converted on the way (no mapping, same engine): the target reads the source's text
+            self.capture.text_tables = frozenset(p.source.id for p in self.plans if p.passthrough and p.mapping is None)
+        return ChangeApplier(applier, {plan.source.id: self._target_for(applier, plan) for plan in self.plans})
 
-    @staticmethod
-    def _change_target(applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
-        if plan.mapping is not None:  # the mapping's changes come in the target table's columns
-            encoders = plan.mapping.encoders(applier.encoder, plan.native_types)
-            return ChangeTarget(plan.target, encoders, plan.native_types)
-        # by name: the target table's columns may be in another order (columns added while stopped)
+    def _target_for(self, applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
+        if plan.source.id not in self.capture.text_tables:
+            return change_target(applier, plan)
         natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
-        types = {c.name: c.type for c in plan.source.columns}
         names = [c.name for c in plan.target.columns]
-        encoders = [applier.encoder(types[n], natives[n]) for n in names]
-        return ChangeTarget(plan.target, encoders, [natives[n] for n in names])
+        return ChangeTarget(plan.target, [None] * len(names), [natives[n] for n in names])
 
     def _plan_stats(self) -> None:
         for plan in self.plans:
@@ -619,7 +696,8 @@ class ChangeProcessing:
 
 
 def _checkpoint_text(position: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(position.items()))
+    """The position's place; what else it carries (MySQL's table definitions) is not part of its name."""
+    return ",".join(f"{k}={v}" for k, v in sorted(position.items()) if not isinstance(v, list | dict))
 
 
 def _utc(value: datetime) -> datetime:

@@ -8,7 +8,6 @@ the DDL describes the tables a run would load.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from conveyor.convert.ddl import Conversion, convert_schema
 from conveyor.convert.overrides import override_for
@@ -28,7 +27,7 @@ def convert_task(task: Task, warn: Callable[[str], None], apply: bool = False) -
     if not isinstance(applier, SqlApplier):
         raise TerminalError(f"{target.name} targets have no schema conversion")
     try:
-        plans = plan_tables(task, source, target, _Unconverted(applier), warn)
+        plans = plan_tables(task, source, target, applier, warn, convert=False)
         introspector = source.open_introspector(task.source)
         try:
             objects = [introspector.objects(s) for s in sorted({p.source.id.schema for p in plans})]
@@ -48,18 +47,6 @@ def convert_task(task: Task, warn: Callable[[str], None], apply: bool = False) -
         return conversion
     finally:
         applier.close()
-
-
-class _Unconverted:
-    """The applier for planning, minus what makes ``plan_table`` convert the tables itself
-    (``convert_for_target`` converts for a ``SqlApplier`` only): here ``convert_schema`` converts
-    them, with the full report."""
-
-    def __init__(self, applier: SqlApplier) -> None:
-        self.applier = applier
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.applier, name)
 
 
 def run_statements(applier: SqlApplier, conversion: Conversion) -> None:

@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.convert.plan import encoder_for
 from conveyor.endpoints.base import Applier, Encoder, RejectedRow, Snapshot, SnapshotReader
 from conveyor.endpoints.registry import EngineSpec, engine_for
 from conveyor.errors import ConveyorError, StopTask, TerminalError, TransientError, UserActionError
@@ -114,6 +115,8 @@ class Done:
     #: rows in the result that no ``Progress`` counted (rows rejected in the careful reload were not)
     uncounted: int
     rejected: list[RejectedRow] = field(default_factory=list)
+    #: limited LOB mode: values truncated, by target column
+    truncated: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ class UnitRunner:
         self._applier: Applier | None = None
         self._joined = False
         self._encoders: dict[str, list[Encoder | None]] = {}
+        #: the truncations of the unit's last pass over its rows (a careful reload reads them again)
+        self._truncated: dict[str, int] = {}
 
     def applier(self) -> Applier:
         if self._applier is None:
@@ -222,18 +227,17 @@ class UnitRunner:
             if unit.passthrough:
                 found = [None] * len(unit.target.columns)
             elif unit.mapping is not None:
-                found = unit.mapping.encoders(self.applier().encoder, unit.native_types)
+                found = unit.mapping.encoders(encoder_for(self.applier()), unit.native_types)
             else:
-                applier = self.applier()
-                found = [
-                    applier.encoder(c.type, n) for c, n in zip(unit.source.columns, unit.native_types, strict=True)
-                ]
+                encoder = encoder_for(self.applier())
+                found = [encoder(c.type, n) for c, n in zip(unit.source.columns, unit.native_types, strict=True)]
             self._encoders[unit.key] = found
         return found
 
     def batches(self, unit: Unit, segment: Segment, batch_rows: int) -> Iterable[RowBatch]:
         batches = self.reader().read(unit.source, segment, batch_rows, decode=not unit.passthrough)
-        return batches if unit.mapping is None else unit.mapping.batches(batches)
+        self._truncated = {}
+        return batches if unit.mapping is None else unit.mapping.batches(batches, self._truncated)
 
     def run(self, unit: Unit) -> Done | Failed:
         settings = self.task.settings
@@ -269,7 +273,8 @@ class UnitRunner:
                     time.sleep(min(2**attempt, 10))
                     continue
                 return Failed(unit.id, portable(error))
-            return Done(unit.id, result.rows - loaded, [_portable_reject(r) for r in result.rejected])
+            rejected = [_portable_reject(r) for r in result.rejected]
+            return Done(unit.id, result.rows - loaded, rejected, self._truncated)
         raise AssertionError("unreachable")
 
     def drop_connections(self) -> None:

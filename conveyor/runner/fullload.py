@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.convert.plan import TablePlan
 from conveyor.endpoints.base import Applier, ErrorPolicy, Snapshot, SnapshotReader
@@ -42,6 +42,10 @@ from conveyor.runner.planning import control_schema, plan_tables
 from conveyor.runner.segments import plan_segments
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import Task
+from conveyor.transform.lobs import truncation_warning
+
+if TYPE_CHECKING:
+    from conveyor.validate.intask import AfterLoad
 
 
 @dataclass
@@ -96,6 +100,8 @@ class FullLoad:
         self._resources: list[Any] = []
         self._resource_lock = threading.Lock()
         self._stop = stop or threading.Event()
+        #: ValidationSettings.EnableValidation: validates each table after its load (``validate.intask``)
+        self.after_load: AfterLoad | None = None
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> RunResult:
@@ -136,9 +142,16 @@ class FullLoad:
             self.store.save(self.task.name, "running", lease, plan_state)
             for plan in plans:
                 self._prepare(applier, plan, plan_state, lease)
+            if self.task.settings.ValidationSettings.EnableValidation:
+                from conveyor.validate.intask import AfterLoad
+
+                self.after_load = AfterLoad(self.task, self.open_snapshot is not None, self.listener.table_changed)
             result = self._load_all(executor, plans, segments, done, lease, plan_state)
             executor.close()
             self._foreign_keys(applier, plans)
+            if self.after_load is not None:
+                self.after_load.wait()
+                self.warnings += self.after_load.warnings
             status = "finished" if result.complete else "failed"
             self.store.save(self.task.name, status, lease, plan_state, [t.dms() for t in result.tables])
             return result
@@ -147,6 +160,8 @@ class FullLoad:
                 executor.close(abort=True)  # Ctrl-C, SIGTERM, a failure: workers stop now, mid-segment
             raise
         finally:
+            if self.after_load is not None:
+                self.after_load.close()
             if executor is not None:
                 executor.close()
             if snapshot is not None:
@@ -249,6 +264,8 @@ class FullLoad:
                     self.store.save(self.task.name, "running", lease, plan_state)
             stats.end = stats.end or st.now()
             self.listener.table_changed(stats)
+            if self.after_load is not None:
+                self.after_load.loaded(plan, stats)
 
         # Finishing (indexes, keys) runs on threads beside the loads, except on single-writer targets,
         # where it runs here between segments, while no worker writes.
@@ -322,6 +339,9 @@ class FullLoad:
                         with self.stats.lock:
                             stats.full_load_rows += event.uncounted
                             stats.full_load_error_rows += len(event.rejected)
+                            stats.lob_truncations += sum(event.truncated.values())
+                        if event.truncated and plan.mapping is not None:
+                            self._warn(truncation_warning(plan.source.id, event.truncated, plan.mapping.lobs))
                         for r in event.rejected:
                             self.listener.message(
                                 f"rejected: {r.table} key {r.key}: {(r.column + ': ') if r.column else ''}{r.reason}"

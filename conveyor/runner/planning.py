@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conveyor.convert.plan import TablePlan, plan_table
+from conveyor.convert.overrides import override_for
+from conveyor.convert.plan import TablePlan, encoder_for, plan_table
 from conveyor.endpoints.base import Applier
 from conveyor.endpoints.registry import EngineSpec
+from conveyor.endpoints.sql.applier import SqlApplier
+from conveyor.endpoints.sql.changes import ChangeTarget
 from conveyor.errors import ConfigError, UserActionError
 from conveyor.model.schema import TableId
 from conveyor.runner.task import Task
@@ -34,9 +37,15 @@ def target_schema(task: Task, source_schema: str | None, source: EngineSpec | No
 
 
 def plan_tables(
-    task: Task, source: EngineSpec, target: EngineSpec, applier: Applier, warn: Callable[[str], None]
+    task: Task,
+    source: EngineSpec,
+    target: EngineSpec,
+    applier: Applier,
+    warn: Callable[[str], None],
+    convert: bool = True,
 ) -> list[TablePlan]:
-    """Introspect the source, apply the selection rules and plan each selected table onto the target."""
+    """Introspect the source, apply the selection rules and plan each selected table onto the target,
+    with the task's type mappings (``convert``: see ``plan_table``)."""
     introspector = source.open_introspector(task.source)
     try:
         ids: list[TableId] = []
@@ -62,14 +71,33 @@ def plan_tables(
                 "table_mappings",
             )
         names = {tid: rules.column_names(mappings, table) for tid, table in tables.items()}
+        lob_policy = task.settings.TargetMetadata.lob_policy()
         same = source.name == target.name
+        override = override_for(task.type_mappings)
         plans = []
         for tid, order in selected:
-            mapped = rules.map_table(mappings, tables[tid], id_map[tid], names)
-            plan, warnings = plan_table(tables[tid], id_map[tid], applier, same, id_map, order, mapped)
+            mapped = rules.map_table(mappings, tables[tid], id_map[tid], names, lob_policy)
+            plan, warnings = plan_table(
+                tables[tid], id_map[tid], applier, same, id_map, order, mapped, override, convert
+            )
             for w in warnings:
                 warn(w)
             plans.append(plan)
         return plans
     finally:
         introspector.close()
+
+
+def change_target(applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
+    """Where change apply writes a planned table's changes (CDC, and repair after validation): the target
+    table, with encoders for canonical values in its column order."""
+    if plan.mapping is not None:  # the mapping's changes come in the target table's columns
+        encoders = plan.mapping.encoders(encoder_for(applier), plan.native_types)
+        return ChangeTarget(plan.target, encoders, plan.native_types)
+    # by name: the target table's columns may be in another order (columns added while stopped)
+    natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
+    types = {c.name: c.type for c in plan.source.columns}
+    names = [c.name for c in plan.target.columns]
+    encoder = encoder_for(applier)
+    encoders = [encoder(types[n], natives[n]) for n in names]
+    return ChangeTarget(plan.target, encoders, [natives[n] for n in names])

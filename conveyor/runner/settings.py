@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from conveyor.endpoints.base import ErrorPolicy, PrepMode
 from conveyor.endpoints.config import describe_validation_error
 from conveyor.errors import ConfigError
+from conveyor.transform.lobs import LobMode, LobPolicy
 
 #: Every key of DMS's task-settings document, by section (from the AWS DMS user guide).
 DMS_KEYS: dict[str, set[str]] = {
@@ -138,11 +139,49 @@ class FullLoadSettingsSection(BaseModel):
 class TargetMetadataSection(BaseModel):
     model_config = _STRICT
     TargetSchema: str = Field("", description="Schema (PostgreSQL) or database (MySQL) on the target; empty = default.")
+    SupportLobs: bool = Field(
+        True,
+        description="Migrate LOB columns (text, bytea, json, xml; TEXT, BLOB, JSON). false: they are not read, "
+        "created or written (a warning names them); key columns are always copied.",
+    )
+    FullLobMode: bool = Field(
+        False, description="Copy LOBs whole, whatever their size (also what happens when neither mode is set)."
+    )
+    LimitedSizeLobMode: bool = Field(
+        False,
+        description="Truncate LOBs longer than LobMaxSize (text on a character boundary), full load and CDC; each "
+        "truncation is counted per table and reported. JSON / XML values too long are rejected rows instead.",
+    )
+    LobMaxSize: int = Field(
+        32, ge=0, le=102400, description="Limited LOB mode: the largest LOB kept, in KB (text: UTF-8 bytes)."
+    )
+    LobChunkSize: int = Field(
+        64, ge=0, description="Accepted; no effect: Conveyor reads each LOB whole with its row, never in chunks."
+    )
+    InlineLobMaxSize: int = Field(
+        0, ge=0, le=102400, description="Accepted; no effect: Conveyor reads every LOB inline with its row."
+    )
     BatchApplyEnabled: bool = Field(
         False,
         description="CDC: collect changes for BatchApplyTimeoutMin seconds per target commit (fewer, bigger "
         "commits) instead of a few milliseconds; either way a commit holds whole source transactions.",
     )
+
+    @model_validator(mode="after")
+    def _one_lob_mode(self) -> TargetMetadataSection:
+        if self.FullLobMode and self.LimitedSizeLobMode:
+            raise ValueError("FullLobMode and LimitedSizeLobMode are both true: set one of them")
+        if self.LimitedSizeLobMode and self.LobMaxSize < 1:
+            raise ValueError("LimitedSizeLobMode needs LobMaxSize (KB) of at least 1")
+        return self
+
+    def lob_policy(self) -> LobPolicy:
+        """The task's LOB handling (table-settings ``lob-settings`` rules override it per table)."""
+        if not self.SupportLobs:
+            return LobPolicy(LobMode.NONE)
+        if self.LimitedSizeLobMode:
+            return LobPolicy(LobMode.LIMITED, self.LobMaxSize * 1024)
+        return LobPolicy(LobMode.FULL)
 
 
 class ChangeProcessingTuningSection(BaseModel):
@@ -180,12 +219,22 @@ class ChangeProcessingDdlHandlingPolicySection(BaseModel):
 
 class ValidationSettingsSection(BaseModel):
     model_config = _STRICT
-    ThreadCount: int = Field(5, ge=1, le=64, description="`conveyor validate`: tables compared at once.")
+    EnableValidation: bool = Field(
+        False,
+        description="`conveyor run`: validate each table after its full load, and during CDC the rows each applied "
+        "batch changed.",
+    )
+    ValidationOnly: bool = Field(
+        False, description="`conveyor run` only validates (like `conveyor validate`); nothing is loaded or applied."
+    )
+    ThreadCount: int = Field(
+        5, ge=1, le=64, description="Validation: queries per database at once (tables, then chunks of each)."
+    )
     PartitionSize: int = Field(
-        10000, ge=1, description="`conveyor validate`: keys in the first chunk; later chunks adapt to ~0.5 s per query."
+        10000, ge=1, description="Validation: keys in the first chunks; later chunks adapt to ~0.5 s per query."
     )
     FailureMaxCount: int = Field(
-        10000, ge=0, description="`conveyor validate`: failures recorded in all, after which validation stops."
+        10000, ge=0, description="Validation: failures recorded in all, after which validation stops."
     )
 
 

@@ -40,6 +40,8 @@ class TableStats:
     applied_deletes: int = 0
     applied_ddls: int = 0
     apply_error_rows: int = 0
+    #: limited LOB mode: LOB values truncated (full load and change processing)
+    lob_truncations: int = 0
     #: validation (``conveyor validate``): DMS's ValidationState and record counts
     validation_state: str = "Not enabled"
     validation_pending: int = 0
@@ -76,6 +78,7 @@ class TableStats:
             "ValidationSuspendedRecords": self.validation_suspended,
             "ValidationState": self.validation_state,
             "ErrorMessage": self.error,
+            "LobTruncations": self.lob_truncations,
         }
 
 

@@ -4,7 +4,8 @@ Both the full load (``batches``) and change processing (``change``) go through i
 source row always becomes the same target row. Values that change type (change-data-type, an
 add-column expression's result) are converted by the target column's encoder (``encoders``), where
 a value that does not convert rejects its row by the task's error policy, like any other.
-A table without transformation rules or filters has no ``RowMapping``: nothing runs per row.
+Limited LOB mode truncates here too (``lobs``; ``transform.lobs``), counting each truncation.
+A table without transformation rules, filters or LOB limits has no ``RowMapping``: nothing runs per row.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from conveyor.model.segments import SourceFilter
 from conveyor.model.types import ColumnType
 from conveyor.transform.expressions import Expression
 from conveyor.transform.filters import passes
+from conveyor.transform.lobs import LobLimit, clip_row, too_long
 from conveyor.transform.values import sqlite_value, to_canonical
 
 
@@ -59,7 +61,11 @@ class RowMapping:
     added: tuple[Added, ...] = ()
     #: resolved (values canonical): evaluated on each change; the full load's segments carry them
     filters: tuple[SourceFilter, ...] = ()
+    #: limited LOB mode: the target columns whose values are truncated (or, JSON / XML, rejected)
+    lobs: tuple[LobLimit, ...] = ()
     _layouts: dict[tuple[str, ...], _Layout] = field(default_factory=dict, compare=False, repr=False)
+    #: change processing's truncations by target column, until ``take_truncations``
+    _truncated: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -75,11 +81,12 @@ class RowMapping:
     def raw(self) -> bool:
         """Whether a same-engine copy can move the source's own bytes (no value is computed or converted)."""
         source_types = [self.read.columns[i].type for i in self.keep]
-        return not self.reshapes and list(self.types) == source_types
+        return not self.reshapes and not self.lobs and list(self.types) == source_types
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_layouts"] = {}
+        state["_truncated"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -99,17 +106,25 @@ class RowMapping:
         for (was, now), native, name in zip(pairs, natives, self.columns, strict=True):
             encode = encoder(now, native)
             out.append(encode if was == now else _converting(now, encode, name))
+        for limit in self.lobs:
+            if limit.structured:
+                out[limit.position] = too_long(limit, out[limit.position])
         return out
 
     # ------------------------------------------------------------------ full load
-    def batches(self, batches: Iterable[RowBatch]) -> Iterator[RowBatch]:
+    def batches(self, batches: Iterable[RowBatch], truncated: dict[str, int] | None = None) -> Iterator[RowBatch]:
+        """The target's rows; limited LOB mode's truncations are counted in ``truncated`` (by column)."""
         columns = self.columns
         reshapes = self.reshapes
+        lobs = self.lobs
         for batch in batches:
-            if batch.raw is not None or not reshapes:
+            if batch.raw is not None or not (reshapes or lobs):
                 yield RowBatch(columns, batch.rows, batch.raw, batch.row_count, batch.byte_count)
-            else:
-                yield RowBatch(columns, self._rows(batch.rows), byte_count=batch.byte_count)
+                continue
+            rows = self._rows(batch.rows) if reshapes else batch.rows
+            if lobs:
+                rows = [clip_row(row, lobs, truncated) for row in rows]
+            yield RowBatch(columns, rows, byte_count=batch.byte_count)
 
     def _rows(self, rows: list[Row]) -> list[Row]:
         keep = self.keep
@@ -150,11 +165,18 @@ class RowMapping:
             if image is not None and not passes(layout.filters, image):
                 return None
         if not self.reshapes and self.names == change.columns:
-            return change
-        after = self._target(change.after, layout, change) if change.after is not None else None
-        before = None
-        if change.before is not None:
-            before = (*(change.before[i] for i in layout.keep), *([UNCHANGED] * len(self.added)))
+            if not self.lobs:
+                return change
+            after, before = change.after, change.before
+        else:
+            after = self._target(change.after, layout, change) if change.after is not None else None
+            before = None
+            if change.before is not None:
+                before = (*(change.before[i] for i in layout.keep), *([UNCHANGED] * len(self.added)))
+        if self.lobs:
+            # the old row as the target holds it, so that a keyless table's row is found by it
+            after = None if after is None else clip_row(after, self.lobs, self._truncated)
+            before = None if before is None else clip_row(before, self.lobs, None)
         return Change(
             change.op,
             change.table,
@@ -166,6 +188,12 @@ class RowMapping:
             change.commit_ts,
             change.txid,
         )
+
+    def take_truncations(self) -> dict[str, int]:
+        """Change processing's truncations (by target column) since the last call."""
+        taken = dict(self._truncated)
+        self._truncated.clear()
+        return taken
 
     def _target(self, row: Row, layout: _Layout, change: Change) -> Row:
         values = [row[i] for i in layout.keep]

@@ -16,6 +16,7 @@ from conveyor.errors import ConfigError
 from conveyor.model.schema import TableId
 from conveyor.model.segments import SourceFilter
 from conveyor.transform.filters import parse_filters
+from conveyor.transform.lobs import LobPolicy, LobRule
 from conveyor.transform.table_settings import ParallelLoad, parse_table_settings
 from conveyor.transform.transformation import TransformRule, parse_transformation, rule_order
 from conveyor.transform.wildcards import wildcard
@@ -52,6 +53,7 @@ class TableMappings:
     rules: tuple[SelectionRule, ...]
     transformations: tuple[TransformRule, ...] = ()
     parallel_loads: tuple[ParallelLoad, ...] = ()
+    lob_rules: tuple[LobRule, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -87,6 +89,15 @@ class TableMappings:
         matching = [p for p in self.parallel_loads if p.schema.fullmatch(tid.schema) and p.table.fullmatch(tid.name)]
         return min(matching, key=lambda p: rule_order(p.rule_id), default=None)
 
+    def lob_policy(self, tid: TableId, task: LobPolicy) -> LobPolicy:
+        """``task``'s LOB handling, unless a lob-settings rule (the lowest rule-id) sets the table's own."""
+        rule = min(
+            (r for r in self.lob_rules if r.matches(tid.schema, tid.name)),
+            key=lambda r: rule_order(r.rule_id),
+            default=None,
+        )
+        return task if rule is None or rule.policy is None else rule.policy
+
 
 def parse_mappings(doc: Any, path: str = "table_mappings") -> TableMappings:
     if doc is None:
@@ -102,6 +113,7 @@ def parse_mappings(doc: Any, path: str = "table_mappings") -> TableMappings:
     rules: list[SelectionRule] = []
     transformations: list[TransformRule] = []
     parallel: list[ParallelLoad] = []
+    lobs: list[LobRule] = []
     for i, rule in enumerate(rules_doc):
         here = f"{path}.rules[{i}]"
         if not isinstance(rule, dict):
@@ -113,12 +125,14 @@ def parse_mappings(doc: Any, path: str = "table_mappings") -> TableMappings:
         if rule_type == "transformation":
             transformations.append(parse_transformation(rule, rule_id, here))
         elif rule_type == "table-settings":
-            parallel.append(parse_table_settings(rule, rule_id, here))
+            load, lob = parse_table_settings(rule, rule_id, here)
+            parallel.extend([load] if load else [])
+            lobs.extend([lob] if lob else [])
         elif rule_type == "selection":
             rules.append(_parse_rule(rule, rule_id, here))
         else:
             raise ConfigError(f"rule-id {rule_id}: unknown rule-type {rule_type!r}", f"{here}.rule-type")
-    return TableMappings(tuple(rules), tuple(transformations), tuple(parallel))
+    return TableMappings(tuple(rules), tuple(transformations), tuple(parallel), tuple(lobs))
 
 
 def _parse_rule(rule: dict[str, Any], rule_id: str, path: str) -> SelectionRule:

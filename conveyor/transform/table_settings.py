@@ -1,12 +1,11 @@
-"""AWS DMS table-settings rules: ``parallel-load`` (how a table's full load is split into segments).
+"""AWS DMS table-settings rules: ``parallel-load`` (how a table's full load is split into segments) and
+``lob-settings`` (the table's LOB handling, ``transform.lobs``).
 
 * ``ranges``: ``columns`` and ``boundaries`` (each a list of one value per column, in increasing
   order); n boundaries make n + 1 segments, DMS's: the first holds rows up to and including the
   first boundary, the last the rows above the last one (row-value order over the columns);
 * ``partitions-auto``: Conveyor's own automatic split (primary-key ranges, or heap pages);
 * ``none``: one segment.
-
-``lob-settings`` is refused: Conveyor always copies LOBs whole (DMS's full LOB mode).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 
 from conveyor.errors import ConfigError
 from conveyor.model.schema import Table
+from conveyor.transform.lobs import LobRule, parse_lob_settings
 from conveyor.transform.values import to_canonical
 from conveyor.transform.wildcards import wildcard
 
@@ -60,24 +60,29 @@ class ParallelLoad:
             previous = values
 
 
-def parse_table_settings(rule: dict[str, Any], rule_id: str, path: str) -> ParallelLoad:
+def parse_table_settings(rule: dict[str, Any], rule_id: str, path: str) -> tuple[ParallelLoad | None, LobRule | None]:
+    """A table-settings rule: its ``parallel-load`` and its ``lob-settings`` (either may be absent)."""
     for key in rule:
         if key not in _KEYS:
             raise ConfigError("unknown key", f"{path}.{key}")
-    if "lob-settings" in rule:
-        raise ConfigError(
-            f"rule-id {rule_id}: lob-settings are not supported: Conveyor always copies LOBs whole "
-            "(DMS's full LOB mode); remove the rule",
-            f"{path}.lob-settings",
-        )
     locator = rule.get("object-locator")
     if not isinstance(locator, dict) or not all(isinstance(locator.get(k), str) for k in ("schema-name", "table-name")):
         raise ConfigError(
             f"rule-id {rule_id}: object-locator with schema-name and table-name is required", f"{path}.object-locator"
         )
-    parallel = rule.get("parallel-load")
+    if "parallel-load" not in rule and "lob-settings" not in rule:
+        raise ConfigError(f"rule-id {rule_id}: parallel-load or lob-settings is required", path)
+    lob = None
+    if "lob-settings" in rule:
+        lob = parse_lob_settings(rule["lob-settings"], locator, rule_id, f"{path}.lob-settings")
+    if "parallel-load" not in rule:
+        return None, lob
+    return _parallel_load(rule.get("parallel-load"), locator, rule_id, path), lob
+
+
+def _parallel_load(parallel: Any, locator: dict[str, str], rule_id: str, path: str) -> ParallelLoad:
     if not isinstance(parallel, dict):
-        raise ConfigError(f"rule-id {rule_id}: parallel-load is required (an object with a type)", path)
+        raise ConfigError(f"rule-id {rule_id}: parallel-load is an object with a type", f"{path}.parallel-load")
     here = f"{path}.parallel-load"
     for key in parallel:
         if key not in _PARALLEL_KEYS:

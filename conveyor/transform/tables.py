@@ -10,12 +10,11 @@ from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.segments import SourceFilter
 from conveyor.transform.expressions import Expression
 from conveyor.transform.filters import resolve_filters
+from conveyor.transform.lobs import FULL_LOBS, LobLimit, LobMode, LobPolicy, structured
 from conveyor.transform.mapping import Added, RowMapping
 from conveyor.transform.selection import TableMappings
 from conveyor.transform.table_settings import ParallelLoad
 from conveyor.transform.transformation import NAME_ACTIONS, TransformRule, winner
-
-_LOB = {"blob", "text", "json"}
 
 
 @dataclass
@@ -67,10 +66,15 @@ def _columns(mappings: TableMappings, source: Table) -> list[tuple[Column, str |
 
 
 def map_table(
-    mappings: TableMappings, source: Table, target_id: TableId, ref_names: dict[TableId, dict[str, str | None]]
+    mappings: TableMappings,
+    source: Table,
+    target_id: TableId,
+    ref_names: dict[TableId, dict[str, str | None]],
+    lobs: LobPolicy = FULL_LOBS,
 ) -> MappedTable:
     """``source`` planned onto ``target_id`` under the rules. ``ref_names``: every selected table's
-    column names (``column_names``), for foreign keys into renamed columns."""
+    column names (``column_names``), for foreign keys into renamed columns. ``lobs``: the task's LOB
+    handling (a lob-settings rule may override it for the table)."""
     sid = source.id
     warnings: list[str] = []
     filters = mappings.filters(sid)
@@ -79,6 +83,12 @@ def map_table(
     if parallel is not None:
         parallel.check(source)
     pairs = _columns(mappings, source)
+    policy = mappings.lob_policy(sid, lobs)
+    lob_columns = _lob_columns(source, pairs, policy, warnings)
+    if policy.mode is LobMode.NONE and lob_columns:
+        pairs = [(c, None if c.name in lob_columns else name) for c, name in pairs]
+        names = ", ".join(lob_columns)
+        warnings.append(f"{sid}: LOB columns {names} are not migrated (SupportLobs false, or lob-settings)")
     types = [r for r in _rules(mappings, "column", {"change-data-type"}) if r.matches(sid.schema, sid.name)]
     kept: list[Column] = []
     keep_sources: list[str] = []
@@ -114,11 +124,7 @@ def map_table(
         pk = set(source.row_key())
         for c, name in pairs:
             f = image_rule.image_filter
-            if (
-                name is None
-                or (f == "pk-only" and c.name not in pk)
-                or (f == "non-lob" and c.type.logical.value in _LOB)
-            ):
+            if name is None or (f == "pk-only" and c.name not in pk) or (f == "non-lob" and c.type.lob):
                 continue
             added.append(Added(image_rule.image_prefix + name + image_rule.image_suffix, replace(c.type), image=c.name))
     target_columns = [*kept, *(Column(a.name, a.type, nullable=True) for a in added)]
@@ -151,7 +157,14 @@ def map_table(
         and [c.name for c in kept] == list(source.column_names)
         and all(k.type == c.type for k, c in zip(kept, source.columns, strict=False))
     )
-    if identity and not resolved:
+    limits: tuple[LobLimit, ...] = ()
+    if policy.mode is LobMode.LIMITED:
+        limits = tuple(
+            LobLimit(i, c.name, policy.max_bytes, structured(c.type))
+            for i, (c, source_name) in enumerate(zip(kept, keep_sources, strict=True))
+            if source_name in lob_columns
+        )
+    if identity and not resolved and not limits:
         return MappedTable(target, None, parallel, warnings=warnings)
     # the full load reads what it writes, and what expressions, filters and range boundaries use
     needed = set(keep_sources) | {n for a in added if a.expression for n in a.expression.names}
@@ -167,8 +180,22 @@ def map_table(
         tuple(c.type for c in kept),
         tuple(added),
         resolved,
+        limits,
     )
     return MappedTable(target, mapping, parallel, tuple(f for _, f in filters), warnings)
+
+
+def _lob_columns(
+    source: Table, pairs: list[tuple[Column, str | None]], policy: LobPolicy, warnings: list[str]
+) -> list[str]:
+    """The kept LOB columns the LOB settings act on (none in full LOB mode); key columns are copied whole."""
+    if policy.mode is LobMode.FULL:
+        return []
+    key = set(source.row_key())
+    lobs = [c.name for c, name in pairs if name is not None and c.type.lob]
+    for name in (n for n in lobs if n in key):
+        warnings.append(f"{source.id}: {name} is a LOB in the table's key: copied whole ({policy.describe()} LOBs)")
+    return [n for n in lobs if n not in key]
 
 
 def _keys(

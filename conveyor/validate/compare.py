@@ -1,18 +1,21 @@
 """Comparing one table: chunk checksums on both sides at once, bisection of mismatching chunks, rows.
 
 Ranged tables (an integer first key column) are walked in key ranges whose width adapts so one checksum
-query takes about ``time_target`` seconds (pt-table-checksum's model: gentle on a busy server). A
-mismatching range is split into ``SPLIT`` sub-ranges with one grouped query per side, recursively, until
-it holds at most ``LEAF_ROWS`` rows; those rows are then read as canonical texts and compared. Other
+query takes about ``time_target`` seconds (pt-table-checksum's model: gentle on a busy server). Each
+range's query returns one checksum per ``LEAF_KEYS`` keys, so a mismatch is located without scanning the
+range again; a mismatching sub-range with more than ``LEAF_ROWS`` rows (a composite key's first column)
+is split into ``SPLIT`` with one grouped query per side, recursively. The rows of a located sub-range
+are then read as canonical texts and compared. Other
 tables are compared per hash bucket of their key (the whole row for a table without one: a multiset).
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -23,6 +26,8 @@ MISSING_SOURCE = "MISSING_SOURCE"  # on the target only
 MISSING_TARGET = "MISSING_TARGET"  # on the source only
 SPLIT = 16
 LEAF_ROWS = 2000
+#: keys per checksum in the first pass over a ranged table (at most this many rows are read per mismatch)
+LEAF_KEYS = 1000
 BUCKET_ROWS = 1000
 MAX_BUCKETS = 65536
 #: bucket scopes fetched per query when reading rows
@@ -71,7 +76,7 @@ class TableComparer:
         partition_rows: int = 10000,
         time_target: float = 0.5,
         max_failures: int | None = None,
-        pool: ThreadPoolExecutor | None = None,
+        lanes: int = 1,
     ) -> None:
         self.source = source
         self.target = target
@@ -80,7 +85,16 @@ class TableComparer:
         self.partition_rows = partition_rows
         self.time_target = time_target
         self.max_failures = max_failures
-        self.pool = pool or ThreadPoolExecutor(2)
+        #: chunks checksummed at once (each on its own connection per side)
+        self.lanes = max(1, lanes)
+        self.pool = ThreadPoolExecutor(2 * self.lanes)
+        self.chunks = ThreadPoolExecutor(self.lanes)
+
+    def close(self) -> None:
+        self.chunks.shutdown(cancel_futures=True)
+        self.pool.shutdown()
+        self.source.close()
+        self.target.close()
 
     def _both(self, fn: Callable[[TableSide], T]) -> tuple[T, T]:
         a = self.pool.submit(fn, self.source)
@@ -110,20 +124,36 @@ class TableComparer:
         lo = min(b[0] for b in present)
         hi = max(b[1] for b in present) + 1
         width = max(1, self.partition_rows)
-        while lo < hi and not self._full(diff):
-            scope = Scope(lo, min(hi, lo + width))
-            started = time.monotonic()
-            src, tgt = self._both(scope.checksums_on)
-            elapsed = time.monotonic() - started
+        inflight: deque[tuple[Scope, int, Future[tuple[Checksums, Checksums, float]]]] = deque()
+        while (lo < hi or inflight) and not self._full(diff):
+            while lo < hi and len(inflight) < self.lanes:
+                end = min(hi, lo + width)
+                scope = Scope(lo, end)
+                # one pass: checksums per sub-range of LEAF_KEYS keys, so a mismatch needs no rescan
+                split = -(-(end - lo) // LEAF_KEYS)
+                inflight.append((scope, split, self.chunks.submit(self._timed_checksums, scope, split)))
+                lo = end
+            scope, split, future = inflight.popleft()
+            assert scope.lo is not None and scope.hi is not None
+            src, tgt, elapsed = future.result()
             diff.chunks += 1
             diff.source_rows += _rows(src)
             diff.target_rows += _rows(tgt)
-            if src != tgt:
-                self._descend(scope, src, tgt, diff)
-            lo = scope.hi or hi
-            # aim the next chunk at the time target, changing width at most 4x per step
+            step = -(-(scope.hi - scope.lo) // split)
+            for b in sorted(set(src) | set(tgt)):
+                if src.get(b) != tgt.get(b) and not self._full(diff):
+                    sub = Scope(scope.lo + b * step, min(scope.hi, scope.lo + (b + 1) * step))
+                    self._descend(sub, {0: src.get(b, (0, 0))}, {0: tgt.get(b, (0, 0))}, diff)
+            # aim the next chunks at the time target: this chunk's width, changed at most 4x
             factor = min(4.0, max(0.25, self.time_target / max(elapsed, 1e-3)))
-            width = max(1, int(width * factor))
+            width = max(1, int((scope.hi - scope.lo) * factor))
+        for _, _, future in inflight:
+            future.cancel()
+
+    def _timed_checksums(self, scope: Scope, split: int) -> tuple[Checksums, Checksums, float]:
+        started = time.monotonic()
+        src, tgt = self._both(functools.partial(TableSide.checksums, scope=scope, split=split))
+        return src, tgt, time.monotonic() - started
 
     def _descend(self, scope: Scope, src: Checksums, tgt: Checksums, diff: TableDiff) -> None:
         assert scope.lo is not None and scope.hi is not None

@@ -14,6 +14,8 @@ def open_reader(engine: str, config: Any) -> tuple[Any, Callable[[str], str]]:
         from conveyor.endpoints.postgres.connect import quote as pg_quote
 
         pconn = pg_connect(config, autocommit=True)
+        # chunk queries are short and some expressions long (JSON): compiling them costs more than it saves
+        pconn.execute("SET jit = off")
         return pconn, lambda name: pg_quote(pconn, name)
     if engine == "mysql":
         from conveyor.endpoints.mysql.connect import connect as my_connect
@@ -26,3 +28,15 @@ def open_reader(engine: str, config: Any) -> tuple[Any, Callable[[str], str]]:
     from conveyor.endpoints.sqlite.connect import quote as lite_quote
 
     return lite_connect(config, readonly=True), lite_quote
+
+
+def readers(engine: str, config: Any) -> tuple[Callable[[], Any], Callable[[str], str]]:
+    """A function opening reading connections (its first call returns the connection the quoting was
+    made with) and the engine's identifier quoting."""
+    first, quote = open_reader(engine, config)
+    spare = [first]
+
+    def connect() -> Any:
+        return spare.pop() if spare else open_reader(engine, config)[0]
+
+    return connect, quote

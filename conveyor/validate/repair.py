@@ -3,7 +3,7 @@
 The target side goes through change apply (``ChangeApplier``, the encoders of the plan), as a delete of
 the target's row by key followed by an insert of the source's row, in one target transaction: a row
 missing on the target is inserted, a differing one replaced, one missing on the source deleted. Rows
-are found on the source by key: a range read on an integer key, else one pass over the table.
+are found on the source by key: a range read on an integer key, else reads filtered on the keys' values.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ChangeApplier
 from conveyor.errors import TerminalError
 from conveyor.model.changes import Change, Op, Transaction
-from conveyor.model.segments import Segment
+from conveyor.model.segments import Condition, Segment, SourceFilter
 from conveyor.model.types import LogicalType
-from conveyor.runner.cdc import ChangeProcessing
-from conveyor.runner.planning import control_schema
+from conveyor.runner.planning import change_target, control_schema
 from conveyor.runner.task import Task
 from conveyor.validate.canonical import column_kind, text
 from conveyor.validate.compare import MISSING_SOURCE, MISSING_TARGET, RowFailure
 
 BATCH_ROWS = 1000
+#: keys per source read on a key that is not an integer
+KEYS_PER_READ = 500
 
 
 def repair_table(task: Task, plan: TablePlan, failures: Iterable[RowFailure]) -> int:
@@ -58,7 +59,7 @@ def repair_table(task: Task, plan: TablePlan, failures: Iterable[RowFailure]) ->
                 changes.append(Change(Op.DELETE, plan.source.id, target_keys, key_values, None, None))
             if f.kind != MISSING_SOURCE and row is not None:
                 changes.append(Change(Op.INSERT, plan.source.id, names, None, row, None))
-        changes_applier = ChangeApplier(applier, {plan.source.id: ChangeProcessing._change_target(applier, plan)})
+        changes_applier = ChangeApplier(applier, {plan.source.id: change_target(applier, plan)})
         result = changes_applier.apply_part(Transaction(None, None, None, changes))
         if result.failed:
             applier.rollback()
@@ -89,8 +90,12 @@ def _source_rows(
                 Segment(plan.source.id, n, "range", first.name, int(v), int(v) + 1)
                 for n, v in enumerate(sorted({k[0] for k in wanted if k[0] is not None}, key=int))
             ]
-        else:
-            segments = [Segment(plan.source.id, 0)]
+        else:  # the wanted keys as source filters (column = any of the keys' values), a bounded read each
+            ordered = sorted(wanted, key=lambda k: tuple(v or "" for v in k))
+            segments = [
+                Segment(plan.source.id, n, filters=_key_filters(plan, positions, ordered[i : i + KEYS_PER_READ]))
+                for n, i in enumerate(range(0, len(ordered), KEYS_PER_READ))
+            ]
         for segment in segments:
             for batch in reader.read(plan.source, segment, BATCH_ROWS):
                 for row in batch.rows:
@@ -100,3 +105,13 @@ def _source_rows(
     finally:
         reader.close()
     return found
+
+
+def _key_filters(plan: TablePlan, positions: list[int], keys: list[tuple[str | None, ...]]) -> tuple[SourceFilter, ...]:
+    """Each key column equal to one of the keys' values (texts, read by the column's type); rows of other
+    key combinations this lets through are dropped by the caller."""
+    filters = []
+    for j, i in enumerate(positions):
+        values = sorted({text for k in keys for text in (k[j],) if text is not None})
+        filters.append(SourceFilter(plan.source.columns[i].name, tuple(Condition("eq", (v,)) for v in values)))
+    return tuple(filters)

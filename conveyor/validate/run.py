@@ -23,7 +23,7 @@ from conveyor.runner.planning import control_schema, plan_tables
 from conveyor.runner.task import Task
 from conveyor.validate.canonical import Kind, column_kind
 from conveyor.validate.compare import TableComparer
-from conveyor.validate.connections import open_reader
+from conveyor.validate.connections import readers
 from conveyor.validate.dialects import DIALECTS
 from conveyor.validate.failures import FailureTable
 from conveyor.validate.side import TableSide
@@ -92,6 +92,8 @@ class Validation:
         self._warn = warn
         self.source: EngineSpec = engine_for(task.source)
         self.target: EngineSpec = engine_for(task.target)
+        #: chunks of one table checksummed at once
+        self.lanes = 1
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
@@ -122,6 +124,8 @@ class Validation:
             introspector.close()
         todo = [(p, t) for p, t in zip(plans, targets, strict=True) if t is not None]
         budget = [settings.FailureMaxCount]
+        # ThreadCount queries per database at once: spread over the tables, the rest on chunks of each
+        self.lanes = max(1, settings.ThreadCount // max(1, min(settings.ThreadCount, len(todo))))
         with ThreadPoolExecutor(max(1, settings.ThreadCount)) as tables:
             results += list(tables.map(lambda pt: self._table(pt[0], pt[1], budget), todo))
         order = {p.key: i for i, p in enumerate(plans)}
@@ -159,17 +163,31 @@ class Validation:
         except ConveyorError as exc:
             result.error = str(exc)
         except Exception as exc:
-            classify = self.source.classify or (lambda e: None)
-            known = classify(exc) or (self.target.classify or (lambda e: None))(exc)
+            known = self.classify(exc)
             if known is None:
                 raise
             result.error = str(known)
         finally:
-            comparer.source.close()
-            comparer.target.close()
-            comparer.pool.shutdown()
+            comparer.close()
             result.seconds = time.monotonic() - started
         return result
+
+    def classify(self, exc: BaseException) -> ConveyorError | None:
+        """A database error of either side as Conveyor's (None: not one)."""
+        for spec in (self.source, self.target):
+            known = spec.classify(exc) if spec.classify is not None else None
+            if known is not None:
+                return known
+        return None
+
+    def table_comparer(self, plan: TablePlan) -> TableComparer:
+        """One planned table's comparer, its target table introspected now (validation inside tasks)."""
+        introspector = self.target.open_introspector(self.task.target)
+        try:
+            target_table = introspector.table(plan.target.id)
+        finally:
+            introspector.close()
+        return self.comparer(plan, target_table, self.task.settings.ValidationSettings.FailureMaxCount)
 
     def comparer(self, plan: TablePlan, target_table: Table, max_failures: int) -> TableComparer:
         """Both sides of one planned table: columns paired by the plan, kinds from the source types."""
@@ -188,12 +206,16 @@ class Validation:
             c.type.logical is LogicalType.INTEGER and kinds[key[0]] is Kind.INT
             for c in (src_cols[key[0]], tgt_cols[key[0]])
         )
+        # one engine, the same column types: checksums may sum the engine's own row hashes
+        same_types = self.source.name == self.target.name and all(
+            s.type.native == t.type.native for s, t in zip(src_cols, tgt_cols, strict=True)
+        )
         sides = []
         for spec, config, table, columns in (
             (self.source, self.task.source, plan.source, src_cols),
             (self.target, self.task.target, plan.target, tgt_cols),
         ):
-            conn, quote = open_reader(spec.name, config)
+            connect, quote = readers(spec.name, config)
             dialect = DIALECTS[spec.name]
             side_columns = [
                 dialect.column(quote(c.name), c.type, kind, native_json) for c, kind in zip(columns, kinds, strict=True)
@@ -201,14 +223,24 @@ class Validation:
             sides.append(
                 TableSide(
                     dialect,
-                    conn,
+                    connect,
                     spec.name,
                     f"{quote(table.id.schema)}.{quote(table.id.name)}",
                     side_columns,
                     key or tuple(range(len(columns))),
                     quote(columns[key[0]].name) if ranged else None,
+                    dialect.native_hash([quote(c.name) for c in columns]) if same_types else None,
                 )
             )
+        hashed = sides[0].native_hash
+        if hashed is not None and not all(side.evaluates(hashed) for side in sides):
+            for side in sides:
+                side.native_hash = None
+        # both sides checksum the same texts: a column's ``checksum`` form only where both compute it
+        probes = [(side, c.checksum) for side in sides for c in side.columns if c.checksum is not None]
+        if any(side.python for side in sides) or not all(side.evaluates(expr) for side, expr in probes):
+            for side in sides:
+                side.without_checksums()
         settings = self.task.settings.ValidationSettings
         return TableComparer(
             sides[0],
@@ -217,7 +249,7 @@ class Validation:
             keyed=bool(key),
             partition_rows=settings.PartitionSize,
             max_failures=max(0, max_failures),
-            pool=ThreadPoolExecutor(2),
+            lanes=self.lanes,
         )
 
     def record(self, result: ValidationResult) -> int:

@@ -9,8 +9,9 @@ aggregate query per scope in SQL, or the same numbers from streamed rows where P
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.validate.canonical import hash60, row_text
@@ -28,9 +29,6 @@ class Scope:
     buckets: int = 0
     members: tuple[int, ...] = ()
 
-    def checksums_on(self, side: TableSide) -> Checksums:
-        return side.checksums(self)
-
 
 @dataclass
 class TableSide:
@@ -38,21 +36,35 @@ class TableSide:
     (all of them for a table without one); ``range_column`` the quoted integer key column ranges use."""
 
     dialect: Dialect
-    conn: Any
+    #: opens a reading connection (``connections.readers``); one per query running at once
+    connect: Callable[[], Any]
     engine: str
     table: str
     columns: list[Column]
     key: tuple[int, ...]
     range_column: str | None
+    #: the row hash checksums sum, when both sides are one engine with the same column types: the
+    #: engine's own (``Dialect.native_hash``), cheaper than hashing canonical texts; the rows of a
+    #: mismatching range are still compared by their canonical texts
+    native_hash: str | None = None
     python: bool = field(init=False)
+    _idle: list[Any] = field(init=False, default_factory=list)
+    _opened: list[Any] = field(init=False, default_factory=list)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.python = any(c.finish is not None for c in self.columns)
+        self.python = any(c.finish is not None and c.checksum is None for c in self.columns)
 
     # ------------------------------------------------------------------ SQL pieces
     def _row_sql(self, positions: Sequence[int]) -> str:
         d = self.dialect
-        return d.concat([d.token(self.columns[i].sql) for i in positions])
+        columns = [self.columns[i] for i in positions]
+        return d.concat([d.token(c.sql) if c.checksum is None else d.token_once(c.checksum) for c in columns])
+
+    def without_checksums(self) -> None:
+        """Checksums over the canonical texts (the other side cannot compute the columns' ``checksum``)."""
+        self.columns = [replace(c, checksum=None) for c in self.columns]
+        self.__post_init__()
 
     def _where(self, scope: Scope) -> tuple[str, list[Any]]:
         p = self.dialect.param
@@ -78,6 +90,15 @@ class TableSide:
         row = self._fetchone(f"SELECT MIN({self.range_column}), MAX({self.range_column}) FROM {self.table}")
         return None if row[0] is None else (int(row[0]), int(row[1]))
 
+    def evaluates(self, expr: str) -> bool:
+        """Whether the database computes ``expr`` on this table's rows (a column type may lack a hash
+        function; an older server the function)."""
+        try:
+            self._fetchall(f"SELECT {expr} FROM {self.table} LIMIT 1")
+        except self.dialect.error:
+            return False
+        return True
+
     def count(self) -> int:
         return int(self._fetchone(f"SELECT COUNT(*) FROM {self.table}")[0])
 
@@ -96,10 +117,8 @@ class TableSide:
             bucket = d.int_div(f"{self.range_column} - {int(scope.lo)}", str(int(width)))
         else:
             bucket = "0"
-        sql = (
-            f"SELECT {bucket}, COUNT(*), {d.sum_text(d.hash60(self._row_sql(range(len(self.columns)))))} "
-            f"FROM {self.table}{where} GROUP BY 1"
-        )
+        hashed = self.native_hash or d.hash60(self._row_sql(range(len(self.columns))))
+        sql = f"SELECT {bucket}, COUNT(*), {d.sum_text(hashed)} FROM {self.table}{where} GROUP BY 1"
         return {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params)}
 
     def _python_checksums(self, scope: Scope, split: int) -> Checksums:
@@ -137,37 +156,55 @@ class TableSide:
             yield row[0], texts
 
     # ------------------------------------------------------------------ driver
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """An idle connection of this side, opened when every one is busy (parallel chunks)."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self.connect()
+            with self._lock:
+                self._opened.append(conn)
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                self._idle.append(conn)
+
     def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self._fetchall(sql, params)
         return rows[0]
 
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(sql, tuple(params))
-            return list(cur.fetchall())
-        finally:
-            cur.close()
-
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
-        if self.engine == "postgresql":
-            yield from self.conn.cursor().stream(sql, tuple(params))
-        elif self.engine == "mysql":
-            import pymysql
-
-            cur = self.conn.cursor(pymysql.cursors.SSCursor)
+        with self._connection() as conn:
+            cur = conn.cursor()
             try:
                 cur.execute(sql, tuple(params))
-                yield from cur
-            finally:
-                cur.close()
-        else:
-            cur = self.conn.execute(sql, tuple(params))
-            try:
-                yield from cur
+                return list(cur.fetchall())
             finally:
                 cur.close()
 
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        with self._connection() as conn:
+            if self.engine == "postgresql":
+                yield from conn.cursor().stream(sql, tuple(params))
+            elif self.engine == "mysql":
+                import pymysql
+
+                cur = conn.cursor(pymysql.cursors.SSCursor)
+                try:
+                    cur.execute(sql, tuple(params))
+                    yield from cur
+                finally:
+                    cur.close()
+            else:
+                cur = conn.execute(sql, tuple(params))
+                try:
+                    yield from cur
+                finally:
+                    cur.close()
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
+        for conn in self._opened:
+            with contextlib.suppress(Exception):
+                conn.close()

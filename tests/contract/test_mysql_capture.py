@@ -5,6 +5,7 @@ restarts, purged binlogs, schema changes, TLS, and the pre-flight checks' messag
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import ssl
 import threading
@@ -41,6 +42,7 @@ from conveyor.endpoints.mysql.ddl import (
     column_changes,
 )
 from conveyor.endpoints.mysql.engine import ENGINE
+from conveyor.endpoints.mysql.history import history_from_json, history_json
 from conveyor.endpoints.mysql.snapshot import join
 from conveyor.errors import TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Idle, Op, SchemaChanged, Transaction
@@ -455,7 +457,11 @@ def test_a_restart_from_a_stored_position_delivers_exactly_what_followed(mysql_u
     assert [t.changes[0].after for t in txns] == [(1,), (2,), (3,)]
     assert idle.position == txns[-1].commit_position
     stored = capture.position_json(txns[1].commit_position)
-    assert stored == {"file": start.file, "pos": txns[1].commit_position.pos, "gtid": txns[1].commit_position.gtid}
+    place = {"file": start.file, "pos": txns[1].commit_position.pos, "gtid": txns[1].commit_position.gtid}
+    assert {k: v for k, v in stored.items() if k != "tables"} == place
+    assert [(t["name"], t["columns"]) for t in stored["tables"]] == [
+        ("steps", [["id", "int(11)", False, None, False, None]])
+    ]
     capture.ack(txns[1].commit_position)
     capture.close()
 
@@ -638,6 +644,85 @@ def test_a_restart_before_an_unseen_schema_change_is_loud(mysql_url: str) -> Non
     with pytest.raises(NeedsResync, match=r"late have 2 columns, the table has 3 .*reload the table"):
         for _ in capture.stream(start):
             pass
+    capture.close()
+
+
+def test_a_restart_decodes_by_the_definitions_stored_with_its_position(mysql_url: str) -> None:
+    """The task stops; rows, ALTERs and more rows are written while it is stopped. A restart from the
+    stored position (through JSON, as the target keeps it) decodes each row by the definition it was
+    written under, not by the catalog's, and so does a restart from a place between the ALTERs."""
+    execute(mysql_url, "CREATE TABLE kept (id int PRIMARY KEY, v varchar(10), n int)")
+    capture = capture_for(mysql_url, "kept")
+    stream = capture.stream(capture.begin())
+    execute(mysql_url, "INSERT INTO kept VALUES (1, 'a', 10)")
+    (first,) = transactions(until_idle(stream))
+    stream.close()  # type: ignore[attr-defined]
+    stored = json.loads(json.dumps(capture.position_json(first.commit_position)))
+    capture.close()
+    execute(
+        mysql_url,
+        "INSERT INTO kept VALUES (2, 'b', 20)",
+        "UPDATE kept SET n = 11 WHERE id = 1",
+        "ALTER TABLE kept ADD COLUMN email varchar(50) AFTER id, MODIFY n bigint",
+        "INSERT INTO kept VALUES (3, 'c@x', 'c', 3000000000)",
+        "ALTER TABLE kept RENAME COLUMN v TO label",
+        "INSERT INTO kept VALUES (4, 'd@x', 'd', 40)",
+    )
+    again = capture_for(mysql_url, "kept")  # described as the catalog has it now
+    stream = again.stream(again.position_from_json(stored))
+    events = until_idle(stream, count=6)
+    idle = next(e for e in stream if isinstance(e, Idle))
+    stream.close()  # type: ignore[attr-defined]
+
+    def described(event: Any) -> Any:
+        if isinstance(event, SchemaChanged):
+            return event.description, tuple(c.name for c in event.columns)
+        change = event.changes[0]
+        return change.columns, change.before, change.after
+
+    assert [described(e) for e in events] == [
+        (("id", "v", "n"), None, (2, "b", 20)),
+        (("id", "v", "n"), (1, "a", 10), (1, "a", 11)),
+        ("added email (varchar(50)), changed n from int(11) to bigint", ("id", "email", "v", "n")),
+        (("id", "email", "v", "n"), None, (3, "c@x", "c", 3000000000)),
+        ("renamed v to label", ("id", "email", "label", "n")),
+        (("id", "email", "label", "n"), None, (4, "d@x", "d", 40)),
+    ]
+    (kept,) = again.position_json(idle.position)["tables"]
+    assert [c[:2] for c in kept["columns"]] == [
+        ["id", "int(11)"],
+        ["email", "varchar(50)"],
+        ["label", "varchar(10)"],
+        ["n", "bigint(20)"],
+    ]
+    # from between the two ALTERs, with the catalog two statements on
+    between = json.loads(json.dumps(again.position_json(transactions(events)[2].commit_position)))
+    stream = again.stream(again.position_from_json(between))
+    assert [described(e) for e in until_idle(stream, count=2)] == [
+        ("renamed v to label", ("id", "email", "label", "n")),
+        (("id", "email", "label", "n"), None, (4, "d@x", "d", 40)),
+    ]
+    stream.close()  # type: ignore[attr-defined]
+    again.close()
+
+
+def test_stored_definitions_read_back_as_the_catalog_gave_them(mysql_url: str) -> None:
+    """Every type, character set and generated column survives the JSON."""
+    MYSQL.create(mysql_url)
+    execute(
+        mysql_url, "CREATE TABLE gen (id int, g int AS (id * 2) VIRTUAL, v varchar(5) CHARACTER SET latin1, j json)"
+    )
+    capture = capture_for(mysql_url, "all_types", "gen")
+    schemas = {t.id: capture.refresh(t.id) for t in capture.tables}
+    assert None in schemas[capture.tables[1].id].targets  # type: ignore[union-attr]  # the generated column
+    back = history_from_json(json.loads(json.dumps(history_json(schemas))))  # type: ignore[arg-type]
+    assert list(back) == list(schemas)
+    for table_id, schema in schemas.items():
+        assert schema is not None
+        assert back[table_id].targets == schema.targets and back[table_id].table.columns == schema.table.columns
+        assert back[table_id].table.id == table_id and back[table_id].table.primary_key == schema.table.primary_key
+    with pytest.raises(TerminalError, match="cannot be read"):
+        history_from_json([{"schema": "s", "name": "t", "columns": [["id"]]}])
     capture.close()
 
 

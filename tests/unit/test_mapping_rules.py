@@ -271,7 +271,7 @@ def test_change_data_type_rejects_a_value_by_row() -> None:
                 "object-locator": {"schema-name": "s", "table-name": "t"},
                 "lob-settings": {},
             },
-            "rule-id 7: lob-settings",
+            "rule-id 7: mode limited needs bulk-max-size",
         ),
         (
             {

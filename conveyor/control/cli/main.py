@@ -119,8 +119,16 @@ def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, sh
     from conveyor.runner.task import load_task
 
     task = load_task(task_file)
-    require_blocking(task)  # every blocking premigration assessment that fails, named at once, before any work
     console = Console(stderr=as_json)
+    if task.settings.ValidationSettings.ValidationOnly:  # compares only: nothing to assess, load or apply
+        from conveyor.control.cli.validate import EXIT_DIFFERENT
+        from conveyor.validate.intask import validation_only
+
+        result = validation_only(task)
+        report(result, as_json, console)
+        differs = any(t.validation_failed for t in result.tables)
+        return EXIT_DIFFERENT if result.complete and differs else exit_code(result)
+    require_blocking(task)  # every blocking premigration assessment that fails, named at once, before any work
     loader_listener = ProgressListener(console) if show_progress else None
     listener = loader_listener or LineListener(Console(stderr=True))
     runner: FullLoad | ChangeProcessing

@@ -27,7 +27,7 @@ from conveyor.endpoints.mysql.protocol import LOCAL_NAME, tsv_payload
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, first_line, shutdown_socket
 from conveyor.errors import TerminalError
 from conveyor.model.rows import Row, RowBatch
-from conveyor.model.schema import Table, TableId
+from conveyor.model.schema import Column, Table, TableId
 from conveyor.model.types import ColumnType
 
 #: errors about a row's values: out of range, bad value, too long, duplicate key, NULL into NOT
@@ -86,6 +86,9 @@ class MySQLApplier(SqlApplier):
         if version < RENAME_COLUMN_SINCE[self.mariadb]:
             self.rename_column_sql = CHANGE_COLUMN_SQL
         self._statements: dict[tuple[Any, ...], tuple[str, list[int]]] = {}
+        if self.mariadb:  # MariaDB 10.3+ has sequences (signed BIGINT, one short of each bound); MySQL none
+            self.no_cycle = "NOCYCLE"
+            self.sequence_range = (-(2**63) + 1, 2**63 - 2)
 
     # ----------------------------------------------------------------- hooks
     def quote(self, name: str) -> str:
@@ -96,6 +99,9 @@ class MySQLApplier(SqlApplier):
 
     def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
         return types.encoder(column_type, native)
+
+    def logical_type(self, native: str) -> ColumnType | None:
+        return types.to_logical(native)
 
     def control_ddl(self) -> list[str]:
         return [ddl + TABLE_OPTIONS for ddl in super().control_ddl()]
@@ -113,6 +119,15 @@ class MySQLApplier(SqlApplier):
         keys = set(table.primary_key.columns) if table.primary_key else set()
         fitted = types.fit_row(list(natives), [c.name in keys for c in table.columns])
         return super().create_table_sql(table, fitted) + TABLE_OPTIONS
+
+    def reset_identity_sql(self, table: Table, column: Column) -> list[str]:
+        # InnoDB takes a value below the loaded maximum as the maximum + 1
+        if column.identity_last is None:
+            return []
+        return [f"ALTER TABLE {self.qualified(table.id)} AUTO_INCREMENT = {int(column.identity_last) + 1}"]
+
+    def set_sequence_sql(self, target: TableId, last_value: int) -> str:
+        return f"SELECT SETVAL({self.qualified(target)}, {int(last_value)})"
 
     def column_comment_clause(self, comment: str | None) -> str:
         return f" COMMENT {quote_literal(comment)}" if comment else ""

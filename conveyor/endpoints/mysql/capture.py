@@ -25,12 +25,14 @@ taken instead (it spells types as the server does). CREATE TABLE, and a statemen
 exactly (CONVERT TO CHARACTER SET, partitioning, a generated column, a type without a logical
 equivalent), are read from the catalog as it is now.
 
-That history lives in memory only. A stream that starts (or restarts) from a position older than a
-schema change its table descriptions already include, or that read a definition from the catalog while
-the table changed again later in the binlog, decodes the rows in between with a later definition: where
-the layout differs (column count, types) it stops with ``NeedsResync`` rather than guess; where it does
-not (a renamed column) the rows carry the later names. Persisting the history (e.g. next to the position
-in the target) would close the first case.
+Every position the stream hands out carries the selected tables' definitions valid at it
+(``history``), so a restart from a position the target stored decodes by them, not by the catalog,
+however the tables changed since (an ALTER the stream had not reached, or one made while the task was
+stopped). Only a stream from a position without them (a user's start position) takes the catalog's, as
+does one that read a definition from the catalog while the table changed again later in the binlog: it
+decodes the rows in between with a later definition; where the layout differs (column count, types) it
+stops with ``NeedsResync`` rather than guess; where it does not (a renamed column) the rows carry the
+later names.
 
 Gaps are loud: a start position in a purged binlog file, an INCIDENT event (the source lost
 changes), or statement-logged changes to a selected table raise ``NeedsResync``.
@@ -45,7 +47,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import total_ordering
 from typing import Any
@@ -72,6 +74,7 @@ from conveyor.endpoints.mysql.ddl import (
     tokens,
 )
 from conveyor.endpoints.mysql.errors import account_of, classify, error_code, message
+from conveyor.endpoints.mysql.history import History, TableSchema, history_from_json, history_json
 from conveyor.endpoints.mysql.introspect import _GENERATED, MySQLIntrospector
 from conveyor.endpoints.mysql.rowevents import (
     BINARY_LOGICALS,
@@ -95,6 +98,9 @@ GTID_EVENTS = frozenset({bl.MARIADB_GTID, bl.MYSQL_GTID, bl.MYSQL_ANONYMOUS_GTID
 TABLE_MAP_CACHE = 1024
 #: seconds without anything to yield after which ``stream()`` yields ``Idle``
 IDLE_SECONDS = 1.0
+#: seconds a catalog query (position, clock, introspection) may wait for the server: a hung server or
+#: network becomes a TransientError the runner retries, instead of a task that waits forever
+CATALOG_TIMEOUT = 30.0
 #: replica server ids of tasks: this base plus a hash of the task name (unlikely to meet a real replica's)
 SERVER_ID_BASE = 0x50000000
 #: MySQL character set -> Python codec (MySQL's latin1 is Windows-1252)
@@ -178,6 +184,8 @@ class BinlogPosition:
     file: str
     pos: int
     gtid: str = ""
+    #: the selected tables' definitions valid here (``history``), for a restart from this place; (): the catalog's
+    tables: History = field(default=(), repr=False)
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -202,11 +210,15 @@ class BinlogPosition:
         data: dict[str, Any] = {"file": self.file, "pos": self.pos}
         if self.gtid:
             data["gtid"] = self.gtid
+        if self.tables:
+            data["tables"] = list(self.tables)
         return data
 
 
 def position_from_json(data: dict[str, Any]) -> BinlogPosition:
-    return BinlogPosition(str(data["file"]), int(data["pos"]), str(data.get("gtid") or ""))
+    return BinlogPosition(
+        str(data["file"]), int(data["pos"]), str(data.get("gtid") or ""), tuple(data.get("tables") or ())
+    )
 
 
 _POSITION = re.compile(r"^\s*([^:\s/\\]+):(\d+)\s*$")
@@ -328,20 +340,6 @@ def describe_change(old: Sequence[Column], new: Sequence[Column]) -> str:
 
 # --------------------------------------------------------------------------- per-table state
 @dataclass(slots=True)
-class TableSchema:
-    """A selected table as the stream currently decodes it."""
-
-    table: Table
-    #: per binlog column (every column of the table, generated ones too): where its value goes
-    targets: tuple[Target | None, ...]
-    version: int
-    #: the table's default character set (for text columns a statement defines without one); "": not read yet
-    charset: str = ""
-    #: a statement this definition did not follow (it was read from the catalog instead), and why
-    unfollowed: str = ""
-
-
-@dataclass(slots=True)
 class _Mapped:
     """A TABLE_MAP's table_id, resolved: the table and the decoder for its layout (None: not selected)."""
 
@@ -362,6 +360,7 @@ class MySQLCapture:
         *,
         idle_seconds: float = IDLE_SECONDS,
         silence_timeout: float = bl.SILENCE_TIMEOUT,
+        catalog_timeout: float = CATALOG_TIMEOUT,
     ) -> None:
         self.config = config
         self.task = task
@@ -369,7 +368,9 @@ class MySQLCapture:
         self.idle_seconds = idle_seconds
         #: transactions with more changes come in parts (``Transaction.partial``); None: whole
         self.part_changes: int | None = None
+        self.text_tables: frozenset[TableId] = frozenset()  # values are always Python values here
         self.silence_timeout = silence_timeout
+        self.catalog_timeout = catalog_timeout
         self.server_id = server_id_for(task)
         self.acked: BinlogPosition | None = None
         self._conn: Any = None
@@ -383,7 +384,7 @@ class MySQLCapture:
     def conn(self) -> Any:
         """The ordinary connection for catalog queries (opened on first use, reopened when broken)."""
         if self._conn is None or not self._conn.open:
-            self._conn = connect(self.config, "source")
+            self._conn = connect(self.config, "source", self.catalog_timeout)
             self._introspector = MySQLIntrospector(self._conn, self.config)
         return self._conn
 
@@ -394,13 +395,20 @@ class MySQLCapture:
         return self._introspector
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """A catalog query; once more on a new connection when the old one broke (a server restart)."""
+        """A catalog query; once more on a new connection when the old one broke (a server restart),
+        not when the server did not answer in time (a hang is not over by reconnecting)."""
+        started = time.monotonic()
         try:
             return self._run(sql, params)
         except pymysql.err.OperationalError as exc:
             if error_code(exc) not in (2006, 2013):
                 raise
             self.close()
+            if time.monotonic() - started >= self.catalog_timeout:
+                raise TransientError(
+                    f"{self.where} did not answer a catalog query within {self.catalog_timeout:.0f} s (a hung server "
+                    "or network)"
+                ) from None
             return self._run(sql, params)
 
     def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -550,7 +558,7 @@ class MySQLCapture:
         except UserActionError:
             if log_bin:
                 raise
-        conn = connect(self.config, "source")
+        conn = connect(self.config, "source", self.catalog_timeout)
         try:
             bl.register(conn, self.server_id)
         except pymysql.err.MySQLError as exc:
@@ -665,7 +673,8 @@ class MySQLCapture:
                 f"not meet the change stream at an exact point; run: GRANT RELOAD ON *.* TO {account}"
             )
         position = snapshot.position
-        return snapshot, BinlogPosition(position["file"], int(position["pos"]), position.get("gtid", ""))
+        tables = history_json({t.id: self._schema(t) for t in self.tables})
+        return snapshot, BinlogPosition(position["file"], int(position["pos"]), position.get("gtid", ""), tables)
 
     def begin(self) -> BinlogPosition:
         return self.binlog_end()
@@ -768,7 +777,9 @@ class MySQLCapture:
         ``idle_seconds`` with nothing to yield. See the module docstring for what raises."""
         try:
             self.verify_start(start)
-            schemas = {t.id: self._schema(t) for t in self.tables}
+            # the definitions stored with the position are those its rows need, whatever the catalog says now
+            stored = history_from_json(start.tables)
+            schemas = {t.id: stored.get(t.id) or self._schema(t) for t in self.tables}
             server_id = self.server_id
             if server_id == int(self._query("SELECT @@GLOBAL.server_id")[0][0]):
                 server_id += 1
@@ -921,8 +932,10 @@ class _Reader:
         self.file = start.file
         self.pos = start.pos
         self.gtid = GtidState(start.gtid)
+        #: the definitions of ``schemas`` as every position from here carries them (changed by DDL only)
+        self.history = history_json(schemas)
         #: the last place between transactions (what Idle reports)
-        self.boundary = start
+        self.boundary = replace(start, tables=self.history)
         self.maps: dict[int, _Mapped] = {}
         self.versions = itertools.count(1)
         self.decoders: dict[tuple[TableId, int, bytes], RowsDecoder] = {}
@@ -956,7 +969,7 @@ class _Reader:
                 last_yield = time.monotonic()
 
     def position(self) -> BinlogPosition:
-        return BinlogPosition(self.file, self.pos, self.gtid.text())
+        return BinlogPosition(self.file, self.pos, self.gtid.text(), self.history)
 
     def feed(self, event: Event) -> list[Transaction | SchemaChanged]:
         """One event; returns what it completes."""
@@ -1229,6 +1242,7 @@ class _Reader:
         position = self.position()
         commit_ts = datetime.fromtimestamp(event.timestamp, UTC)
         out: list[Transaction | SchemaChanged] = []
+        changed = False
         for old, new in ddl.tables:
             schema = self.schemas.get(old)
             if schema is None and not (ddl.kind == "create" and old in self.selected):
@@ -1240,6 +1254,7 @@ class _Reader:
                 continue
             before = schema.table.columns if schema is not None else ()
             self.schemas.pop(old, None)
+            changed = True
             fresh = None if ddl.kind == "drop" else self._after(schema, sql, new)
             if fresh is None:
                 out.append(SchemaChanged(old, old, (), position, "dropped the table", sql))
@@ -1253,6 +1268,10 @@ class _Reader:
             else:
                 description = describe_change(before, fresh.table.columns)
             out.append(SchemaChanged(new, old, fresh.table.columns, position, description, sql))
+        if changed:  # the positions from here on carry the new definitions
+            self.history = history_json(self.schemas)
+            position = self.position()
+            out = [replace(e, position=position) if isinstance(e, SchemaChanged) else e for e in out]
         return out
 
     def _after(self, schema: TableSchema | None, sql: str, table: TableId) -> TableSchema | None:

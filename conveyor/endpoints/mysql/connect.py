@@ -128,8 +128,9 @@ def session_sql(role: Role) -> str:
     return "SET " + ", ".join(f"SESSION {k} = {v}" for k, v in settings.items())
 
 
-def connect(config: MySQLConfig, role: Role) -> MySQLConnection:
-    """A connection with Conveyor's session, autocommit off; raises ``UserActionError`` naming the fix."""
+def connect(config: MySQLConfig, role: Role, timeout: float | None = None) -> MySQLConnection:
+    """A connection with Conveyor's session, autocommit off; raises ``UserActionError`` naming the fix.
+    ``timeout``: seconds a read or write may wait for the server before the connection is given up."""
     kwargs = tls_options(config)
     password = config.password.get_secret_value() if config.password else ""
     try:
@@ -142,6 +143,8 @@ def connect(config: MySQLConfig, role: Role) -> MySQLConnection:
             charset="utf8mb4",
             autocommit=False,
             connect_timeout=config.connect_timeout,
+            read_timeout=timeout,
+            write_timeout=timeout,
             # the lease check counts rows an UPDATE matched, not rows it changed
             client_flag=CLIENT.FOUND_ROWS,
             local_infile=role == "target",
@@ -149,7 +152,7 @@ def connect(config: MySQLConfig, role: Role) -> MySQLConnection:
         )
     except pymysql.err.MySQLError as exc:
         if config.ssl_mode == "PREFERRED" and _OFFERS_TLS.pop((config.host, config.port), None) is not None:
-            return connect(config, role)  # the server changed its mind about TLS: learn again
+            return connect(config, role, timeout)  # the server changed its mind about TLS: learn again
         raise login_error(exc, config, role) from None
     if config.ssl_mode == "PREFERRED":
         _OFFERS_TLS[(config.host, config.port)] = bool(getattr(conn, "server_capabilities", 0) & CLIENT.SSL)

@@ -28,6 +28,7 @@ from conveyor.model.schema import (
     Key,
     Routine,
     SchemaObjects,
+    SequenceDef,
     Table,
     TableId,
     View,
@@ -43,7 +44,7 @@ TABLES_SQL = (
     "AND TABLE_NAME NOT LIKE %s ORDER BY TABLE_NAME"
 )
 TABLE_SQL = (
-    "SELECT TABLE_ROWS, ENGINE, TABLE_COMMENT FROM information_schema.TABLES "
+    "SELECT TABLE_ROWS, ENGINE, TABLE_COMMENT, AUTO_INCREMENT FROM information_schema.TABLES "
     "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
 )
 COLUMNS_SQL = (
@@ -68,6 +69,14 @@ MYSQL_CHECKS_SQL = (
 )
 VIEWS_SQL = (
     "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME"
+)
+#: MariaDB 10.3+ sequences; each is read as a one-row table
+SEQUENCES_SQL = (
+    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'SEQUENCE' "
+    "ORDER BY TABLE_NAME"
+)
+SEQUENCE_SQL = (
+    "SELECT start_value, increment, minimum_value, maximum_value, cycle_option, next_not_cached_value FROM {}"
 )
 ROUTINES_SQL = (
     "SELECT ROUTINE_NAME, LOWER(ROUTINE_TYPE), ROUTINE_DEFINITION FROM information_schema.ROUTINES "
@@ -166,6 +175,7 @@ class MySQLIntrospector:
                     default=default,
                     identity="auto_increment" in (extra or "").lower(),
                     comment=comment or None,
+                    identity_last=_last_value(info[0][3]) if "auto_increment" in (extra or "").lower() else None,
                 )
             )
         self._check_select(table_id, [c.name for c in columns])
@@ -229,8 +239,24 @@ class MySQLIntrospector:
         for name, table, timing, event, statement in self._rows(TRIGGERS_SQL, (schema,)):
             source = f"CREATE TRIGGER {quote(name)} {timing} {event} ON {quote(table)} FOR EACH ROW {statement}"
             routines.append(Routine(TableId(schema, name), "trigger", source, TableId(schema, table)))
+        sequences = tuple(self._sequences(schema)) if self.mariadb else ()
         self.conn.commit()
-        return SchemaObjects(ENGINE, views, routines=tuple(routines))
+        return SchemaObjects(ENGINE, views, sequences, routines=tuple(routines))
+
+    def _sequences(self, schema: str) -> list[SequenceDef]:
+        """MariaDB's sequences. A session's cache is not visible to another, so the last value is taken
+        as the one before ``next_not_cached_value``: a target goes on after every value any session may
+        have handed out (the cached ones it did not hand out become a gap)."""
+        out = []
+        for (name,) in self._rows(SEQUENCES_SQL, (schema,)):
+            seq_id = TableId(schema, name)
+            row = self._rows(SEQUENCE_SQL.format(_qualified(seq_id)), ())
+            if not row:
+                continue
+            start, increment, low, high, cycle, next_free = (int(v) for v in row[0])
+            last = None if next_free == start else next_free - increment
+            out.append(SequenceDef(seq_id, start, increment, low, high, bool(cycle), last))
+        return out
 
     def _check_select(self, table_id: TableId, columns: list[str]) -> None:
         """information_schema shows tables a user holds any privilege on; reading needs SELECT."""
@@ -300,6 +326,11 @@ class MySQLIntrospector:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()
+
+
+def _last_value(next_value: Any) -> int | None:
+    """AUTO_INCREMENT (the next value; 1 in a table never inserted into) -> the last value handed out."""
+    return int(next_value) - 1 if next_value is not None and int(next_value) > 1 else None
 
 
 def _qualified(table_id: TableId) -> str:

@@ -53,6 +53,10 @@ def _element(value: Any) -> str | None:
 def array_literal(values: Sequence[Any]) -> str | Sequence[Any]:
     """``values`` as a PostgreSQL array literal, or ``values`` unchanged where an element's type is
     not covered (psycopg adapts those)."""
+    try:  # a column of text (a PostgreSQL source's own text form, or strings): one pass, no dispatch
+        return "{" + ",".join(["NULL" if v is None else _quoted(v) for v in values]) + "}"
+    except (AttributeError, TypeError):
+        pass  # not all str: element by element
     parts = []
     for value in values:
         if value is None:

@@ -62,6 +62,8 @@ MAX_NAME_BYTES = 63
 IDLE_SECONDS = 1.0
 #: seconds to wait for the slot of a run that just died to become free
 SLOT_RELEASE_WAIT = 15.0
+#: seconds a catalog query (slot checks, clock, lag) may wait for the server before it is a TransientError
+CATALOG_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,13 @@ FROM pg_catalog.pg_publication p WHERE p.pubname = %s
 """
 
 
+#: columns a table lost: PostgreSQL keeps each dropped column's attnum, renamed, with attisdropped
+DROPPED_SQL = """
+SELECT count(*) FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND a.attisdropped
+"""
+
 ADVANCE_SQL = """
 SELECT pg_catalog.pg_replication_slot_advance(slot_name, %s::pg_lsn) FROM pg_catalog.pg_replication_slots
 WHERE slot_name = %s AND confirmed_flush_lsn < %s::pg_lsn
@@ -216,6 +225,7 @@ class PostgresCapture:
         *,
         idle_seconds: float = IDLE_SECONDS,
         silence_timeout: float = SILENCE_TIMEOUT,
+        catalog_timeout: float = CATALOG_TIMEOUT,
     ) -> None:
         self.config = config
         self.task = task
@@ -224,7 +234,9 @@ class PostgresCapture:
         self.idle_seconds = idle_seconds
         #: transactions with more changes come in parts (``Transaction.partial``); None: whole
         self.part_changes: int | None = None
+        self.text_tables: frozenset[TableId] = frozenset()
         self.silence_timeout = silence_timeout
+        self.catalog_timeout = catalog_timeout
         self._conn: psycopg.Connection[Any] | None = None
         self._introspector: PostgresIntrospector | None = None
         self._version = 0
@@ -237,9 +249,10 @@ class PostgresCapture:
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
-        """The ordinary connection for catalog queries (opened on first use, reopened when broken)."""
+        """The ordinary connection for catalog queries (opened on first use, reopened when broken); a
+        query the server does not answer within ``catalog_timeout`` is a ``TransientError``."""
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.config)
+            self._conn = connect(self.config, deadline=self.catalog_timeout)
             self._introspector = PostgresIntrospector(self._conn, self.config)
             self._version = self._conn.info.server_version
         return self._conn
@@ -580,6 +593,11 @@ class PostgresCapture:
         row = run(self.conn, "SELECT pg_catalog.pg_current_wal_lsn()::text").fetchone()
         return max(0, parse_lsn(row[0]) - position) if row else None
 
+    def dropped_columns(self, table: TableId) -> int:
+        """How many columns ``table`` has ever lost (``DroppedColumns``); a rename leaves no trace."""
+        row = run(self.conn, DROPPED_SQL, (table.schema, table.name)).fetchone()
+        return int(row[0]) if row else 0
+
     def _schema_changed(self, event: RelationChanged) -> SchemaChanged:
         """A relation message's columns as ``Column``s; nullability and defaults (which the message does
         not carry) from the catalog where the column still exists, else nullable without a default."""
@@ -662,7 +680,11 @@ class PostgresCapture:
         """A decoder that reads values as the snapshot reader does, knowing the tables' columns."""
         expected = {t.id: tuple((c.name, c.type.native) for c in t.columns) for t in self.tables}
         return PgOutputDecoder(
-            self._resolve_type, money_scale=self._money_scale(), expected=expected, part_changes=self.part_changes
+            self._resolve_type,
+            money_scale=self._money_scale(),
+            expected=expected,
+            part_changes=self.part_changes,
+            text_tables=self.text_tables,
         )
 
     def stream(self, start_lsn: int | None = None) -> Iterator[Transaction | SchemaChanged | Idle]:
@@ -677,6 +699,7 @@ class PostgresCapture:
         self._verify_publication()
         start = start_lsn if start_lsn is not None else (status.confirmed_flush or 0)
         decoder = self.decoder()
+        feed = decoder.feed
         repl = ReplicationConnection(self.config, silence_timeout=self.silence_timeout)
         try:
             try:
@@ -697,28 +720,29 @@ class PostgresCapture:
                     yield Idle(delivered if decoder.in_transaction else max(delivered, repl.server_wal_end))
                     last_yield = now = time.monotonic()
                 try:
-                    message = repl.read(self.idle_seconds - (now - last_yield))
+                    messages = repl.read_many(self.idle_seconds - (now - last_yield))
                 except psycopg.Error as exc:
                     raise self._stream_error(exc) from None
-                if message is None:
-                    continue
-                event: Transaction | RelationChanged | SchemaChanged | LogicalMessage | None
-                event = decoder.feed(message.payload, message.wal_start)
-                if isinstance(event, LogicalMessage):
-                    event = None  # not requested
-                elif isinstance(event, RelationChanged):
-                    event = self._schema_changed(event)
-                elif isinstance(event, Transaction):
-                    if event.partial:
-                        parted = True
-                    else:
-                        delivered = event.commit_position
-                        if not event.changes and not parted:
-                            event = None  # touched no selected table (PostgreSQL < 15 sends those)
-                        parted = False
-                if event is not None:
-                    yield event
-                    last_yield = time.monotonic()
+                for message in messages:
+                    event: Transaction | RelationChanged | SchemaChanged | LogicalMessage | None
+                    event = feed(message.payload, message.wal_start)
+                    if event is None:
+                        continue  # a change inside a transaction: the common case
+                    if isinstance(event, LogicalMessage):
+                        continue  # not requested
+                    if isinstance(event, RelationChanged):
+                        event = self._schema_changed(event)
+                    elif isinstance(event, Transaction):
+                        if event.partial:
+                            parted = True
+                        else:
+                            delivered = event.commit_position
+                            if not event.changes and not parted:
+                                event = None  # touched no selected table (PostgreSQL < 15 sends those)
+                            parted = False
+                    if event is not None:
+                        yield event
+                        last_yield = time.monotonic()
         finally:
             self._repl = None
             if self._acked > repl.confirmed and repl.streaming:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Params, Query, QueryNoTemplate
 
 from conveyor.endpoints.config import PostgresConfig
-from conveyor.errors import UserActionError
+from conveyor.endpoints.sql.applier import shutdown_socket
+from conveyor.endpoints.watchdog import Watchdog
+from conveyor.errors import TransientError, UserActionError
 
 APPLICATION_NAME = "conveyor"
 
@@ -110,11 +113,51 @@ def connection_params(config: PostgresConfig) -> dict[str, Any]:
     return params
 
 
-def connect(config: PostgresConfig, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-    """A connection with Conveyor's session settings; failures raise ``UserActionError``."""
+class DeadlineConnection(psycopg.Connection[Any]):
+    """A connection whose statements fail with ``TransientError`` when the server does not answer within
+    ``deadline`` seconds: a hung server or a black-holed network, which TCP may never notice (a peer
+    that still acknowledges bytes). A watchdog shuts the socket down under the blocked call and the
+    connection is closed; open a new one."""
+
+    deadline: float
+    where: str
+    watchdog: Watchdog | None = None
+
+    def execute(
+        self, query: Query, params: Params | None = None, *, prepare: bool | None = None, binary: bool = False
+    ) -> psycopg.Cursor[Any]:
+        assert self.watchdog is not None
+        with self.watchdog.guard():
+            try:
+                # Conveyor passes no templates (they take no parameters)
+                return super().execute(cast(QueryNoTemplate, query), params, prepare=prepare, binary=binary)
+            except psycopg.Error:
+                if not self.watchdog.fired:
+                    raise
+        self.close()
+        raise TransientError(
+            f"PostgreSQL at {self.where} did not answer a query within {self.deadline:.0f} s (a hung server or network)"
+        )
+
+    def close(self) -> None:
+        super().close()
+        if self.watchdog is not None:
+            self.watchdog.close()
+
+
+def connect(
+    config: PostgresConfig, *, autocommit: bool = True, deadline: float | None = None
+) -> psycopg.Connection[Any]:
+    """A connection with Conveyor's session settings; failures raise ``UserActionError``. ``deadline``:
+    seconds a statement may wait for the server (``DeadlineConnection``); None: no limit."""
     kwargs = connection_params(config)
     try:
-        conn = psycopg.connect(autocommit=True, **kwargs)
+        if deadline is None:
+            conn = psycopg.connect(autocommit=True, **kwargs)
+        else:
+            conn = guarded = DeadlineConnection.connect(autocommit=True, **kwargs)
+            guarded.deadline, guarded.where = deadline, f"{config.host}:{config.port}"
+            guarded.watchdog = Watchdog(deadline, lambda: shutdown_socket(guarded.pgconn.socket))
     except psycopg.OperationalError as exc:
         raise connect_error(config, exc) from None
     # One round trip, values bound; works through poolers that refuse the ``options`` startup parameter.

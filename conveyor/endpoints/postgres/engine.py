@@ -46,6 +46,7 @@ ENGINE = EngineSpec(
         cdc=True,
         late_primary_key=True,
         raw_copy=True,
+        cdc_text_values=True,
     ),
     open_introspector=_introspector,
     open_snapshot=_snapshot,

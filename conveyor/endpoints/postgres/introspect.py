@@ -68,9 +68,16 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
 """
 
+# The last column: the last value of the sequence an identity or serial column owns (NULL when it was
+# never used, or the user may not read it).
 COLUMNS_SQL = """
 SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, col_description(a.attrelid, a.attnum)
+       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, col_description(a.attrelid, a.attnum),
+       (SELECT CASE WHEN has_sequence_privilege(dep.objid, 'SELECT') THEN pg_sequence_last_value(dep.objid) END
+        FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
+        WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+          AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
+        LIMIT 1)
 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = %s::oid AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
@@ -241,7 +248,7 @@ class PostgresIntrospector:
     def columns(self, oid: int) -> tuple[list[Column], list[GeneratedColumn]]:
         """The columns to copy, and the generated ones (computed by the target's schema, not copied)."""
         columns, generated_columns = [], []
-        for name, typid, typmod, native, notnull, default, identity, generated, comment in run(
+        for name, typid, typmod, native, notnull, default, identity, generated, comment, last in run(
             self.conn, COLUMNS_SQL, (oid,)
         ).fetchall():
             ctype = self.column_type(typid, typmod, native)
@@ -256,6 +263,7 @@ class PostgresIntrospector:
                     default=default,
                     identity=identity in ("a", "d") or (default or "").startswith("nextval("),
                     comment=comment,
+                    identity_last=last,
                 )
             )
         return columns, generated_columns

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -345,10 +345,23 @@ _COLUMN_TYPE = struct.Struct(">Ii").unpack_from
 class _RelationState:
     """A relation with its loaders, precomputed once per Relation message."""
 
-    __slots__ = ("fallbacks", "key_index", "key_template", "load", "loaders", "names", "ncols", "relation", "table")
+    __slots__ = (
+        "fallbacks",
+        "key_index",
+        "key_template",
+        "load",
+        "loaders",
+        "names",
+        "ncols",
+        "relation",
+        "table",
+        "text",
+    )
 
-    def __init__(self, relation: Relation, adapters: AdaptersMap) -> None:
+    def __init__(self, relation: Relation, adapters: AdaptersMap, text: bool = False) -> None:
         self.relation = relation
+        #: values stay the server's text form (``PgOutputDecoder.text_tables``)
+        self.text = text
         self.table = relation.table
         self.names = relation.names
         self.ncols = len(relation.columns)
@@ -409,7 +422,11 @@ class PgOutputDecoder:
         money_scale: int = 2,
         expected: Mapping[TableId, Sequence[tuple[str, str]]] | None = None,
         part_changes: int | None = None,
+        text_tables: Collection[TableId] = (),
     ) -> None:
+        #: tables whose values stay the server's text form (str), for a PostgreSQL target that reads
+        #: them as they are: exact by construction, and no parsing into Python values and back
+        self.text_tables = frozenset(text_tables)
         #: a transaction with more changes than this is returned in parts (``Transaction.partial``)
         self.part_changes = part_changes
         self.resolve_type: TypeResolver = resolve_type or builtin_type
@@ -589,10 +606,13 @@ class PgOutputDecoder:
                 unchanged.append(i)
             else:
                 raise DecodeError(f"tuple column kind {chr(kind)!r} in {rel.table} (binary mode is not requested)")
-        try:
-            row = rel.load(raw)
-        except Exception:  # a date Python cannot hold (or a bug): column by column, to say which
-            row = rel.slow_load(raw)
+        if rel.text:
+            row = tuple([None if v is None else v.decode() for v in raw])
+        else:
+            try:
+                row = rel.load(raw)
+            except Exception:  # a date Python cannot hold (or a bug): column by column, to say which
+                row = rel.slow_load(raw)
         if unchanged is not None:
             values = list(row)
             for i in unchanged:
@@ -622,7 +642,7 @@ class PgOutputDecoder:
         old = self._relations.get(oid)
         old_table = old.table if old is not None else table
         old_signature = old.relation.signature if old is not None else self.known.get(table)
-        self._relations[oid] = _RelationState(relation, self._adapters)
+        self._relations[oid] = _RelationState(relation, self._adapters, table in self.text_tables)
         self.known[table] = relation.signature
         if old_signature is not None and (old_table != table or old_signature != relation.signature):
             return RelationChanged(table, old_table, old_signature, relation.signature, relation, lsn)

@@ -21,7 +21,7 @@ import selectors
 import struct
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import pq
@@ -189,6 +189,8 @@ class ReplicationConnection:
         self.server_version: int = pgconn.server_version
         self.held: CreatedSlot | None = None
         self.streaming = False
+        #: the server ended the stream after messages ``read_many`` returned
+        self._ended = False
         self.confirmed = 0
         #: the server's position as of its last keepalive (what it has sent so far)
         self.server_wal_end = 0
@@ -304,6 +306,8 @@ class ReplicationConnection:
 
         Raises ``TransientError`` when the server stayed silent for ``silence_timeout`` seconds, the
         server's error when it ended the stream, ``psycopg.OperationalError`` when the connection broke."""
+        if self._ended:
+            self._end_of_stream()
         pgconn = self.pgconn
         monotonic = time.monotonic
         deadline = monotonic() + timeout
@@ -320,11 +324,7 @@ class ReplicationConnection:
                     start, end, _ = _XLOG_HEADER.unpack_from(data, 1)
                     return XLogData(start, end, bytes(data[25:]))
                 if kind == _K:
-                    end, _, reply = _KEEPALIVE.unpack_from(data, 1)
-                    if end > self.server_wal_end:
-                        self.server_wal_end = end
-                    if reply:
-                        self.send_feedback()
+                    self._keepalive(data)
                     continue
                 raise psycopg.OperationalError(f"unexpected replication message {chr(kind)!r}")
             if nbytes < 0:
@@ -348,6 +348,38 @@ class ReplicationConnection:
                 pgconn.consume_input()
             elif time.monotonic() >= deadline:
                 return None
+
+    def read_many(self, timeout: float, limit: int = 500) -> list[XLogData]:
+        """``read(timeout)``, then up to ``limit`` - 1 more XLogData messages the connection already
+        holds: the per-message bookkeeping (clock, feedback) once per batch. Empty when nothing came."""
+        first = self.read(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        get_copy_data = self.pgconn.get_copy_data
+        unpack = _XLOG_HEADER.unpack_from
+        while len(batch) < limit:
+            nbytes, data = get_copy_data(1)
+            if nbytes <= 0:
+                if nbytes < 0:
+                    self._ended = True  # raised by the next read(), after this batch is delivered
+                break
+            kind = data[0]
+            if kind == _W:
+                start, end, _ = unpack(data, 1)
+                batch.append(XLogData(start, end, bytes(data[25:])))
+            elif kind == _K:
+                self._keepalive(data)
+            else:
+                raise psycopg.OperationalError(f"unexpected replication message {chr(kind)!r}")
+        return batch
+
+    def _keepalive(self, data: Any) -> None:
+        end, _, reply = _KEEPALIVE.unpack_from(data, 1)
+        if end > self.server_wal_end:
+            self.server_wal_end = end
+        if reply:
+            self.send_feedback()
 
     def _end_of_stream(self) -> None:
         self.streaming = False

@@ -29,7 +29,17 @@ from conveyor.endpoints.base import (
 )
 from conveyor.errors import RowRejected, StopTask, TerminalError
 from conveyor.model.rows import Row, RowBatch
-from conveyor.model.schema import Column, ExpressionIndex, ForeignKey, GeneratedColumn, Index, Key, Table, TableId
+from conveyor.model.schema import (
+    Column,
+    ExpressionIndex,
+    ForeignKey,
+    GeneratedColumn,
+    Index,
+    Key,
+    SequenceDef,
+    Table,
+    TableId,
+)
 from conveyor.model.types import ColumnType
 
 SEGMENTS_TABLE = "conveyor_segments"
@@ -93,6 +103,9 @@ class SqlApplier:
     def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
         raise NotImplementedError
 
+    def logical_type(self, native: str) -> ColumnType | None:
+        return None
+
     def bulk_insert(
         self, table: Table, columns: Sequence[str], natives: Sequence[str], batch: RowBatch, rows: list[Row]
     ) -> None:
@@ -107,9 +120,36 @@ class SqlApplier:
         """Column suffix making an integer column generate values (empty when the engine cannot)."""
         return ""
 
-    def reset_identity_sql(self, table: Table, column: str) -> str | None:
-        """SQL moving the identity past the loaded maximum, if the engine needs one."""
-        return None
+    def reset_identity_sql(self, table: Table, column: Column) -> list[str]:
+        """After a full load: SQL making the identity go on after the loaded rows and after the source's
+        last value (``Column.identity_last``), where the engine does not do it by itself."""
+        return []
+
+    #: CREATE SEQUENCE's clause for a sequence that does not cycle; None: the engine has no sequences
+    no_cycle: str | None = None
+    #: the bounds of the engine's sequences (a source's MINVALUE / MAXVALUE outside them is its default)
+    sequence_range = (-(2**63), 2**63 - 1)
+
+    def create_sequence_sql(self, seq: SequenceDef, target: TableId) -> list[str] | None:
+        """Statements creating a sequence that goes on after the source's last value, or None where the
+        engine has no sequences."""
+        if self.no_cycle is None:
+            return None
+        lo, hi = self.sequence_range
+        parts = [f"CREATE SEQUENCE {self.qualified(target)} INCREMENT BY {int(seq.increment)}"]
+        if seq.min_value is not None and lo < seq.min_value <= hi:
+            parts.append(f"MINVALUE {int(seq.min_value)}")
+        if seq.max_value is not None and lo <= seq.max_value < hi:
+            parts.append(f"MAXVALUE {int(seq.max_value)}")
+        parts += [f"START WITH {int(seq.start)}", "CYCLE" if seq.cycle else self.no_cycle]
+        out = [" ".join(parts)]
+        if seq.last_value is not None:
+            out.append(self.set_sequence_sql(target, int(seq.last_value)))
+        return out
+
+    def set_sequence_sql(self, target: TableId, last_value: int) -> str:
+        """The statement making a sequence's next value the one after ``last_value``."""
+        raise NotImplementedError
 
     def drop_table_sql(self, table: Table) -> str:
         return f"DROP TABLE IF EXISTS {self.qualified(table.id)}"
@@ -387,9 +427,7 @@ class SqlApplier:
             statements += self.comment_sql(table)
         for column in table.columns:
             if column.identity and after_load:
-                reset = self.reset_identity_sql(table, column.name)
-                if reset:
-                    statements.append(reset)
+                statements += self.reset_identity_sql(table, column)
         return statements
 
     def finish(self, table: Table, native_types: list[str], add_primary_key: bool = False) -> list[str]:

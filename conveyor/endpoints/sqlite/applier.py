@@ -9,7 +9,7 @@ from typing import Any
 from conveyor.endpoints.base import Encoder
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier
 from conveyor.endpoints.sqlite import types
-from conveyor.endpoints.sqlite.connect import quote
+from conveyor.endpoints.sqlite.connect import literal, quote
 from conveyor.errors import TerminalError
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Column, Table, TableId
@@ -44,6 +44,9 @@ class SQLiteApplier(SqlApplier):
     def encoder(self, column_type: ColumnType, native: str) -> Encoder | None:
         return types.encoder(column_type, native)
 
+    def logical_type(self, native: str) -> ColumnType | None:
+        return types.to_logical(native)
+
     def interrupt(self) -> None:
         self.conn.interrupt()
 
@@ -66,7 +69,26 @@ class SQLiteApplier(SqlApplier):
         if pk and len(pk.columns) == 1 and pk.columns[0] == table.columns[index].name:
             # ``INTEGER PRIMARY KEY`` makes the column the rowid: SQLite's identity.
             sql += " PRIMARY KEY"
+            if self.autoincrement(table.columns[index], native):
+                sql += " AUTOINCREMENT"
         return sql
+
+    @staticmethod
+    def autoincrement(column: Column, native: str) -> bool:
+        """An identity whose source had handed out values: AUTOINCREMENT, whose ``sqlite_sequence`` row
+        keeps the target from giving out any of them again (a plain rowid takes the maximum + 1)."""
+        return column.identity and column.identity_last is not None and native.upper() == "INTEGER"
+
+    def reset_identity_sql(self, table: Table, column: Column) -> list[str]:
+        last = column.identity_last
+        if last is None or not self.autoincrement(column, self.map_type(column.type)):
+            return []
+        name = literal(table.id.name)
+        return [
+            f"UPDATE sqlite_sequence SET seq = max(seq, {int(last)}) WHERE name = {name}",
+            f"INSERT INTO sqlite_sequence (name, seq) SELECT {name}, {int(last)} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {name})",
+        ]
 
     def primary_key_clause(self, table: Table) -> str | None:
         pk = table.primary_key

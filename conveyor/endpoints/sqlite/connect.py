@@ -14,6 +14,11 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def literal(value: str) -> str:
+    """A string literal, for statements that take no parameters (DDL)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def connect(config: SQLiteConfig, readonly: bool) -> sqlite3.Connection:
     path = Path(config.path)
     if readonly and not path.is_file():

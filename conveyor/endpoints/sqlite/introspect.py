@@ -67,6 +67,7 @@ class SQLiteIntrospector:
         parsed = _parse(create_sql)
         expressions = _generated_expressions(parsed)
         columns, generated = [], []
+        last = self._autoincrement_last(table_id)
         for _cid, name, declared, notnull, default, pk, hidden in info:
             if hidden in (2, 3) and name in expressions:  # virtual, stored
                 generated.append(
@@ -76,13 +77,15 @@ class SQLiteIntrospector:
                 continue
             ctype = to_logical(declared)
             rowid_alias = len(pk_cols) == 1 and pk == 1 and (declared or "").upper() == "INTEGER"
+            identity = rowid_alias and ctype.logical is LogicalType.INTEGER
             columns.append(
                 Column(
                     name,
                     ctype,
                     nullable=not notnull and not rowid_alias,
                     default=default,
-                    identity=rowid_alias and ctype.logical is LogicalType.INTEGER,
+                    identity=identity,
+                    identity_last=last if identity else None,
                 )
             )
         uniques, indexes, special = [], [], []
@@ -136,6 +139,14 @@ class SQLiteIntrospector:
             expression_indexes=tuple(i for i in special if i is not None),
             dialect=ENGINE,
         )
+
+    def _autoincrement_last(self, table_id: TableId) -> int | None:
+        """An AUTOINCREMENT table's largest rowid ever handed out (``sqlite_sequence`` exists once a
+        table of the database has AUTOINCREMENT, and holds a row for the table once it had one)."""
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            return None
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table_id.name,)).fetchone()
+        return int(row[0]) if row else None
 
     def _expression_index(self, name: str, unique: bool) -> ExpressionIndex | None:
         row = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()

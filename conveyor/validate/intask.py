@@ -1,0 +1,320 @@
+"""Validation inside tasks (``ValidationSettings``): after each table's full load, during CDC, and
+validation-only runs.
+
+* ``AfterLoad``: with ``EnableValidation`` a table is validated once its full load is complete, on a
+  thread beside the load. Before change processing (full-load-and-cdc) the source moves on while the
+  load runs, so a differing row is *pending*, handed to ``ChangedRows``, not a failure.
+* ``ChangedRows``: during CDC, the rows each committed batch changed are validated again, on their own
+  connections, at a low rate, in chunks of keys. A row that differs is read again later; it is a failure
+  only when both reads agree, no change to it arrived in between, and the stream has applied the source's
+  transactions up to the first read (a transaction committed after it, or a quiet stream). Otherwise it
+  stays pending. Tables with a one-column integer key are re-validated; others are not (warned).
+* ``ValidationOnly``: ``conveyor run`` compares source and target once, like ``conveyor validate``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.convert.plan import TablePlan
+from conveyor.errors import ConveyorError
+from conveyor.model.changes import UNCHANGED, Transaction
+from conveyor.model.schema import TableId
+from conveyor.model.types import LogicalType
+from conveyor.runner import stats as st
+from conveyor.runner.fullload import RunResult
+from conveyor.runner.planning import control_schema
+from conveyor.runner.task import Task
+from conveyor.validate.compare import RowFailure, TableComparer
+from conveyor.validate.failures import FailureTable
+from conveyor.validate.run import MISMATCHED, PENDING, TABLE_ERROR, VALIDATED, Validation
+from conveyor.validate.side import Scope
+
+#: seconds before a differing row is read again
+RECHECK_SECONDS = 1.0
+#: seconds between rounds of CDC re-validation (the low rate)
+ROUND_SECONDS = 1.0
+#: keys per table validated in one round
+KEYS_PER_ROUND = 1000
+#: keys per table waiting at most (memory bound); more are counted as suspended
+MAX_QUEUED = 100_000
+#: a stream without a commit for this long has applied everything the source committed
+QUIET_SECONDS = 2.0
+
+
+def _show(stats: st.TableStats, failed: int, pending: int, suspended: int = 0) -> None:
+    stats.validation_failed = failed
+    stats.validation_pending = pending
+    stats.validation_suspended = suspended
+    stats.validation_state = MISMATCHED if failed else PENDING if pending else VALIDATED
+
+
+def _record(validation: Validation, plan: TablePlan, failures: Iterable[RowFailure]) -> None:
+    applier = validation.target.open_applier(validation.task.target, control_schema(validation.task, validation.target))
+    try:
+        FailureTable(applier).replace(
+            validation.task.name, [(plan.target.id, list(failures), plan.target.column_names)]
+        )
+    finally:
+        applier.close()
+
+
+class AfterLoad:
+    """``loaded(plan, stats)`` after a table's full load; ``wait()`` before the run reports.
+    ``streaming``: change processing follows, so differences are pending (``carried``) for it."""
+
+    def __init__(self, task: Task, streaming: bool, changed: Callable[[st.TableStats], None]) -> None:
+        self.validation = Validation(task, recheck_delay=RECHECK_SECONDS)
+        self.streaming = streaming
+        self.changed = changed
+        #: target table key -> rows that differed after the load (full-load-and-cdc)
+        self.carried: dict[str, list[RowFailure]] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="conveyor-validate")
+        self._futures: list[Future[None]] = []
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.validation.warnings
+
+    def loaded(self, plan: TablePlan, stats: st.TableStats) -> None:
+        stats.validation_state = PENDING
+        self._futures.append(self._pool.submit(self._validate, plan, stats))
+
+    def _validate(self, plan: TablePlan, stats: st.TableStats) -> None:
+        (result,) = self.validation.run([plan]).tables
+        if result.error:
+            stats.validation_state = TABLE_ERROR
+            self.validation.warn(f"{plan.target.id}: validation failed: {result.error}")
+        elif self.streaming:
+            self.carried[plan.key] = result.failures
+            _show(stats, 0, len(result.failures) + result.pending)
+        else:
+            _record(self.validation, plan, result.failures)
+            _show(stats, len(result.failures), result.pending)
+        self.changed(stats)
+
+    def wait(self) -> None:
+        for future in self._futures:
+            future.result()
+
+    def close(self) -> None:
+        """Validations not started yet are dropped (a run that stops early)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def validation_only(task: Task) -> RunResult:
+    """``ValidationOnly``: every selected table compared once; failures recorded as by ``conveyor validate``."""
+    validation = Validation(task)
+    result = validation.run()
+    validation.record(result)
+    tables = []
+    for table in result.tables:
+        stats = table.stats()
+        stats.state = st.ERROR if table.error else st.COMPLETED
+        tables.append(stats)
+    return RunResult(tables, [*task.warnings, *result.warnings])
+
+
+# --------------------------------------------------------------------------- CDC
+Key = Any
+
+
+@dataclass
+class Recheck:
+    """The keys of one table on their way to a verdict (pure bookkeeping; times in seconds)."""
+
+    #: key -> when its latest change was committed on the target
+    queued: dict[Key, float] = field(default_factory=dict)
+    #: key -> (its difference at the first read, when that read was)
+    suspects: dict[Key, tuple[RowFailure, float]] = field(default_factory=dict)
+    failures: dict[Key, RowFailure] = field(default_factory=dict)
+    suspended: int = 0
+
+    def changed(self, keys: Iterable[Key], now: float) -> None:
+        for k in keys:
+            self.suspects.pop(k, None)
+            self.failures.pop(k, None)
+            if k in self.queued or len(self.queued) < MAX_QUEUED:
+                self.queued[k] = now
+            else:
+                self.suspended += 1
+
+    def due(self, now: float, limit: int) -> list[Key]:
+        """Keys to read now: queued ones, and suspects whose second read is due."""
+        keys = [k for k, (_, at) in self.suspects.items() if now - at >= RECHECK_SECONDS][:limit]
+        for k in list(self.queued)[: max(0, limit - len(keys))]:
+            del self.queued[k]
+            keys.append(k)
+        return keys
+
+    def observed(self, key: Key, failure: RowFailure | None, now: float, caught_up: Callable[[float], bool]) -> None:
+        """The verdict of one read: equal, a first difference (suspect), or a failure (the same difference
+        twice, with the stream caught up to the first read); a change in between re-queued the key."""
+        if key in self.queued:  # changed again meanwhile: read after that change
+            self.suspects.pop(key, None)
+            return
+        first = self.suspects.pop(key, None)
+        if failure is None:
+            self.failures.pop(key, None)
+        elif first is not None and first[0] == failure and caught_up(first[1]):
+            self.failures[key] = failure
+        else:
+            self.suspects[key] = (failure, first[1] if first is not None and first[0] == failure else now)
+
+    @property
+    def pending(self) -> int:
+        return len(self.queued) + len(self.suspects)
+
+
+class ChangedRows:
+    """Re-validation during CDC. ``settled`` is called by the CDC loop after each committed batch (it only
+    queues keys); a thread of its own does the reading. ``stats_for``: a source table's statistics."""
+
+    def __init__(
+        self,
+        task: Task,
+        plans: list[TablePlan],
+        stats_for: Callable[[TableId], st.TableStats | None],
+        changed: Callable[[st.TableStats], None],
+        warn: Callable[[str], None],
+    ) -> None:
+        self.validation = Validation(task, recheck_delay=0, warn=warn)
+        self.stats_for = stats_for
+        self.changed_stats = changed
+        self.plans: dict[TableId, TablePlan] = {}
+        self.tables: dict[TableId, Recheck] = {}
+        for plan in plans:
+            if len(plan.source.row_key()) == 1 and _integer_key(plan):
+                self.plans[plan.source.id] = plan
+                self.tables[plan.source.id] = Recheck()
+            else:
+                warn(
+                    f"{plan.target.id}: changed rows are not validated during CDC (that needs a one-column integer key)"
+                )
+        self._comparers: dict[TableId, TableComparer] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        #: the latest source commit applied (UTC seconds) and when a batch last settled (monotonic)
+        self._applied_commit = 0.0
+        self._settled_at = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="conveyor-validate-cdc", daemon=True)
+        self._thread.start()
+
+    def carry(self, failures: dict[str, list[RowFailure]]) -> None:
+        """Rows that differed after the full load: validated again once changes are applied."""
+        now = time.monotonic()
+        with self._lock:
+            for source_id, plan in self.plans.items():
+                keys = [_key_value(f) for f in failures.get(plan.key, [])]
+                self.tables[source_id].changed([k for k in keys if k is not None], now)
+
+    def settled(self, transactions: Iterable[Transaction]) -> None:
+        now = time.monotonic()
+        keys: dict[TableId, list[Key]] = {}
+        latest = self._applied_commit
+        for txn in transactions:
+            if txn.commit_ts is not None:
+                latest = max(latest, _epoch(txn.commit_ts))
+            for change in txn.changes:
+                plan = self.plans.get(change.table)
+                if plan is not None:
+                    key = _change_key(plan, change.columns, change.after if change.after is not None else change.before)
+                    if key is not None:
+                        keys.setdefault(change.table, []).append(key)
+        with self._lock:
+            if keys or latest > self._applied_commit:  # a commit, not an idle checkpoint
+                self._settled_at = now
+            self._applied_commit = latest
+            for table, found in keys.items():
+                self.tables[table].changed(found, now)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for comparer in self._comparers.values():
+            comparer.close()
+
+    # ------------------------------------------------------------------ the thread
+    def _caught_up(self, read_at: float) -> bool:
+        """Whether the stream has applied what the source committed before a read at ``read_at``."""
+        wall = time.time() - (time.monotonic() - read_at)
+        return self._applied_commit >= wall or time.monotonic() - self._settled_at >= QUIET_SECONDS
+
+    def _loop(self) -> None:
+        while not self._stop.wait(ROUND_SECONDS):
+            for source_id in self.plans:
+                try:
+                    self._round(source_id)
+                except Exception as exc:
+                    known = exc if isinstance(exc, ConveyorError) else self.validation.classify(exc)
+                    self.validation.warn(f"{self.plans[source_id].target.id}: CDC validation: {known or exc!r}")
+                    if known is None:
+                        return  # not a database's error: validation stops, change processing goes on
+
+    def _round(self, source_id: TableId) -> None:
+        plan = self.plans[source_id]
+        recheck = self.tables[source_id]
+        with self._lock:
+            keys = recheck.due(time.monotonic(), KEYS_PER_ROUND)
+            failures_before = dict(recheck.failures)
+        if keys:
+            comparer = self._comparer(plan)
+            found = {_key_value(f): f for f in comparer.rows_diff(_scopes(keys))}
+            now = time.monotonic()
+            with self._lock:
+                for k in keys:
+                    recheck.observed(k, found.get(k), now, self._caught_up)
+        with self._lock:
+            failures, pending, suspended = dict(recheck.failures), recheck.pending, recheck.suspended
+        if failures != failures_before:
+            _record(self.validation, plan, failures.values())
+        stats = self.stats_for(source_id)
+        if stats is not None:
+            _show(stats, len(failures), pending, suspended)
+            self.changed_stats(stats)
+
+    def _comparer(self, plan: TablePlan) -> TableComparer:
+        comparer = self._comparers.get(plan.source.id)
+        if comparer is None:
+            comparer = self._comparers[plan.source.id] = self.validation.table_comparer(plan)
+        return comparer
+
+
+def _integer_key(plan: TablePlan) -> bool:
+    first = plan.source.column(plan.source.row_key()[0])
+    return first.type.logical is LogicalType.INTEGER
+
+
+def _change_key(plan: TablePlan, columns: tuple[str, ...], row: Any) -> Key | None:
+    """The integer key's value of a changed row (None when the change does not carry it)."""
+    name = plan.source.row_key()[0]
+    if row is None or name not in columns:
+        return None
+    value = row[columns.index(name)]
+    return None if value is UNCHANGED or value is None else int(value)
+
+
+def _key_value(failure: RowFailure) -> Key | None:
+    value = failure.key[0][1] if failure.key else None
+    return None if value is None else int(value)
+
+
+def _scopes(keys: Iterable[int]) -> list[Scope]:
+    """Runs of consecutive keys as ranges."""
+    scopes: list[Scope] = []
+    for k in sorted(set(keys)):
+        if scopes and scopes[-1].hi == k:
+            scopes[-1] = Scope(scopes[-1].lo, k + 1)
+        else:
+            scopes.append(Scope(k, k + 1))
+    return scopes
+
+
+def _epoch(ts: datetime) -> float:
+    return (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).timestamp()
