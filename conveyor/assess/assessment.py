@@ -15,6 +15,7 @@ from typing import Any
 from conveyor.assess.catalog import COMMON, SELECTION, Spec, source_specs, target_specs
 from conveyor.assess.probes import Server
 from conveyor.assess.tables import table_findings
+from conveyor.assess.targets import target_key_findings
 from conveyor.endpoints.registry import EngineSpec, engine_for
 from conveyor.errors import UserActionError
 from conveyor.model.findings import Finding
@@ -105,6 +106,8 @@ def assess(task: Task, blocking_only: bool = False) -> Assessment:
             found += source.findings(keys) + target.findings(keys)
             if tables:
                 found += table_findings(tables, source.flavor, source_engine.name == target_engine.name, cdc)
+                if cdc:
+                    found += target_key_findings(task, source_engine, target_engine)
         finally:
             target.close()
     finally:

@@ -70,7 +70,15 @@ LOB_NO_KEY = Spec(
     blocking=False,
     per_table=True,
 )
-COMMON = (SELECTION, UNSUPPORTED_TYPES, NO_KEY, LOB_NO_KEY)
+TARGET_KEY = Spec(
+    "target-table-has-unique-key-or-primary-key-for-cdc",
+    "every target table that already exists and keeps its rows has a primary key or a unique key",
+    "add a primary key to the target table, or let the task create it (TargetTablePrepMode DROP_AND_CREATE)",
+    Scope.CDC,
+    blocking=False,
+    per_table=True,
+)
+COMMON = (SELECTION, UNSUPPORTED_TYPES, NO_KEY, LOB_NO_KEY, TARGET_KEY)
 
 POSTGRES_SOURCE = (
     Spec(
@@ -152,6 +160,13 @@ POSTGRES_SOURCE = (
         "postgres-check-longrunningtxn",
         "no transaction on the source has been open for more than 10 minutes",
         "end the long transactions (pg_stat_activity) before the task starts",
+        Scope.CDC,
+        blocking=False,
+    ),
+    Spec(
+        "postgres-check-for-logical-decoding-work-mem",
+        "logical_decoding_work_mem is at least its 64 MB default",
+        "ALTER SYSTEM SET logical_decoding_work_mem = '64MB' (or more for large transactions); SELECT pg_reload_conf()",
         Scope.CDC,
         blocking=False,
     ),
@@ -272,6 +287,17 @@ def mysql_target(flavor: str) -> tuple[Spec, ...]:
     )
 
 
+POSTGRES_TARGET = (
+    Spec(
+        "postgres-check-target-privileges",
+        "the target user may create the task's tables (CREATE on the database, or on a schema)",
+        "GRANT CREATE ON DATABASE <database> TO <user>, or GRANT USAGE, CREATE ON SCHEMA <schema> TO <user>",
+        Scope.EVERY,
+        blocking=True,
+    ),
+)
+
+
 def source_specs(flavor: str) -> tuple[Spec, ...]:
     """``flavor``: ``postgresql``, ``mysql``, ``mariadb`` or ``sqlite``."""
     if flavor == "postgresql":
@@ -282,12 +308,14 @@ def source_specs(flavor: str) -> tuple[Spec, ...]:
 
 
 def target_specs(flavor: str) -> tuple[Spec, ...]:
+    if flavor == "postgresql":
+        return POSTGRES_TARGET
     return mysql_target(flavor) if flavor in ("mysql", "mariadb") else ()
 
 
 def every_spec() -> list[Spec]:
     """Every assessment Conveyor knows, each key once (docs and their test)."""
-    specs = [*COMMON, *POSTGRES_SOURCE]
+    specs = [*COMMON, *POSTGRES_SOURCE, *POSTGRES_TARGET]
     for flavor in ("mysql", "mariadb"):
         specs += [*mysql_source(flavor), *mysql_target(flavor)]
     return specs

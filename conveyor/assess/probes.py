@@ -57,6 +57,27 @@ def _sender_timeout(rows: Rows, where: str) -> str | None:
     )
 
 
+def _decoding_memory(rows: Rows, where: str) -> str | None:
+    kilobytes = int(rows[0][0]) if rows else 65536  # no such setting before PostgreSQL 13: nothing to tune
+    if kilobytes >= 65536:
+        return None
+    return (
+        f"logical_decoding_work_mem is {kilobytes} kB on {where}: the server spills each larger transaction to disk "
+        "while decoding it for the task; ALTER SYSTEM SET logical_decoding_work_mem = '64MB'; SELECT pg_reload_conf()"
+    )
+
+
+def _target_create(rows: Rows, where: str) -> str | None:
+    database, user, on_database, schemas = rows[0]
+    if on_database or schemas:
+        return None
+    return (
+        f"{user} may not create tables in database {database} on {where} (no CREATE on the database or on any "
+        f'schema): GRANT CREATE ON DATABASE "{database}" TO "{user}", or GRANT USAGE, CREATE ON SCHEMA <schema> '
+        f'TO "{user}"'
+    )
+
+
 def _never_purged(rows: Rows, where: str) -> str | None:
     values = {str(name).lower(): float(value or 0) for name, value in rows}
     if any(values.values()):
@@ -89,9 +110,29 @@ POSTGRES_SOURCE = (
         _long_running,
     ),
     Probe(
+        "postgres-check-for-logical-decoding-work-mem",
+        "SELECT setting::int FROM pg_catalog.pg_settings WHERE name = 'logical_decoding_work_mem'",
+        _decoding_memory,
+    ),
+    Probe(
         "postgres-check-walsenderstimeout",
         "SELECT setting::int FROM pg_catalog.pg_settings WHERE name = 'wal_sender_timeout'",
         _sender_timeout,
+    ),
+)
+
+
+POSTGRES_TARGET = (
+    Probe(
+        "postgres-check-target-privileges",
+        "SELECT current_database(), current_user, "
+        "pg_catalog.has_database_privilege(current_database(), 'CREATE') OR r.rolsuper, "
+        "(SELECT count(*) FROM pg_catalog.pg_namespace n WHERE pg_catalog.has_schema_privilege(n.oid, 'CREATE')"
+        " AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%') "
+        "FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+        _target_create,
+        False,
     ),
 )
 
@@ -138,6 +179,8 @@ class Server:
             if self.flavor == "postgresql":
                 return POSTGRES_SOURCE
             return mysql_source(self.flavor) if self.flavor in ("mysql", "mariadb") else ()
+        if self.flavor == "postgresql":
+            return POSTGRES_TARGET
         return mysql_target(self.flavor) if self.flavor in ("mysql", "mariadb") else ()
 
     def findings(self, keys: set[str]) -> list[Finding]:

@@ -25,7 +25,7 @@ from conveyor.model.changes import Idle, SchemaChanged, Transaction
 from conveyor.model.findings import Finding
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import SchemaObjects, Table, TableId
-from conveyor.model.segments import Segment
+from conveyor.model.segments import Segment, SourcePartition
 from conveyor.model.types import ColumnType
 
 
@@ -237,12 +237,37 @@ class Capture(Protocol):
 
 
 @runtime_checkable
+class Partitions(Protocol):
+    """A snapshot reader of a source with table partitions (PostgreSQL declarative partitioning, MySQL /
+    MariaDB): DMS parallel-load by partition reads each partition alone (``Segment.partitions``)."""
+
+    def partitions(self, table: Table) -> list[SourcePartition]:
+        """Every partition of ``table`` at every level, parents before their subpartitions; empty for a
+        table without partitions."""
+        ...
+
+
+@runtime_checkable
 class DroppedColumns(Protocol):
     """A capture whose source remembers that a table lost columns (PostgreSQL keeps a dropped column's
     slot in its catalog): on resume, target columns gone from the source can be told dropped there."""
 
     def dropped_columns(self, table: TableId) -> int:
         """How many columns ``table`` has ever lost on the source (0: none, so none was dropped)."""
+        ...
+
+
+@runtime_checkable
+class PositionDefinitions(Protocol):
+    """A capture whose positions carry the selected tables' definitions valid at them (MySQL / MariaDB:
+    the binlog's rows carry no column names). On resume the runner plans those tables as they were at the
+    stored position, not as the catalog has them now: the stream's own ``SchemaChanged`` events then bring
+    each to its current definition at its place in the stream, and the target follows them there. A
+    capture without it (PostgreSQL) is planned from the catalog and reconciled (``DroppedColumns``)."""
+
+    def definitions_at(self, position: Any) -> dict[TableId, Table]:
+        """The tables whose definitions ``position`` holds: the columns the stream decodes their rows by
+        there, and the primary key. Tables it does not know are left out."""
         ...
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from conveyor.model.rows import Row
 from conveyor.model.schema import Column, TableId
@@ -39,14 +39,16 @@ class _Unchanged:
 UNCHANGED: Final = _Unchanged()
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One row change in canonical values, in ``columns`` order.
 
     ``before`` is the old row (the key columns only, or the full row with REPLICA IDENTITY FULL /
     binlog_row_image=FULL; None for inserts); ``after`` the new row (None for deletes); columns the
     source did not send are ``UNCHANGED``. ``position`` is the engine's JSON-serialisable position of
     the change; ``commit_position`` that of its transaction's commit, the point a checkpoint records.
+
+    A named tuple, not a frozen dataclass: one is made per source change, and a frozen dataclass's
+    ``__init__`` (a ``object.__setattr__`` per field) cost more than decoding the change.
     """
 
     op: Op

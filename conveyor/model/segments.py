@@ -26,13 +26,26 @@ class SourceFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class SourcePartition:
+    """One partition of a source table: a PostgreSQL partition (a table of its own, any schema), or a
+    MySQL / MariaDB partition or subpartition (``id.schema`` is the table's)."""
+
+    id: TableId
+    #: the partitions it belongs to, the top level first (empty: a top-level partition)
+    ancestors: tuple[TableId, ...]
+    #: holds rows itself (no subpartitions)
+    leaf: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """A slice of one source table.
 
     ``kind`` is ``all`` (the whole table), ``range`` (``column`` in ``[lo, hi)``, an open end is
     None), ``ctid`` (PostgreSQL heap pages ``[lo, hi)``, for tables without a key) or ``bounds``
-    (DMS parallel-load ranges: the row value of ``columns`` in ``(lo, hi]``, an open end is None).
-    ``filters`` (DMS source filters) restrict every kind.
+    (DMS parallel-load ranges: the row value of ``columns`` in ``(lo, hi]``, an open end is None) or
+    ``partitions`` (DMS partitions-auto / partitions-list / subpartitions-auto: the rows of the source
+    ``partitions``, read from them alone). ``filters`` (DMS source filters) restrict every kind.
     """
 
     table: TableId
@@ -43,10 +56,12 @@ class Segment:
     hi: Any = None
     columns: tuple[str, ...] = ()
     filters: tuple[SourceFilter, ...] = ()
+    partitions: tuple[TableId, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["table"] = [self.table.schema, self.table.name]
+        data["partitions"] = [[p.schema, p.name] for p in self.partitions]
         return data
 
     @classmethod
@@ -68,4 +83,5 @@ class Segment:
             hi,
             tuple(data.get("columns", ())),
             filters,
+            tuple(TableId(schema, name) for schema, name in data.get("partitions", ())),
         )

@@ -29,7 +29,7 @@ from typing import Any
 
 from conveyor.convert.plan import TablePlan
 from conveyor.convert.schema_change import AddColumn, ColumnChange, DropColumn, apply_change, diff_table
-from conveyor.endpoints.base import Capture, DroppedColumns, PrepMode, Snapshot
+from conveyor.endpoints.base import Capture, DroppedColumns, PositionDefinitions, PrepMode, Snapshot
 from conveyor.endpoints.registry import engine_for
 from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget
@@ -133,13 +133,14 @@ class ChangeProcessing:
                 stored = self.capture.position_json(self._handoff)
                 self._changes(applier).apply(self.task.name, lease, [], stored)
             else:
-                self.plans = plan_tables(self.task, self.source, self.target, applier, self._warn)
+                known = self._definitions_at(stored)
+                self.plans = plan_tables(self.task, self.source, self.target, applier, self._warn, definitions=known)
                 self._open_capture()
                 self._plan_stats()
                 if stored is None:
                     stored = self._first_position(applier)
                 else:
-                    self._reconcile_columns(applier)
+                    self._reconcile_columns(applier, set(known))
             if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
                 self.validating = ChangedRows(
                     self.task, self.plans, self._table_stats, self.listener.table_changed, self._warn
@@ -219,10 +220,26 @@ class ChangeProcessing:
         self.listener.message(f"change capture starts at {self._checkpoint(position)}")
         return self.capture.position_json(position)
 
-    def _reconcile_columns(self, applier: SqlApplier) -> None:
+    def _definitions_at(self, stored: dict[str, Any] | None) -> dict[TableId, Table]:
+        """The selected tables as the source held them at the stored position, where the position says
+        (``PositionDefinitions``): planned so, the stream's own schema changes move them (and the target) on
+        to the current definitions, each at its place. Empty: the tables are planned from the catalog."""
+        if stored is None:
+            return {}
+        assert self.source.open_capture is not None
+        reader = self.source.open_capture(self.task.source, self.task.name, [])  # connects only when used
+        try:
+            if not isinstance(reader, PositionDefinitions):
+                return {}
+            return reader.definitions_at(reader.position_from_json(stored))
+        finally:
+            reader.close()
+
+    def _reconcile_columns(self, applier: SqlApplier, known: set[TableId]) -> None:
         """The target's columns made the source's again where its tables changed while the task was
         stopped, before the stream resumes: its changes carry the new definitions, and it may hold no
-        older change of a table that would announce the difference.
+        older change of a table that would announce the difference. Tables planned as the stored position
+        holds them (``known``) need none: the stream announces every change since.
 
         - Columns the source gained are added, nullable: the target's existing rows have no value for them.
         - Target columns the source no longer has are dropped (``_drop_reason`` says when not), where the
@@ -233,6 +250,8 @@ class ChangeProcessing:
           table is suspended rather than guessed (a wrong guess loses a column's values)."""
         remembers = self.capture if isinstance(self.capture, DroppedColumns) else None
         for i, plan in enumerate(self.plans):
+            if plan.source.id in known:
+                continue
             present = [r[0] for r in applier.execute(applier.columns_sql, (plan.target.id.schema, plan.target.id.name))]
             applier.commit()
             if not present:

@@ -6,7 +6,8 @@ table the full load created.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from conveyor.convert.overrides import override_for
 from conveyor.convert.plan import TablePlan, encoder_for, plan_table
@@ -15,7 +16,7 @@ from conveyor.endpoints.registry import EngineSpec
 from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ChangeTarget
 from conveyor.errors import ConfigError, UserActionError
-from conveyor.model.schema import TableId
+from conveyor.model.schema import Table, TableId
 from conveyor.runner.task import Task
 from conveyor.transform import tables as rules
 
@@ -43,9 +44,12 @@ def plan_tables(
     applier: Applier,
     warn: Callable[[str], None],
     convert: bool = True,
+    definitions: Mapping[TableId, Table] | None = None,
 ) -> list[TablePlan]:
     """Introspect the source, apply the selection rules and plan each selected table onto the target,
-    with the task's type mappings (``convert``: see ``plan_table``)."""
+    with the task's type mappings (``convert``: see ``plan_table``). ``definitions``: tables as a change
+    stream's stored position holds them (``PositionDefinitions``), planned with those columns instead of
+    the catalog's (``as_defined``)."""
     introspector = source.open_introspector(task.source)
     try:
         ids: list[TableId] = []
@@ -57,7 +61,8 @@ def plan_tables(
                 "no source table matches the table mappings; check the selection rules' schema-name and table-name"
             )
         mappings = task.mappings
-        tables = {tid: introspector.table(tid) for tid, _ in selected}
+        known = definitions or {}
+        tables = {tid: as_defined(introspector.table(tid), known.get(tid)) for tid, _ in selected}
         id_map = {
             tid: TableId(
                 rules.target_schema(mappings, tid.schema, target_schema(task, tid.schema, source, target)),
@@ -86,6 +91,22 @@ def plan_tables(
         return plans
     finally:
         introspector.close()
+
+
+def as_defined(now: Table, then: Table | None) -> Table:
+    """The catalog's table ``now`` with the columns and primary key it had ``then`` (None: as it is now);
+    its unique keys, indexes and foreign keys only where ``then`` had all their columns."""
+    if then is None:
+        return now
+    names = set(then.column_names)
+    return replace(
+        now,
+        columns=then.columns,
+        primary_key=then.primary_key,
+        unique_keys=tuple(k for k in now.unique_keys if names.issuperset(k.columns)),
+        indexes=tuple(i for i in now.indexes if names.issuperset(i.columns)),
+        foreign_keys=tuple(f for f in now.foreign_keys if names.issuperset(f.columns)),
+    )
 
 
 def change_target(applier: SqlApplier, plan: TablePlan) -> ChangeTarget:

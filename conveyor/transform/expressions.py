@@ -24,6 +24,12 @@ HEADERS = {
     "AR_M_SOURCE_SCHEMA": "the source schema",
     "AR_M_SOURCE_TABLE_NAME": "the source table",
 }
+#: DMS headers no source here can give a value, with the reason
+UNKNOWN_HEADERS = {
+    "AR_H_USER": "neither PostgreSQL's logical decoding nor MySQL's row binlog records the user who made a change",
+    "AR_H_CHANGE_SEQ": "DMS's change sequence is its own counter; use $AR_H_STREAM_POSITION (the change's place in "
+    "the source log) or $AR_H_COMMIT_TIMESTAMP",
+}
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _local = threading.local()
 

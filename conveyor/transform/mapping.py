@@ -25,6 +25,7 @@ from conveyor.model.types import ColumnType
 from conveyor.transform.expressions import Expression
 from conveyor.transform.filters import passes
 from conveyor.transform.lobs import LobLimit, clip_row, too_long
+from conveyor.transform.masking import Mask, mask_row
 from conveyor.transform.values import sqlite_value, to_canonical
 
 
@@ -63,6 +64,8 @@ class RowMapping:
     filters: tuple[SourceFilter, ...] = ()
     #: limited LOB mode: the target columns whose values are truncated (or, JSON / XML, rejected)
     lobs: tuple[LobLimit, ...] = ()
+    #: data masking on kept columns (``transform.masking``), on full-load rows and on both images of a change
+    masks: tuple[Mask, ...] = ()
     _layouts: dict[tuple[str, ...], _Layout] = field(default_factory=dict, compare=False, repr=False)
     #: change processing's truncations by target column, until ``take_truncations``
     _truncated: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
@@ -81,7 +84,7 @@ class RowMapping:
     def raw(self) -> bool:
         """Whether a same-engine copy can move the source's own bytes (no value is computed or converted)."""
         source_types = [self.read.columns[i].type for i in self.keep]
-        return not self.reshapes and not self.lobs and list(self.types) == source_types
+        return not self.reshapes and not self.lobs and not self.masks and list(self.types) == source_types
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -117,11 +120,14 @@ class RowMapping:
         columns = self.columns
         reshapes = self.reshapes
         lobs = self.lobs
+        masks = self.masks
         for batch in batches:
-            if batch.raw is not None or not (reshapes or lobs):
+            if batch.raw is not None or not (reshapes or lobs or masks):
                 yield RowBatch(columns, batch.rows, batch.raw, batch.row_count, batch.byte_count)
                 continue
             rows = self._rows(batch.rows) if reshapes else batch.rows
+            if masks:
+                rows = [mask_row(row, masks) for row in rows]
             if lobs:
                 rows = [clip_row(row, lobs, truncated) for row in rows]
             yield RowBatch(columns, rows, byte_count=batch.byte_count)
@@ -165,7 +171,7 @@ class RowMapping:
             if image is not None and not passes(layout.filters, image):
                 return None
         if not self.reshapes and self.names == change.columns:
-            if not self.lobs:
+            if not self.lobs and not self.masks:
                 return change
             after, before = change.after, change.before
         else:
@@ -173,6 +179,10 @@ class RowMapping:
             before = None
             if change.before is not None:
                 before = (*(change.before[i] for i in layout.keep), *([UNCHANGED] * len(self.added)))
+        if self.masks:
+            # the old row masked too: the target holds (and finds) rows by their masked values
+            after = None if after is None else mask_row(after, self.masks)
+            before = None if before is None else mask_row(before, self.masks)
         if self.lobs:
             # the old row as the target holds it, so that a keyless table's row is found by it
             after = None if after is None else clip_row(after, self.lobs, self._truncated)

@@ -4,8 +4,15 @@
 * ``ranges``: ``columns`` and ``boundaries`` (each a list of one value per column, in increasing
   order); n boundaries make n + 1 segments, DMS's: the first holds rows up to and including the
   first boundary, the last the rows above the last one (row-value order over the columns);
-* ``partitions-auto``: Conveyor's own automatic split (primary-key ranges, or heap pages);
+* ``partitions-auto``: one segment per top-level source partition (a table without partitions: Conveyor's
+  automatic split, primary-key ranges or heap pages);
+* ``subpartitions-auto``: one segment per partition that holds rows itself (the lowest level);
+* ``partitions-list``: one segment per partition in ``partitions`` (any level), and one more for the rows
+  of the partitions not listed, so no row is left out;
 * ``none``: one segment.
+
+Partitions are the source's (PostgreSQL declarative partitioning, MySQL / MariaDB); ``runner.segments``
+refuses the partition types on a source without them (SQLite).
 """
 
 from __future__ import annotations
@@ -21,12 +28,10 @@ from conveyor.transform.values import to_canonical
 from conveyor.transform.wildcards import wildcard
 
 _KEYS = {"rule-type", "rule-id", "rule-name", "object-locator", "parallel-load", "lob-settings", "description"}
-_PARALLEL_KEYS = {"type", "columns", "boundaries"}
-_TYPES = ("ranges", "partitions-auto", "none")
-_REFUSED_TYPES = {
-    "partitions-list": "partitions-list is not supported; use ranges, partitions-auto or none",
-    "subpartitions-auto": "subpartitions are Oracle's; use ranges, partitions-auto or none",
-}
+_PARALLEL_KEYS = {"type", "columns", "boundaries", "partitions"}
+_TYPES = ("ranges", "partitions-auto", "subpartitions-auto", "partitions-list", "none")
+#: the types that split a table by its source partitions
+PARTITION_TYPES = ("partitions-auto", "subpartitions-auto", "partitions-list")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class ParallelLoad:
     type: str
     columns: tuple[str, ...] = ()
     boundaries: tuple[tuple[Any, ...], ...] = ()
+    #: partitions-list: the partitions' names
+    partitions: tuple[str, ...] = ()
 
     def check(self, table: Table) -> None:
         """The range columns exist and the boundaries are values of their types, in increasing order."""
@@ -86,10 +93,11 @@ def _parallel_load(parallel: Any, locator: dict[str, str], rule_id: str, path: s
     here = f"{path}.parallel-load"
     for key in parallel:
         if key not in _PARALLEL_KEYS:
-            raise ConfigError("unknown key (Conveyor honours ranges, partitions-auto and none)", f"{here}.{key}")
+            hint = ""
+            if key == "subpartitions":
+                hint = " (DMS lists subpartitions for Oracle only; list any level under partitions)"
+            raise ConfigError(f"unknown key{hint}", f"{here}.{key}")
     kind = parallel.get("type")
-    if kind in _REFUSED_TYPES:
-        raise ConfigError(f"rule-id {rule_id}: {_REFUSED_TYPES[kind]}", f"{here}.type")
     if kind not in _TYPES:
         raise ConfigError(f"rule-id {rule_id}: type is one of {', '.join(_TYPES)}", f"{here}.type")
     columns: tuple[str, ...] = ()
@@ -112,6 +120,21 @@ def _parallel_load(parallel: Any, locator: dict[str, str], rule_id: str, path: s
         columns, boundaries = tuple(cols), tuple(tuple(b) for b in bounds)
     elif "columns" in parallel or "boundaries" in parallel:
         raise ConfigError(f"rule-id {rule_id}: columns and boundaries belong to type ranges", here)
+    partitions = parallel.get("partitions")
+    if kind == "partitions-list":
+        if not isinstance(partitions, list) or not partitions or not all(isinstance(p, str) for p in partitions):
+            raise ConfigError(
+                f"rule-id {rule_id}: partitions-list needs partitions (a list of partition names)",
+                f"{here}.partitions",
+            )
+    elif partitions is not None:
+        raise ConfigError(f"rule-id {rule_id}: partitions belongs to type partitions-list", here)
     return ParallelLoad(
-        rule_id, wildcard(locator["schema-name"]), wildcard(locator["table-name"]), kind, columns, boundaries
+        rule_id,
+        wildcard(locator["schema-name"]),
+        wildcard(locator["table-name"]),
+        kind,
+        columns,
+        boundaries,
+        tuple(dict.fromkeys(partitions or ())),
     )

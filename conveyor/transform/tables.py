@@ -12,6 +12,8 @@ from conveyor.transform.expressions import Expression
 from conveyor.transform.filters import resolve_filters
 from conveyor.transform.lobs import FULL_LOBS, LobLimit, LobMode, LobPolicy, structured
 from conveyor.transform.mapping import Added, RowMapping
+from conveyor.transform.masking import ACTIONS as MASK_ACTIONS
+from conveyor.transform.masking import Mask, check_mask
 from conveyor.transform.selection import TableMappings
 from conveyor.transform.table_settings import ParallelLoad
 from conveyor.transform.transformation import NAME_ACTIONS, TransformRule, winner
@@ -152,8 +154,10 @@ def map_table(
         raise ConfigError(
             f"{sid}: the transformation rules remove primary-key columns; keep them or define-primary-key"
         )
+    masks = _masks(mappings, source, target, keep_sources)
     identity = (
         not added
+        and not masks
         and [c.name for c in kept] == list(source.column_names)
         and all(k.type == c.type for k, c in zip(kept, source.columns, strict=False))
     )
@@ -181,8 +185,27 @@ def map_table(
         tuple(added),
         resolved,
         limits,
+        masks,
     )
     return MappedTable(target, mapping, parallel, tuple(f for _, f in filters), warnings)
+
+
+def _masks(mappings: TableMappings, source: Table, target: Table, keep_sources: list[str]) -> tuple[Mask, ...]:
+    """The data-masking rules' masks on the kept columns (``keep_sources``: their source names, in target order)."""
+    sid = source.id
+    rules = [r for r in _rules(mappings, "column", set(MASK_ACTIONS)) if r.matches(sid.schema, sid.name)]
+    if not rules:
+        return ()
+    key = set(target.row_key()) or set(target.column_names)
+    masks = []
+    for position, name in enumerate(keep_sources):
+        rule = winner([r for r in rules if r.matches(sid.schema, sid.name, source.column(name))])
+        if rule is None:
+            continue
+        column = target.columns[position]
+        check_mask(rule.rule_id, rule.action, str(target.id), column.name, column.type, column.name in key)
+        masks.append(Mask(position, rule.action, rule.value or "#"))
+    return tuple(masks)
 
 
 def _lob_columns(

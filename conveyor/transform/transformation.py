@@ -3,8 +3,8 @@
 Rules match source names (``object-locator``, with selection's wildcards). Where several rules of one
 kind match the same object, the lowest rule-id wins. The kinds: the name (rename, convert-lowercase /
 -uppercase, add- / remove- / replace-prefix and -suffix), presence (remove-column, include-column),
-the type (change-data-type) and the key (define-primary-key); add-column rules all apply, in rule-id
-order, and so do nothing else.
+the type (change-data-type), the key (define-primary-key) and the mask (data-masking-*, which applies
+besides the others, as in DMS); add-column rules all apply, in rule-id order, and so do nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from conveyor.errors import ConfigError
 from conveyor.model.schema import Column
 from conveyor.model.types import ColumnType, LogicalType
-from conveyor.transform import expressions
+from conveyor.transform import expressions, masking
 from conveyor.transform.wildcards import wildcard
 
 NAME_ACTIONS = {
@@ -34,7 +34,8 @@ _ACTIONS = {
     "schema": NAME_ACTIONS,
     "table": NAME_ACTIONS | {"define-primary-key"},
     "column": NAME_ACTIONS
-    | {"remove-column", "include-column", "change-data-type", "add-column", "add-before-image-columns"},
+    | {"remove-column", "include-column", "change-data-type", "add-column", "add-before-image-columns"}
+    | set(masking.ACTIONS),
 }
 #: rule targets and actions DMS has that Conveyor refuses, with the reason
 _REFUSED_TARGETS = {
@@ -42,9 +43,6 @@ _REFUSED_TARGETS = {
     "index-tablespace": "tablespaces are Oracle's; Conveyor does not place indexes in tablespaces",
 }
 _REFUSED_ACTIONS = {
-    "data-masking-digits-mask": "data masking is not supported yet",
-    "data-masking-digits-randomize": "data masking is not supported yet",
-    "data-masking-hash-mask": "data masking is not supported yet",
     "add-table": "add-table is not supported",
 }
 _KEYS = {
@@ -233,6 +231,8 @@ def parse_transformation(rule: dict[str, Any], rule_id: str, path: str) -> Trans
         if not isinstance(old_value, str) or not old_value:
             raise ConfigError(f"rule-id {rule_id}: {action} needs old-value (a string)", f"{path}.old-value")
         fields["old_value"] = old_value
+    if action == masking.DIGITS_MASK:
+        fields["value"] = masking.mask_character(value, rule_id, f"{path}.value")
     if action in ("change-data-type", "add-column"):
         fields["new_type"] = _data_type(rule.get("data-type"), rule_id, f"{path}.data-type")
     if action == "add-column":
@@ -278,6 +278,8 @@ def _expression(doc: Any, rule_id: str, path: str) -> str | None:
     if problem is not None:
         raise ConfigError(f"rule-id {rule_id}: SQLite cannot evaluate the expression: {problem}", path)
     for name in expressions.parameters(doc):
+        if name in expressions.UNKNOWN_HEADERS:
+            raise ConfigError(f"rule-id {rule_id}: ${name} cannot be known: {expressions.UNKNOWN_HEADERS[name]}", path)
         if name.startswith(("AR_H_", "AR_M_")) and name not in expressions.HEADERS:
             raise ConfigError(
                 f"rule-id {rule_id}: header ${name} has no meaning here; Conveyor fills "

@@ -27,7 +27,7 @@ MISSING_TARGET = "MISSING_TARGET"  # on the source only
 SPLIT = 16
 LEAF_ROWS = 2000
 #: keys per checksum in the first pass over a ranged table (at most this many rows are read per mismatch)
-LEAF_KEYS = 1000
+LEAF_KEYS = 250
 BUCKET_ROWS = 1000
 MAX_BUCKETS = 65536
 #: bucket scopes fetched per query when reading rows

@@ -144,7 +144,8 @@ def test_misconfigured_postgres_fails_every_blocking_check_at_once(
     assert doc["summary"]["failed"] == 4
     assert {a["key"] for a in doc["assessments"] if a["status"] == "failed"} == failed(assessment)
     proc = cli("assess", str(task_file), env={"COLUMNS": "200"})
-    assert proc.returncode == 1 and "│ postgres-check-wallevel " in proc.stdout and "4 failed" in proc.stdout
+    assert proc.returncode == 1 and "4 failed" in proc.stdout
+    assert "failed    postgres-check-wallevel  (blocks run)" in [line.strip() for line in proc.stdout.splitlines()]
 
     # `conveyor run` names every blocking server check that fails before it starts anything
     proc = cli("run", str(task_file), "--no-progress")
@@ -280,3 +281,30 @@ def test_mariadb_user_without_replication_privileges(
         with admin.cursor() as cur:
             cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
         admin.close()
+
+
+def test_postgres_target_user_that_cannot_create_tables(
+    pg_server: PostgresServer, pg_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    execute_sql(pg_url, ["REVOKE CREATE ON SCHEMA public FROM PUBLIC"])
+    limited = pg_server.url(pg_url.rsplit("/", 1)[1].split("?")[0], user="limited", password="secret")
+    doc = task(sqlite_url, limited, "full-load", name="assess-target")
+    execute_sql(sqlite_url, ["CREATE TABLE t (id integer PRIMARY KEY)"])
+    assessment = assess(task_from_document(doc))
+    assert failed(assessment) == {"postgres-check-target-privileges"}
+    assert 'GRANT CREATE ON DATABASE "' in result(assessment, "postgres-check-target-privileges")
+    proc = cli("run", str(write_task(doc, tmp_path / "task.yaml")), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode != 0 and "postgres-check-target-privileges" in proc.stdout + proc.stderr
+    execute_sql(pg_url, ["GRANT USAGE, CREATE ON SCHEMA public TO limited"])
+    assert statuses(assess(task_from_document(doc)))["postgres-check-target-privileges"] is Status.PASSED
+
+
+def test_postgres_logical_decoding_memory_below_its_default(pg_url: str, sqlite_url: str) -> None:
+    execute_sql(pg_url, ["CREATE TABLE items (id int PRIMARY KEY)"])
+    database = pg_url.rsplit("/", 1)[1].split("?")[0]
+    execute_sql(pg_url, [f"ALTER DATABASE \"{database}\" SET logical_decoding_work_mem = '1MB'"])
+    assessment = assess(task_from_document(task(pg_url, sqlite_url, name="assess-decoding")))
+    key = "postgres-check-for-logical-decoding-work-mem"
+    assert statuses(assessment)[key] is Status.WARNING
+    assert "logical_decoding_work_mem is 1024 kB" in result(assessment, key)
+    assert key not in failed(assessment)

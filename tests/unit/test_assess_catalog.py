@@ -29,7 +29,8 @@ def test_engine_families_have_their_own_keys() -> None:
     assert {s.key for s in source_specs("mariadb")} >= {"mariadb-check-binlog-format", "mariadb-check-binlog-image"}
     assert not any(s.key.startswith("mariadb-") for s in source_specs("mysql"))
     assert "mysql-check-binlog-compression" not in {s.key for s in source_specs("mariadb")}
-    assert source_specs("sqlite") == () and target_specs("postgresql") == ()
+    assert source_specs("sqlite") == () and target_specs("sqlite") == ()
+    assert [s.key for s in target_specs("postgresql")] == ["postgres-check-target-privileges"]
 
 
 @pytest.mark.parametrize(

@@ -250,7 +250,10 @@ def test_change_data_type_rejects_a_value_by_row() -> None:
     ("rule", "message"),
     [
         (tr(7, "table-tablespace", "rename", value="x"), "rule-id 7: tablespaces"),
-        (tr(7, "column", "data-masking-hash-mask", locator={"column-name": "id"}), "rule-id 7: data masking"),
+        (
+            tr(7, "column", "data-masking-digits-mask", locator={"column-name": "Name"}, value="  "),
+            "rule-id 7: data-masking-digits-mask needs a value",
+        ),
         (tr(7, "schema", "remove-column"), "rule-id 7: rule-action 'remove-column' does not apply"),
         (
             tr(7, "column", "add-column", value="x", expression="1 +", **{"data-type": {"type": "int4"}}),
@@ -258,7 +261,7 @@ def test_change_data_type_rejects_a_value_by_row() -> None:
         ),
         (
             tr(7, "column", "add-column", value="x", expression="$AR_H_USER", **{"data-type": {"type": "string"}}),
-            "rule-id 7: header",
+            "rule-id 7: \\$AR_H_USER cannot be known",
         ),
         (
             tr(7, "column", "change-data-type", locator={"column-name": "id"}, **{"data-type": {"type": "map"}}),

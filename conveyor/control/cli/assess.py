@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
@@ -21,24 +22,34 @@ if TYPE_CHECKING:
     from conveyor.assess.assessment import Assessment
 
 STYLES = {"passed": "green", "warning": "yellow", "failed": "bold red", "skipped": "dim"}
+#: the terminal lists problems first
+ORDER = {"failed": 0, "warning": 1, "passed": 2, "skipped": 3}
 
 
 def assessment_table(assessment: Assessment) -> RichTable:
+    """Two columns, so a 100-column terminal reads it: the status, then for a problem the key on its own
+    line with the message and the fix wrapped below it at the full width (passed and skipped: one line)."""
     table = RichTable(
         title=f"Premigration assessment of {assessment.task} ({assessment.migration_type}: "
         f"{assessment.source} -> {assessment.target})",
-        show_lines=True,
+        box=box.SIMPLE_HEAD,
+        expand=True,
     )
-    table.add_column("Assessment", no_wrap=True, overflow="fold")  # keys whole where the terminal allows
-    table.add_column("Status")
-    table.add_column("Blocks run")
-    table.add_column("Message", ratio=3, overflow="fold")
-    table.add_column("Fix", ratio=2, overflow="fold")
-    for r in assessment.results:
-        style = STYLES[r.status]
-        fix = "" if r.status in ("passed", "skipped") else r.fix
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Assessment", ratio=1, overflow="fold")
+    for r in sorted(assessment.results, key=lambda r: ORDER[r.status]):
+        problem = r.status in ("failed", "warning")
         # Text, not markup: messages hold brackets ("my.cnf [mysqld]")
-        table.add_row(Text(r.key), Text(r.status, style), "yes" if r.blocking else "no", Text(r.message), Text(fix))
+        if problem:
+            cell = Text(r.key, "bold")
+            if r.blocking:
+                cell.append("  (blocks run)", "dim")
+            cell.append(f"\n{r.message}\nfix: {r.fix}")
+            cell.stylize("cyan", len(cell) - len(r.fix) - 5)
+        else:  # one line where it fits: what was checked, or why not
+            cell = Text(r.key)
+            cell.append(f"  {r.message}", "dim")
+        table.add_row(Text(r.status, STYLES[r.status]), cell, end_section=problem)
     return table
 
 

@@ -688,6 +688,11 @@ class MySQLCapture:
     def position_from_json(self, data: dict[str, Any]) -> BinlogPosition:
         return position_from_json(data)
 
+    def definitions_at(self, position: BinlogPosition) -> dict[TableId, Table]:
+        """``PositionDefinitions``: the tables as the stream decodes rows at ``position`` (none for a
+        position without definitions, e.g. a user's start position)."""
+        return {table_id: schema.table for table_id, schema in history_from_json(position.tables).items()}
+
     def clock(self) -> tuple[datetime, BinlogPosition]:
         """The server's UTC clock, then the binlog end: a commit stamped before the clock is before the end."""
         now = self._query("SELECT UTC_TIMESTAMP(6)")[0][0]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.endpoints.mysql.rowevents import Target
-from conveyor.endpoints.mysql.types import to_logical
+from conveyor.endpoints.mysql.types import ENGINE, to_logical
 from conveyor.errors import TerminalError
 from conveyor.model.schema import Column, Key, Table, TableId
 
@@ -88,5 +88,5 @@ def _table_from_json(data: dict[str, Any]) -> TableSchema:
         targets.append(Target(column.name, column.type, codec))
     key = data.get("key")
     table_id = TableId(str(data["schema"]), str(data["name"]))
-    table = Table(table_id, tuple(columns), Key("PRIMARY", tuple(key)) if key is not None else None)
+    table = Table(table_id, tuple(columns), Key("PRIMARY", tuple(key)) if key is not None else None, dialect=ENGINE)
     return TableSchema(table, tuple(targets), 0, str(data.get("charset", "")), str(data.get("unfollowed", "")))

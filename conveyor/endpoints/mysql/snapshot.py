@@ -38,8 +38,8 @@ from conveyor.endpoints.mysql.protocol import RowParser, fetch_rows
 from conveyor.endpoints.sql.snapshot import Decoder, SqlSnapshotReader
 from conveyor.errors import TerminalError, TransientError
 from conveyor.model.rows import RowBatch
-from conveyor.model.schema import Column, Table
-from conveyor.model.segments import Segment
+from conveyor.model.schema import Column, Table, TableId
+from conveyor.model.segments import Segment, SourcePartition
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,13 @@ LOCK_WAIT_TIMEOUT = 60
 HOLD_TIMEOUT = 30
 BEGIN_SQL = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 BINARY_CHARSET = 63
+
+
+#: a table's partitions and subpartitions in their order (one row with NULLs: not partitioned)
+PARTITIONS_SQL = (
+    "SELECT PARTITION_NAME, SUBPARTITION_NAME FROM information_schema.PARTITIONS "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION"
+)
 
 
 class MySQLSnapshotReader(SqlSnapshotReader):
@@ -83,6 +90,29 @@ class MySQLSnapshotReader(SqlSnapshotReader):
 
     def stream_cursor(self) -> Any:
         return self.conn.cursor(SSCursor)
+
+    def relation(self, table: Table, segment: Segment) -> str:
+        if not segment.partitions:
+            return self.qualified(table)
+        return f"{self.qualified(table)} PARTITION ({', '.join(quote(p.name) for p in segment.partitions)})"
+
+    def partitions(self, table: Table) -> list[SourcePartition]:
+        self._finish_active()
+        with self.conn.cursor() as cur:
+            cur.execute(PARTITIONS_SQL, (table.id.schema, table.id.name))
+            rows = cur.fetchall()
+        tops: dict[str, bool] = {}  # partition -> has subpartitions
+        subs: list[tuple[str, str]] = []
+        for partition, sub in rows:
+            if partition is None:
+                return []  # not partitioned
+            tops[partition] = tops.get(partition, False) or sub is not None
+            if sub is not None:
+                subs.append((partition, sub))
+        out = [SourcePartition(TableId(table.id.schema, p), (), not has_subs) for p, has_subs in tops.items()]
+        return out + [
+            SourcePartition(TableId(table.id.schema, s), (TableId(table.id.schema, p),), True) for p, s in subs
+        ]
 
     def estimate_rows(self, table: Table) -> int:
         self._finish_active()

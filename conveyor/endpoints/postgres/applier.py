@@ -133,6 +133,8 @@ class PostgresApplier(SqlApplier):
         if failure is not None:
             raise failure
 
+    index_joins_sql = "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+
     def array_param(self, values: list[Any]) -> Any:
         return array_literal(values)
 

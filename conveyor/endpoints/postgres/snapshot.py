@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import selectors
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -34,8 +35,8 @@ from conveyor.endpoints.postgres.introspect import ESTIMATE_SQL
 from conveyor.endpoints.sql.snapshot import Decoder, SqlSnapshotReader
 from conveyor.errors import TerminalError, UserActionError
 from conveyor.model.rows import Row, RowBatch
-from conveyor.model.schema import Column, Table
-from conveyor.model.segments import Segment
+from conveyor.model.schema import Column, Table, TableId
+from conveyor.model.segments import Segment, SourcePartition
 
 #: bytes per pass-through chunk: big enough that per-chunk costs vanish, small enough to stream
 RAW_CHUNK_BYTES = 1 << 20
@@ -47,6 +48,12 @@ OID_SQL = (
     "WHERE n.nspname = %s AND c.relname = %s"
 )
 PAGES_SQL = "SELECT pg_relation_size(%s::oid) / current_setting('block_size')::int8"
+#: every partition below a table, each with its parent (pg_partition_tree: PostgreSQL 12+)
+PARTITIONS_SQL = (
+    "SELECT t.relid::oid, t.parentrelid::oid, t.isleaf, n.nspname, c.relname "
+    "FROM pg_catalog.pg_partition_tree(%s::oid::regclass) t JOIN pg_catalog.pg_class c ON c.oid = t.relid "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.level > 0 ORDER BY t.level, n.nspname, c.relname"
+)
 
 
 class PostgresSnapshotReader(SqlSnapshotReader):
@@ -90,6 +97,32 @@ class PostgresSnapshotReader(SqlSnapshotReader):
             clauses.append("ctid < %s::tid")
             params.append(f"({int(segment.hi)},0)")
         return " WHERE " + " AND ".join(clauses), params
+
+    def select_sql(self, table: Table, segment: Segment, decode: bool = True) -> tuple[str, list[Any]]:
+        if not segment.partitions:
+            return super().select_sql(table, segment, decode)
+        # each partition is a table of its own: read directly, only its pages are scanned
+        queries, params = [], []
+        whole = replace(segment, kind="all", partitions=())
+        for partition in segment.partitions:
+            sql, values = super().select_sql(replace(table, id=partition), whole, decode)
+            queries.append(sql)
+            params += values
+        return " UNION ALL ".join(queries), params
+
+    def partitions(self, table: Table) -> list[SourcePartition]:
+        oid, _ = self._relation(table)
+        rows = run(self.conn, PARTITIONS_SQL, (oid,)).fetchall()
+        ids = {relid: TableId(schema, name) for relid, _, _, schema, name in rows}
+        parents = {relid: parent for relid, parent, _, _, _ in rows}
+        out = []
+        for relid, _, leaf, _, _ in rows:
+            chain, up = [], parents[relid]
+            while up in ids:
+                chain.append(ids[up])
+                up = parents[up]
+            out.append(SourcePartition(ids[relid], tuple(reversed(chain)), bool(leaf)))
+        return out
 
     # ------------------------------------------------------------------ sizes
     def _relation(self, table: Table) -> tuple[int, str]:

@@ -313,6 +313,8 @@ class ChangeApplier:
                     out.append(value if value is None or encode is None else encode(value))
             return [a.array_param(v) for v in values]
 
+        if (net.deletes or net.updates) and a.index_joins_sql:
+            a.execute(a.index_joins_sql)
         if net.deletes:
             cur = a.execute(
                 f"DELETE FROM {name} AS t USING {rows_sql(key_at, 'd')} WHERE {match('d')}",

@@ -29,8 +29,8 @@ class _Entry:
     existed: bool
     #: the final row (every column), or None when the row ends deleted / only partly known
     row: list[Any] | None = None
-    #: for a row that existed and was only updated: column index -> new value
-    updates: dict[int, Any] = field(default_factory=dict)
+    #: for a row that existed and was only updated: column index -> new value (None: none yet)
+    updates: dict[int, Any] | None = None
     deleted: bool = False
 
 
@@ -56,64 +56,71 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
         key_of = _key_getter(positions)
     except ValueError:
         return None
+    insert, delete, truncate = Op.INSERT, Op.DELETE, Op.TRUNCATE
     entries: dict[Key, _Entry] = {}
     for change in changes:
-        if change.columns != columns or change.op is Op.TRUNCATE:
+        op = change.op
+        if (change.columns is not columns and change.columns != columns) or op is truncate:
             return None
-        if change.op is Op.INSERT:
-            assert change.after is not None
-            if any(v is UNCHANGED for v in change.after):
+        after = change.after
+        if op is insert:
+            assert after is not None
+            if UNCHANGED in after:
                 return None
-            new_key = key_of(change.after)
+            new_key = key_of(after)
             entry = entries.get(new_key)
             if entry is None:
-                entries[new_key] = _Entry(existed=False, row=list(change.after))
+                entries[new_key] = _Entry(False, list(after))
             else:  # after a delete in this window: the row is replaced
-                entry.row, entry.updates, entry.deleted = list(change.after), {}, False
+                entry.row, entry.updates, entry.deleted = list(after), None, False
             continue
-        image = change.before if change.before is not None else change.after
+        image = change.before if change.before is not None else after
         assert image is not None
         old_key = key_of(image)
-        if any(v is UNCHANGED for v in old_key):
+        if UNCHANGED in old_key:
             return None
         entry = entries.get(old_key)
         if entry is None:
-            entry = entries[old_key] = _Entry(existed=True)
-        if change.op is Op.DELETE:
-            entry.row, entry.updates, entry.deleted = None, {}, True
+            entry = entries[old_key] = _Entry(True)
+        if op is delete:
+            entry.row, entry.updates, entry.deleted = None, None, True
             continue
-        assert change.after is not None
+        assert after is not None
         if entry.deleted:
             return None  # an update of a row this window deleted: not a history the fold can trust
-        new_key = key_of(change.after)
-        if new_key == old_key or any(v is UNCHANGED for v in new_key):
+        new_key = key_of(after)
+        if new_key == old_key or UNCHANGED in new_key:
             if new_key != old_key:
                 return None
-            _merge(entry, change.after)
+            _merge(entry, after)
             continue
         # the row moves to another key: delete it here, insert it there, whole
-        moved = list(change.after)
-        if any(v is UNCHANGED for v in moved):
+        moved = list(after)
+        if UNCHANGED in moved:
             if entry.row is None:
                 return None  # columns not sent, and the window never saw them
             moved = [old if new is UNCHANGED else new for old, new in zip(entry.row, moved, strict=True)]
-        entry.row, entry.updates, entry.deleted = None, {}, True
+        entry.row, entry.updates, entry.deleted = None, None, True
         target = entries.get(new_key)
         if target is None:
-            entries[new_key] = _Entry(existed=False, row=moved)
+            entries[new_key] = _Entry(False, moved)
         else:
-            target.row, target.updates, target.deleted = moved, {}, False
+            target.row, target.updates, target.deleted = moved, None, False
     net = NetChanges(columns, tuple(key))
+    # key columns keep their values: leaving them out of SET keeps PostgreSQL's updates HOT
+    non_key = tuple(i for i in range(len(columns)) if i not in positions)
+    deletes, inserts, updates = net.deletes, net.inserts, net.updates
     for k, entry in entries.items():
-        if entry.existed and (entry.deleted or entry.row is not None):
-            net.deletes.append(k)
-        if entry.row is not None:
-            net.inserts.append(tuple(entry.row))
-        elif not entry.deleted:
-            # key columns keep their values: leaving them out of SET keeps PostgreSQL's updates HOT
-            indexes = tuple(sorted(i for i in entry.updates if i not in positions))
+        row = entry.row
+        if entry.existed and (entry.deleted or row is not None):
+            deletes.append(k)
+        if row is not None:
+            inserts.append(tuple(row))
+        elif not entry.deleted and entry.updates:
+            changed = entry.updates
+            indexes = non_key if len(changed) == len(columns) else tuple(i for i in non_key if i in changed)
             if indexes:
-                net.updates.append((k, indexes, tuple(entry.updates[i] for i in indexes)))
+                updates.append((k, indexes, tuple([changed[i] for i in indexes])))
     return net
 
 
@@ -128,11 +135,20 @@ def _key_getter(positions: list[int]) -> Callable[[Sequence[Any]], Key]:
 def _merge(entry: _Entry, after: Sequence[Any]) -> None:
     """An update that keeps the key: into the full row when the window has it, else into the column
     values to set (columns not sent stay as the target has them)."""
-    if entry.row is not None:
+    row = entry.row
+    if row is not None:
+        if UNCHANGED not in after:
+            row[:] = after
+            return
         for i, value in enumerate(after):
             if value is not UNCHANGED:
-                entry.row[i] = value
+                row[i] = value
         return
+    if entry.updates is None and UNCHANGED not in after:
+        entry.updates = dict(enumerate(after))
+        return
+    updates = entry.updates if entry.updates is not None else {}
+    entry.updates = updates
     for i, value in enumerate(after):
         if value is not UNCHANGED:
-            entry.updates[i] = value
+            updates[i] = value

@@ -95,7 +95,11 @@ class SqlSnapshotReader:
     def select_sql(self, table: Table, segment: Segment, decode: bool = True) -> tuple[str, list[Any]]:
         columns = ", ".join(self.select_expression(c) if decode else self.quote(c.name) for c in table.columns)
         where, params = self.where(table, segment)
-        return f"SELECT {columns} FROM {self.qualified(table)}{where}", params
+        return f"SELECT {columns} FROM {self.relation(table, segment)}{where}", params
+
+    def relation(self, table: Table, segment: Segment) -> str:
+        """What the segment reads from: the table (engines with partitions read a ``partitions`` segment's)."""
+        return self.qualified(table)
 
     def read(self, table: Table, segment: Segment, batch_rows: int, decode: bool = True) -> Iterator[RowBatch]:
         sql, params = self.select_sql(table, segment, decode)
