@@ -14,8 +14,10 @@ message. ``diff_table`` recovers the changes by these rules:
   type): a rename next to a drop, or a rename with a type change. Guessing wrong would drop data, so
   it is reported instead.
 * Unsupported: narrowing or incompatible types, NULL -> NOT NULL, a primary-key column renamed or
-  dropped, a column added NOT NULL or with a default (the source's existing rows took a value that
-  the change stream never carries). Table renames are the runner's to see (``SchemaChanged.table``).
+  dropped, a column added NOT NULL without a default (the source's existing rows took a value that
+  the change stream never carries). A column added with a default is followed where the target can
+  fill the existing rows with the same value: ``convert.added_default`` decides. Table renames are the
+  runner's to see (``SchemaChanged.table``).
 """
 
 from __future__ import annotations
@@ -145,10 +147,10 @@ def diff_table(old: Table, new_columns: Sequence[Column]) -> tuple[list[ColumnCh
             else:
                 drops.append(DropColumn(g.name))
         for f in added:
-            if not f.nullable or f.default is not None:
+            if not f.nullable and f.default is None:
                 reasons.append(
-                    f"column {f.name} was added {'NOT NULL' if not f.nullable else f'with default {f.default}'}: "
-                    "the source's existing rows hold a value the change stream does not carry"
+                    f"column {f.name} was added NOT NULL without a default: the source's existing rows hold a "
+                    "value the change stream does not carry"
                 )
             else:
                 adds.append(AddColumn(f))

@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.convert.added_default import added_default
+from conveyor.convert.dialects import NotConvertible
 from conveyor.convert.plan import TablePlan
 from conveyor.convert.schema_change import AddColumn, ColumnChange, DropColumn, apply_change, diff_table
 from conveyor.endpoints.base import Capture, DroppedColumns, PositionDefinitions, PrepMode, Snapshot
@@ -36,7 +38,7 @@ from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTar
 from conveyor.endpoints.watchdog import Watchdog
 from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Idle, Op, SchemaChanged, Transaction
-from conveyor.model.schema import Table, TableId
+from conveyor.model.schema import Column, Table, TableId
 from conveyor.runner import stats as st
 from conveyor.runner.executor import classify
 from conveyor.runner.fullload import FullLoad, RunResult
@@ -107,6 +109,8 @@ class ChangeProcessing:
         self.cdc = st.CdcStats()
         self.plans: list[TablePlan] = []
         self.suspended: dict[TableId, str] = {}
+        #: suspensions the target does not hold yet: the next commit stores them with its position
+        self._unsaved: dict[TableId, str] = {}
         self._capture: Capture | None = None
         self._handoff: Any = None
         #: source table -> its statistics (looked up per change; filled as tables are first met)
@@ -140,6 +144,8 @@ class ChangeProcessing:
                 if stored is None:
                     stored = self._first_position(applier)
                 else:
+                    for table, reason in ChangeApplier(applier, {}).read_suspended(self.task.name).items():
+                        self._suspend(table, reason, stored=True)
                     self._reconcile_columns(applier, set(known))
             if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
                 self.validating = ChangedRows(
@@ -250,7 +256,7 @@ class ChangeProcessing:
           table is suspended rather than guessed (a wrong guess loses a column's values)."""
         remembers = self.capture if isinstance(self.capture, DroppedColumns) else None
         for i, plan in enumerate(self.plans):
-            if plan.source.id in known:
+            if plan.source.id in known or plan.source.id in self.suspended:
                 continue
             present = [r[0] for r in applier.execute(applier.columns_sql, (plan.target.id.schema, plan.target.id.name))]
             applier.commit()
@@ -272,7 +278,11 @@ class ChangeProcessing:
             keep = [j for j, c in enumerate(plan.target.columns) if c.name in present]
             base = replace(plan.target, columns=tuple(plan.target.columns[j] for j in keep))
             natives = [plan.native_types[j] for j in keep]
-            changes: list[ColumnChange] = [AddColumn(replace(c, nullable=True, default=None)) for c in missing]
+            try:
+                changes = [self._gained(plan, base, natives, c, applier) for c in missing]
+            except NotConvertible as exc:
+                self._suspend(plan.source.id, f"{exc}, while the task was stopped; reload the table")
+                continue
             if gone:
                 own = self._target_table(plan.target.id)
                 reason = self._drop_reason(plan, own, gone)
@@ -286,6 +296,17 @@ class ChangeProcessing:
             self.plans[i] = replace(plan, target=target)
             done = f"added {', '.join(c.name for c in missing)}" if missing else f"dropped {', '.join(gone)}"
             self._warn(f"{target.id}: {done}: the source {'gained' if missing else 'lost'} them while stopped")
+
+    def _gained(
+        self, plan: TablePlan, base: Table, natives: list[str], column: Column, applier: SqlApplier
+    ) -> ColumnChange:
+        """A target column the source gained while the task was stopped, as the target adds it: nullable
+        (the target's rows have no value for it), or with the source's default where that fills them as
+        the source filled its rows (when the column was added: a default changed since cannot be seen)."""
+        source = next((c for c in plan.source.columns if c.name == column.name), None)
+        if source is None or source.default is None or plan.mapping is not None:
+            return AddColumn(replace(column, nullable=True, default=None))
+        return self._for_target(base, natives, AddColumn(replace(column, default=source.default)), applier)
 
     def _drop_reason(self, plan: TablePlan, own: Table, gone: list[str]) -> str | None:
         """Why columns the source dropped while the task was stopped are not dropped on the target too."""
@@ -638,7 +659,12 @@ class ChangeProcessing:
             self._suspend(event.table, f"{event.description}: {'; '.join(reasons)}")
             return
         applier = changes.applier
-        target = applier.alter_table(plan.target, column_changes, plan.native_types)
+        try:
+            on_target = [self._for_target(plan.target, plan.native_types, c, applier) for c in column_changes]
+        except NotConvertible as exc:
+            self._suspend(event.table, f"{event.description}: {exc}")
+            return
+        target = applier.alter_table(plan.target, on_target, plan.native_types)
         source = plan.source
         for change in column_changes:
             source = apply_change(source, change)
@@ -649,17 +675,45 @@ class ChangeProcessing:
         stats.applied_ddls += 1
         self.listener.message(f"{target.id}: followed the source: {event.description}")
 
-    def _suspend(self, table: TableId, reason: str) -> None:
+    def _for_target(self, target: Table, natives: list[str], change: ColumnChange, applier: SqlApplier) -> ColumnChange:
+        """A column change as the target table (its columns of types ``natives``) makes it: an added column's
+        default (the source's) in the target's SQL, where it fills the existing rows as the source filled
+        them (``added_default``), else ``NotConvertible``."""
+        if not isinstance(change, AddColumn) or change.column.default is None:
+            return change
+        column = change.column
+        by_name = dict(zip(target.column_names, natives, strict=True))
+        native = applier.column_native(apply_change(target, change), column.name, by_name)
+        try:
+            default = added_default(column, native, self.source.name, applier.engine)
+        except NotConvertible as exc:
+            reason = f"column {column.name} was added with a default the target cannot follow: {exc}"
+            raise NotConvertible(reason) from None
+        return AddColumn(replace(column, default=default))
+
+    def _suspend(self, table: TableId, reason: str, stored: bool = False) -> None:
+        """The table's changes are skipped from now on, in this run and the next ones (``stored``: an
+        earlier run's suspension, read back from the target) until the table is reloaded."""
         if table in self.suspended:
             return
-        self.suspended[table] = reason
         stats = self._table_stats(table)
+        if stored and stats is None:
+            return  # no longer selected: nothing of it is applied anyway
+        self.suspended[table] = reason
+        if not stored:
+            self._unsaved[table] = reason
         if stats is None:
             return
         stats.state = st.ERROR
         stats.error = f"suspended: {reason}"
         self.listener.table_changed(stats)
-        self._warn(f"{table}: suspended: {reason}")
+        if stored:
+            self._warn(
+                f"{table}: suspended by an earlier run: {reason}; its changes are skipped until it is reloaded "
+                "(docs/cdc.md)"
+            )
+        else:
+            self._warn(f"{table}: suspended: {reason}")
 
     # ------------------------------------------------------------------ helpers
     def _changes(self, applier: SqlApplier) -> ChangeApplier:
@@ -670,7 +724,8 @@ class ChangeProcessing:
         if self.source.name == self.target.name and self.source.capabilities.cdc_text_values:
             # nothing converted on the way (no mapping, same engine): the target reads the source's text
             self.capture.text_tables = frozenset(p.source.id for p in self.plans if p.passthrough and p.mapping is None)
-        return ChangeApplier(applier, {plan.source.id: self._target_for(applier, plan) for plan in self.plans})
+        targets = {plan.source.id: self._target_for(applier, plan) for plan in self.plans}
+        return ChangeApplier(applier, targets, self._unsaved)
 
     def _target_for(self, applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
         if plan.source.id not in self.capture.text_tables:
@@ -736,8 +791,8 @@ def _not_before(delivered: Any, end: Any) -> bool:
 
 def cleanup(task: Task, state_dir: str) -> list[str]:
     """``conveyor cleanup``: drop what change capture created on the source (PostgreSQL: the slot, which
-    keeps WAL while the task is stopped, and the publication) and the task's stored position on the
-    target, so its next run starts over. Returns what was removed."""
+    keeps WAL while the task is stopped, and the publication) and the task's stored position and table
+    suspensions on the target, so its next run starts over. Returns what was removed."""
     source, target = engine_for(task.source), engine_for(task.target)
     removed: list[str] = []
     if source.open_capture is not None:

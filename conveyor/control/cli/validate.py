@@ -91,8 +91,11 @@ def _terminal(result: Any, repaired: dict[str, int], recorded: int) -> None:
 
     console = Console()
     table = RichTable(title="validation")
-    for name in ("table", "state", "source rows", "target rows", "failed", "pending", "repaired", "seconds"):
-        table.add_column(name, justify="left" if name in ("table", "state") else "right")
+    # table names are what a user greps for: never cut; the counts make room
+    table.add_column("table", no_wrap=True, min_width=max((len(t.plan.key) for t in result.tables), default=5))
+    table.add_column("state")
+    for name in ("source rows", "target rows", "failed", "pending", "repaired", "seconds"):
+        table.add_column(name, justify="right")
     for t in result.tables:
         table.add_row(
             t.plan.key,

@@ -476,7 +476,8 @@ class SqlApplier:
         returns the table as it is now. One transaction where DDL is transactional; where it commits
         itself (MySQL) each step first checks the target's columns and skips what is done already, so
         the whole list can run again after a crash between two statements (the stream position is
-        stored only after this returns). Consecutive widenings run together (SQLite rebuilds once)."""
+        stored only after this returns). Consecutive widenings run together (SQLite rebuilds once). An added
+        column's default is in this target's SQL (``convert.added_default``): it fills the existing rows."""
         natives = dict(zip(table.column_names, native_types, strict=True))
         widened: dict[str, Column] = {}  # widened column -> its definition before
         try:
@@ -489,8 +490,6 @@ class SqlApplier:
                     kept = replace(change.column, identity=old.identity, default=old.default, comment=old.comment)
                     table = apply_change(table, WidenColumn(kept))
                     continue
-                if isinstance(change, AddColumn) and table.converted:
-                    change = AddColumn(replace(change.column, default=None))  # the source's SQL, not the target's
                 if widened:
                     self.widen_columns(table, widened, natives)
                     widened = {}
@@ -512,6 +511,8 @@ class SqlApplier:
                 native = natives[column.name] = self.column_native(after, column.name, natives)
                 if column.name not in present:
                     definition = self.column_sql(after, len(after.columns) - 1, native)
+                    if column.default is not None:
+                        definition += f" DEFAULT {column.default}"
                     self.alter(self.add_column_sql, after, column.name, definition=definition)
                     present.add(column.name)
             case DropColumn(name):

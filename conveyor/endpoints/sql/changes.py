@@ -29,6 +29,8 @@ from conveyor.model.rows import Row
 from conveyor.model.schema import Table, TableId
 
 CDC_STATE_TABLE = "conveyor_cdc_state"
+#: tables a task no longer applies changes to (``ChangeApplier.suspensions``), until they are reloaded
+SUSPENDED_TABLE = "conveyor_cdc_suspended"
 #: batch apply's multi-row statements: at most this many rows, and bound parameters (every engine
 #: accepts 32k+: PostgreSQL and MySQL 65535, SQLite 32766)
 BULK_ROWS = 1000
@@ -76,9 +78,18 @@ class _Statement:
 class ChangeApplier:
     """Applies transactions through a ``SqlApplier`` (its connection, quoting and engine hooks)."""
 
-    def __init__(self, applier: SqlApplier, targets: dict[TableId, ChangeTarget]) -> None:
+    def __init__(
+        self,
+        applier: SqlApplier,
+        targets: dict[TableId, ChangeTarget],
+        suspensions: dict[TableId, str] | None = None,
+    ) -> None:
         self.applier = applier
         self.targets = targets
+        #: source table -> why it was suspended, not stored yet: written in the next commit, with the
+        #: position (which may be past the change that suspended it), then removed from here. The caller
+        #: may share the dict and add to it between commits.
+        self.suspensions = suspensions if suspensions is not None else {}
         #: the open target transaction holds parts of a source transaction (``apply_part``)
         self._parts = False
         #: changes the open target transaction could not apply, recorded when it commits
@@ -92,24 +103,63 @@ class ChangeApplier:
             f"position {a.text_type} NOT NULL, lease {a.bigint_type} NOT NULL, updated_at {a.timestamp_type} NOT NULL)"
         )
 
+    def suspended_ddl(self) -> str:
+        a = self.applier
+        return (
+            f"CREATE TABLE IF NOT EXISTS {a.control(SUSPENDED_TABLE)} (task_name VARCHAR(200) NOT NULL, "
+            f"table_schema VARCHAR(200) NOT NULL, table_name VARCHAR(200) NOT NULL, reason {a.text_type} NOT NULL, "
+            f"suspended_at {a.timestamp_type} NOT NULL, PRIMARY KEY (task_name, table_schema, table_name))"
+        )
+
     def read_position(self, task_name: str) -> dict[str, Any] | None:
         """The position committed with the last applied batch, or None before the first one."""
         a = self.applier
         a.execute(self.state_ddl())
+        a.execute(self.suspended_ddl())
         row = a.execute(
             f"SELECT position FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,)
         ).fetchone()
         a.commit()
         return json.loads(row[0]) if row else None
 
+    def read_suspended(self, task_name: str) -> dict[TableId, str]:
+        """The task's stored suspensions: source table -> why (``read_position`` made the table)."""
+        a = self.applier
+        rows = a.execute(
+            f"SELECT table_schema, table_name, reason FROM {a.control(SUSPENDED_TABLE)} WHERE task_name = {a.param}",
+            (task_name,),
+        ).fetchall()
+        a.commit()
+        return {TableId(schema, name): reason for schema, name, reason in rows}
+
     def forget(self, task_name: str) -> bool:
-        """Remove the task's stored position (``conveyor cleanup``): its next run starts over.
-        True when there was one."""
+        """Remove the task's stored position and suspensions (``conveyor cleanup``): its next run starts
+        over. True when there was a position."""
         a = self.applier
         a.execute(self.state_ddl())
+        a.execute(self.suspended_ddl())
         cur = a.execute(f"DELETE FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,))
+        found = bool(cur.rowcount)
+        a.execute(f"DELETE FROM {a.control(SUSPENDED_TABLE)} WHERE task_name = {a.param}", (task_name,))
         a.commit()
-        return bool(cur.rowcount)
+        return found
+
+    def _save_suspensions(self, task_name: str, suspensions: dict[TableId, str]) -> None:
+        a = self.applier
+        now = datetime.now(UTC).replace(tzinfo=None)
+        table = a.control(SUSPENDED_TABLE)
+        for source, reason in suspensions.items():
+            key = (task_name, source.schema, source.name)
+            a.execute(
+                f"DELETE FROM {table} WHERE task_name = {a.param} AND table_schema = {a.param} "
+                f"AND table_name = {a.param}",
+                key,
+            )
+            a.execute(
+                f"INSERT INTO {table} (task_name, table_schema, table_name, reason, suspended_at) "
+                f"VALUES ({a.params(5)})",
+                (*key, reason, now),
+            )
 
     def _save_position(self, task_name: str, lease: int, position: dict[str, Any]) -> None:
         a = self.applier
@@ -186,9 +236,11 @@ class ChangeApplier:
 
     def _commit(self, task_name: str, lease: int, position: dict[str, Any], result: ApplyResult) -> ApplyResult:
         a = self.applier
+        suspended = dict(self.suspensions)
         try:
             a.check_lease(task_name, lease)
             self._save_position(task_name, lease, position)
+            self._save_suspensions(task_name, suspended)
             if self._part_failed:
                 a.record_rejects(task_name, self._part_failed)
             a.commit()
@@ -198,6 +250,8 @@ class ChangeApplier:
         finally:
             self._parts = False
             self._part_failed = []
+        for source in suspended:
+            self.suspensions.pop(source, None)
         return result
 
     def _run_fast(self, statements: list[_Statement]) -> ApplyResult:
