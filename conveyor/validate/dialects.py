@@ -30,6 +30,9 @@ class Column:
     #: where Python finishes the text: SQL of another text, for checksums only, that two engines compute
     #: alike for equal values (JSON in MariaDB's ``JSON_NORMALIZE`` form), so no side streams its rows
     checksum: str | None = None
+    #: a JSON value checksums hash as PostgreSQL's ``jsonb`` text of it (a PostgreSQL side computes it
+    #: for its own values and for the texts the other side sends it; ``TableSide.jsonb_sums``)
+    jsonb: bool = False
 
 
 class Dialect:
@@ -74,44 +77,6 @@ def _json_finish(value: Any) -> str | None:
     return None if value is None else json_text(value)
 
 
-#: JSON nesting the PostgreSQL expression normalises; deeper documents never match (rows are then compared)
-JSON_DEPTH = 4
-
-
-def _pg_json(doc: str, depth: int = JSON_DEPTH) -> str:
-    """A jsonb value as MariaDB's ``JSON_NORMALIZE`` writes it: keys in byte order, no spaces, numbers as
-    ``<d>.<digits>E<exponent>`` (exact, trailing zeros dropped); strings as PostgreSQL escapes them."""
-    if depth == 0:
-        return f"(chr(1) || ({doc})::text)"
-    e, a = f"e{depth}", f"a{depth}"
-    obj = (
-        f"'{{' || COALESCE((SELECT string_agg(to_jsonb({e}.k)::text || ':' || {_pg_json(f'{e}.v', depth - 1)}, ',' "
-        f"ORDER BY {e}.k COLLATE \"C\") FROM jsonb_each({doc}) AS {e}(k, v)), '') || '}}'"
-    )
-    arr = (
-        f"'[' || COALESCE((SELECT string_agg({_pg_json(f'{a}.v', depth - 1)}, ',' ORDER BY {a}.n) "
-        f"FROM jsonb_array_elements({doc}) WITH ORDINALITY AS {a}(v, n)), '') || ']'"
-    )
-    return (
-        f"CASE jsonb_typeof({doc}) WHEN 'object' THEN {obj} WHEN 'array' THEN {arr} "
-        f"WHEN 'number' THEN {_pg_json_number(f'({doc})::numeric')} ELSE ({doc})::text END"
-    )
-
-
-def _pg_json_number(n: str) -> str:
-    """``JSON_NORMALIZE``'s number: 12.50 -> 1.25E1, 0.001 -> 1.0E-3, 0 -> 0.0E0."""
-    exponent = (
-        "CASE WHEN q.a >= 1 THEN length(split_part(q.t, '.', 1)) - 1 "
-        "ELSE length(ltrim(split_part(q.t, '.', 2), '0')) - length(split_part(q.t, '.', 2)) - 1 END"
-    )
-    return (
-        "(SELECT CASE WHEN q.a = 0 THEN '0.0E0' ELSE q.sg || left(q.d, 1) || '.' || "
-        f"COALESCE(NULLIF(substr(q.d, 2), ''), '0') || 'E' || ({exponent})::text END "
-        "FROM (SELECT r.a, r.sg, r.t, rtrim(ltrim(replace(r.t, '.', ''), '0'), '0') AS d FROM "
-        f"(SELECT abs({n}) AS a, CASE WHEN {n} < 0 THEN '-' ELSE '' END AS sg, trim_scale(abs({n}))::text AS t) r) q)"
-    )
-
-
 class PostgresDialect(Dialect):
     def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
         from conveyor.endpoints.postgres.types import select_expression
@@ -148,7 +113,7 @@ class PostgresDialect(Dialect):
                 return Column(f"to_char({value}, 'YYYY-MM-DD HH24:MI:SS.US')")
             case Kind.JSON:
                 doc = f"to_jsonb({c})" if t.logical is L.ARRAY else f"({c})::jsonb"
-                return Column(f"{doc}::text") if native_json else Column(f"{doc}::text", _json_finish, _pg_json(doc))
+                return Column(f"{doc}::text") if native_json else Column(f"{doc}::text", _json_finish, jsonb=True)
             case Kind.UUID:
                 return Column(f"lower(({c})::text)")
         return Column(f"({select_expression(t, c)})::text")
@@ -206,7 +171,8 @@ class MySQLDialect(Dialect):
                 # the session's time zone is UTC (``mysql.connect.SESSION``): TIMESTAMP columns read in UTC
                 return Column(f"DATE_FORMAT({c}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')")
             case Kind.JSON:
-                return Column(f"CAST({c} AS CHAR)", _json_finish, f"JSON_NORMALIZE({c})")  # MariaDB 10.7+
+                # MariaDB 10.7+ has JSON_NORMALIZE (against MariaDB); against PostgreSQL the texts go there
+                return Column(f"CAST({c} AS CHAR)", _json_finish, f"JSON_NORMALIZE({c})", jsonb=True)
             case Kind.UUID:
                 return Column(f"LOWER(CAST({c} AS CHAR))")
         if t.logical is L.BIT and t.native.lower().startswith("bit"):

@@ -236,6 +236,17 @@ class Validation:
         if hashed is not None and not all(side.evaluates(hashed) for side in sides):
             for side in sides:
                 side.native_hash = None
+        # JSON between PostgreSQL and another engine: both sides' documents hashed as PostgreSQL's jsonb
+        # texts, the other side sending its texts to the PostgreSQL side (cheaper than rebuilding
+        # MariaDB's JSON_NORMALIZE form in PostgreSQL's SQL)
+        postgres = [side for side in sides if side.engine == "postgresql"]
+        if len(postgres) == 1 and not any(side.python for side in sides):
+            sides[1 - sides.index(postgres[0])].send_jsonb = postgres[0].jsonb_sums
+            for side in sides:
+                side.without_checksums()
+        else:
+            for side in sides:
+                side.without_jsonb()
         # both sides checksum the same texts: a column's ``checksum`` form only where both compute it
         probes = [(side, c.checksum) for side in sides for c in side.columns if c.checksum is not None]
         if any(side.python for side in sides) or not all(side.evaluates(expr) for side, expr in probes):

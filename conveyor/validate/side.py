@@ -47,13 +47,16 @@ class TableSide:
     #: engine's own (``Dialect.native_hash``), cheaper than hashing canonical texts; the rows of a
     #: mismatching range are still compared by their canonical texts
     native_hash: str | None = None
+    #: where this side is not PostgreSQL and the other is: the other side's ``jsonb_sums``, to which this
+    #: side sends its ``Column.jsonb`` texts
+    send_jsonb: Callable[[list[int], list[str], list[list[str | None]]], dict[int, int]] | None = None
     python: bool = field(init=False)
     _idle: list[Any] = field(init=False, default_factory=list)
     _opened: list[Any] = field(init=False, default_factory=list)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.python = any(c.finish is not None and c.checksum is None for c in self.columns)
+        self.python = any(c.finish is not None and c.checksum is None and not c.jsonb for c in self.columns)
 
     # ------------------------------------------------------------------ SQL pieces
     def _row_sql(self, positions: Sequence[int]) -> str:
@@ -61,10 +64,19 @@ class TableSide:
         columns = [self.columns[i] for i in positions]
         return d.concat([d.token(c.sql) if c.checksum is None else d.token_once(c.checksum) for c in columns])
 
+    def without_jsonb(self) -> None:
+        """JSON hashed by the texts of both sides (no PostgreSQL side computes the ``jsonb`` texts)."""
+        self.columns = [replace(c, jsonb=False) for c in self.columns]
+        self.__post_init__()
+
     def without_checksums(self) -> None:
         """Checksums over the canonical texts (the other side cannot compute the columns' ``checksum``)."""
         self.columns = [replace(c, checksum=None) for c in self.columns]
         self.__post_init__()
+
+    def _row_sql_of(self, head: str, exprs: Sequence[str]) -> str:
+        d = self.dialect
+        return d.concat([head, *(d.token(e) for e in exprs)])
 
     def _where(self, scope: Scope) -> tuple[str, list[Any]]:
         p = self.dialect.param
@@ -117,9 +129,45 @@ class TableSide:
             bucket = d.int_div(f"{self.range_column} - {int(scope.lo)}", str(int(width)))
         else:
             bucket = "0"
-        hashed = self.native_hash or d.hash60(self._row_sql(range(len(self.columns))))
+        jsonb = [i for i, c in enumerate(self.columns) if c.jsonb]
+        hashed = self.native_hash or d.hash60(self._row_sql([i for i in range(len(self.columns)) if i not in jsonb]))
+        if jsonb and self.engine == "postgresql":
+            # the same hash ``jsonb_sums`` gives the other side's texts: key text, then the jsonb texts
+            hashed += " + " + d.hash60(self._row_sql_of(self._row_sql(self.key), [self.columns[i].sql for i in jsonb]))
         sql = f"SELECT {bucket}, COUNT(*), {d.sum_text(hashed)} FROM {self.table}{where} GROUP BY 1"
-        return {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params)}
+        sums = {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params)}
+        if jsonb and self.engine != "postgresql":
+            for b, extra in self._sent_jsonb(bucket, where, params, jsonb).items():
+                n, s = sums.get(b, (0, 0))
+                sums[b] = (n, -1 if extra < 0 else s + extra)
+        return sums
+
+    def _sent_jsonb(self, bucket: str, where: str, params: list[Any], jsonb: list[int]) -> dict[int, int]:
+        """The JSON part of the row hashes, computed by the PostgreSQL side from this side's texts."""
+        assert self.send_jsonb is not None
+        docs = ", ".join(self.columns[i].sql for i in jsonb)
+        sql = f"SELECT {bucket}, {self._row_sql(self.key)}, {docs} FROM {self.table}{where}"
+        rows = self._fetchall(sql, params)
+        return self.send_jsonb(
+            [int(r[0]) for r in rows], [r[1] for r in rows], [[r[2 + j] for r in rows] for j in range(len(jsonb))]
+        )
+
+    def jsonb_sums(self, buckets: list[int], keys: list[str], docs: list[list[str | None]]) -> dict[int, int]:
+        """Per bucket, the SUM of 60-bit hashes of (key text, ``jsonb`` texts of ``docs``): what this
+        PostgreSQL side sums for its own JSON columns. A text PostgreSQL cannot read as jsonb (not JSON,
+        a ``\\u0000``) makes its buckets' sums -1, so they never match and their rows are compared."""
+        d = self.dialect
+        names = [f"j{j}" for j in range(len(docs))]
+        tokens = self._row_sql_of("s.k", [f"(s.{n})::jsonb::text" for n in names])
+        arrays = ", ".join(["%b::bigint[]", "%b::text[]"] + ["%b::text[]"] * len(docs))
+        sql = (
+            f"SELECT s.b, {d.sum_text(d.hash60(tokens))} FROM unnest({arrays}) AS s(b, k, {', '.join(names)}) "
+            "GROUP BY 1"
+        )
+        try:
+            return {int(b): int(s) for b, s in self._fetchall(sql, [buckets, keys, *docs])}
+        except d.error:
+            return dict.fromkeys(buckets, -1)
 
     def _python_checksums(self, scope: Scope, split: int) -> Checksums:
         out: dict[int, list[int]] = {}
