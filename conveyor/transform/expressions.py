@@ -16,7 +16,7 @@ from typing import Any
 
 #: the headers Conveyor can give a value, with what they hold (full load: the row as loaded)
 HEADERS = {
-    "AR_H_OPERATION": "INSERT, UPDATE or DELETE; LOAD in full load",
+    "AR_H_OPERATION": "INSERT, UPDATE or DELETE; INSERT in full load",
     "AR_H_TIMESTAMP": "the source commit time (UTC; full load: the time the row was read)",
     "AR_H_COMMIT_TIMESTAMP": "the source commit time (UTC; full load: the time the row was read)",
     "AR_H_TRANSACTION_ID": "the source transaction id (NULL in full load)",
