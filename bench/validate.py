@@ -126,32 +126,52 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "conveyor")], check=True)
     tmp = ROOT / "bench" / "results"
     tmp.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"orders": args.orders, "planted": PLANTED, "runs": args.runs, "pairs": {}}
+    pairs = args.only.split(",")
+    # a run with --only keeps the other pairs' earlier figures (each pair records its own size and runs)
+    results = earlier(tmp / "validate.json", pairs)
+    measured_as = {"orders": args.orders, "runs": args.runs}
     pg = PostgresServer.launch()
     try:
-        pairs = args.only.split(",")
         if "pg2pg" in pairs:
             src = pg_source(pg, sizes)
             with pg.connect("bench_src") as conn:
                 row = conn.execute("SELECT pg_total_relation_size('orders')").fetchone()
             results["orders_mb"] = round(float(row[0]) / 1e6)  # type: ignore[index]
             print(f"orders: {args.orders:,} rows, {results['orders_mb']:,} MB in PostgreSQL", flush=True)
-            results["pairs"]["pg2pg"] = pair(pg, "pg2pg", src, "public", src, args, conveyor, reladiff, tmp)
+            results["pairs"]["pg2pg"] = {
+                **measured_as,
+                **pair(pg, "pg2pg", src, "public", src, args, conveyor, reladiff, tmp),
+            }
         if "mysql2pg" in pairs:
             my = MariaDBServer.launch()
             try:
                 src = mysql_source(my, sizes)
                 # like bench/fullload.py: no TLS to MariaDB, for either tool
                 conveyor_src = src + "?ssl-mode=DISABLED"
-                results["pairs"]["mysql2pg"] = pair(
-                    pg, "mysql2pg", conveyor_src, "bench_src", src, args, conveyor, reladiff, tmp
-                )
+                results["pairs"]["mysql2pg"] = {
+                    **measured_as,
+                    **pair(pg, "mysql2pg", conveyor_src, "bench_src", src, args, conveyor, reladiff, tmp),
+                }
             finally:
                 my.destroy()
     finally:
         pg.destroy()
     (tmp / "validate.json").write_text(json.dumps(results, indent=2))
     report(results)
+
+
+def earlier(path: Path, measuring: list[str]) -> dict[str, Any]:
+    """The results file without the pairs measured now (a file from before per-pair sizes gets them)."""
+    old: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    kept = {
+        name: {"orders": old.get("orders"), "runs": old.get("runs"), **cases}
+        for name, cases in old.get("pairs", {}).items()
+        if name not in measuring
+    }
+    out: dict[str, Any] = {"planted": PLANTED, "pairs": kept}
+    if "orders_mb" in old and "pg2pg" not in measuring:
+        out["orders_mb"] = old["orders_mb"]
+    return out
 
 
 def pair(
@@ -215,10 +235,13 @@ def summarize(samples: dict[str, list[tuple[float, int, Found]]], expected: Foun
 
 
 def report(results: dict[str, Any]) -> None:
-    print(f"\norders: {results['orders']:,} rows, median of {results['runs']} runs")
-    print(f"{'pair':9} {'case':10} {'tool':9} {'seconds':>8} {'peak MB':>8} {'found':>6} {'missed':>7} {'false':>6}")
     for pair_name, cases in results["pairs"].items():
-        for case, tools in cases.items():
+        print(f"\n{pair_name}: orders {cases['orders']:,} rows, median of {cases['runs']} runs")
+        print(
+            f"{'pair':9} {'case':10} {'tool':9} {'seconds':>8} {'peak MB':>8} {'found':>6} {'missed':>7} {'false':>6}"
+        )
+        for case in ("identical", "planted"):
+            tools = cases[case]
             for tool in ("conveyor", "reladiff"):
                 r = tools[tool]
                 print(

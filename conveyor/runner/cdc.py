@@ -479,6 +479,8 @@ class ChangeProcessing:
                         with watchdog.guard():
                             result = changes.apply_part(txn)
                         self._applied(part, result)
+                        if self.validating is not None:  # validation (validate.intask): keys queued at commit
+                            self.validating.part(txn)
                     continue
                 if in_parts:  # the end of a transaction that came in parts: it commits alone, with them
                     in_parts = False

@@ -8,7 +8,8 @@ validation-only runs.
   connections, at a low rate, in chunks of keys. A row that differs is read again later; it is a failure
   only when both reads agree, no change to it arrived in between, and the stream has applied the source's
   transactions up to the first read (a transaction committed after it, or a quiet stream). Otherwise it
-  stays pending. Tables with a one-column integer key are re-validated; others are not (warned).
+  stays pending. Rows are read by their key (any primary or unique key); tables without one are not
+  re-validated (warned). Changes of a transaction that comes in parts are queued when it commits.
 * ``ValidationOnly``: ``conveyor run`` compares source and target once, like ``conveyor validate``.
 """
 
@@ -24,15 +25,16 @@ from typing import Any
 
 from conveyor.convert.plan import TablePlan
 from conveyor.errors import ConveyorError
-from conveyor.model.changes import UNCHANGED, Transaction
+from conveyor.model.changes import UNCHANGED, Change, Transaction
 from conveyor.model.schema import TableId
-from conveyor.model.types import LogicalType
 from conveyor.runner import stats as st
 from conveyor.runner.fullload import RunResult
 from conveyor.runner.planning import control_schema
 from conveyor.runner.task import Task
+from conveyor.validate.canonical import Kind, column_kind, text
 from conveyor.validate.compare import RowFailure, TableComparer
 from conveyor.validate.failures import FailureTable
+from conveyor.validate.repair import key_value
 from conveyor.validate.run import MISMATCHED, PENDING, TABLE_ERROR, VALIDATED, Validation
 from conveyor.validate.side import Scope
 
@@ -42,6 +44,8 @@ RECHECK_SECONDS = 1.0
 ROUND_SECONDS = 1.0
 #: keys per table validated in one round
 KEYS_PER_ROUND = 1000
+#: keys per read (bound parameters per statement stay well under every engine's limit)
+KEYS_PER_READ = 250
 #: keys per table waiting at most (memory bound); more are counted as suspended
 MAX_QUEUED = 100_000
 #: a stream without a commit for this long has applied everything the source committed
@@ -122,7 +126,8 @@ def validation_only(task: Task) -> RunResult:
 
 
 # --------------------------------------------------------------------------- CDC
-Key = Any
+#: a row's key values, as the source's changes carry them
+Key = tuple[Any, ...]
 
 
 @dataclass
@@ -190,13 +195,15 @@ class ChangedRows:
         self.plans: dict[TableId, TablePlan] = {}
         self.tables: dict[TableId, Recheck] = {}
         for plan in plans:
-            if len(plan.source.row_key()) == 1 and _integer_key(plan):
+            if plan.source.row_key():
                 self.plans[plan.source.id] = plan
                 self.tables[plan.source.id] = Recheck()
             else:
                 warn(
-                    f"{plan.target.id}: changed rows are not validated during CDC (that needs a one-column integer key)"
+                    f"{plan.target.id}: changed rows are not validated during CDC (that needs a primary or unique key)"
                 )
+        #: keys of the parts of a source transaction not committed yet (queued when it commits)
+        self._parts: dict[TableId, list[Key]] = {}
         self._comparers: dict[TableId, TableComparer] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -211,28 +218,46 @@ class ChangedRows:
         now = time.monotonic()
         with self._lock:
             for source_id, plan in self.plans.items():
-                keys = [_key_value(f) for f in failures.get(plan.key, [])]
+                keys = [_failure_key(plan, f) for f in failures.get(plan.key, [])]
                 self.tables[source_id].changed([k for k in keys if k is not None], now)
+
+    def part(self, txn: Transaction) -> None:
+        """A part of a source transaction, applied into the open target transaction: its keys wait for
+        the commit (``settled``). At most ``MAX_QUEUED`` keys per table; more are counted as suspended."""
+        for table, found in self._keys(txn.changes).items():
+            held = self._parts.setdefault(table, [])
+            room = max(0, MAX_QUEUED - len(held))
+            held += found[:room]
+            if len(found) > room:
+                with self._lock:
+                    self.tables[table].suspended += len(found) - room
 
     def settled(self, transactions: Iterable[Transaction]) -> None:
         now = time.monotonic()
-        keys: dict[TableId, list[Key]] = {}
-        latest = self._applied_commit
-        for txn in transactions:
-            if txn.commit_ts is not None:
-                latest = max(latest, _epoch(txn.commit_ts))
-            for change in txn.changes:
-                plan = self.plans.get(change.table)
-                if plan is not None:
-                    key = _change_key(plan, change.columns, change.after if change.after is not None else change.before)
-                    if key is not None:
-                        keys.setdefault(change.table, []).append(key)
+        transactions = list(transactions)
+        keys = self._keys(change for txn in transactions for change in txn.changes)
+        for table, held in self._parts.items():  # the transaction that came in parts has committed
+            keys.setdefault(table, [])[:0] = held
+        self._parts = {}
+        latest = max([self._applied_commit, *(_epoch(t.commit_ts) for t in transactions if t.commit_ts is not None)])
         with self._lock:
             if keys or latest > self._applied_commit:  # a commit, not an idle checkpoint
                 self._settled_at = now
             self._applied_commit = latest
             for table, found in keys.items():
                 self.tables[table].changed(found, now)
+
+    def _keys(self, changes: Iterable[Change]) -> dict[TableId, list[Key]]:
+        """The keys of the rows the changes touched, per validated table (a key's old and new values)."""
+        keys: dict[TableId, list[Key]] = {}
+        for change in changes:
+            plan = self.plans.get(change.table)
+            if plan is not None:
+                for row in (change.before, change.after):
+                    key = _change_key(plan, change.columns, row)
+                    if key is not None:
+                        keys.setdefault(change.table, []).append(key)
+        return keys
 
     def close(self) -> None:
         self._stop.set()
@@ -265,11 +290,14 @@ class ChangedRows:
             failures_before = dict(recheck.failures)
         if keys:
             comparer = self._comparer(plan)
-            found = {_key_value(f): f for f in comparer.rows_diff(_scopes(keys))}
+            scopes = [Scope(keys=tuple(keys[i : i + KEYS_PER_READ])) for i in range(0, len(keys), KEYS_PER_READ)]
+            found = {tuple(v for _, v in f.key): f for f in comparer.rows_diff(scopes)}
+            kinds = _key_kinds(plan)
             now = time.monotonic()
             with self._lock:
                 for k in keys:
-                    recheck.observed(k, found.get(k), now, self._caught_up)
+                    texts = tuple(text(kind, v) for kind, v in zip(kinds, k, strict=True))
+                    recheck.observed(k, found.get(texts), now, self._caught_up)
         with self._lock:
             failures, pending, suspended = dict(recheck.failures), recheck.pending, recheck.suspended
         if failures != failures_before:
@@ -286,34 +314,30 @@ class ChangedRows:
         return comparer
 
 
-def _integer_key(plan: TablePlan) -> bool:
-    first = plan.source.column(plan.source.row_key()[0])
-    return first.type.logical is LogicalType.INTEGER
+def _key_kinds(plan: TablePlan) -> list[Kind]:
+    """The kinds of the key's canonical texts (those of a failure's key)."""
+    columns = [plan.source.column(name) for name in plan.source.row_key()]
+    return [column_kind(c.type, c.type) for c in columns]
 
 
 def _change_key(plan: TablePlan, columns: tuple[str, ...], row: Any) -> Key | None:
-    """The integer key's value of a changed row (None when the change does not carry it)."""
-    name = plan.source.row_key()[0]
-    if row is None or name not in columns:
+    """The key values of a changed row (None when the change does not carry all of them, or one is NULL)."""
+    if row is None:
         return None
-    value = row[columns.index(name)]
-    return None if value is UNCHANGED or value is None else int(value)
+    key = []
+    for name in plan.source.row_key():
+        value = row[columns.index(name)] if name in columns else None
+        if value is UNCHANGED or value is None:
+            return None
+        key.append(value)
+    return tuple(key)
 
 
-def _key_value(failure: RowFailure) -> Key | None:
-    value = failure.key[0][1] if failure.key else None
-    return None if value is None else int(value)
-
-
-def _scopes(keys: Iterable[int]) -> list[Scope]:
-    """Runs of consecutive keys as ranges."""
-    scopes: list[Scope] = []
-    for k in sorted(set(keys)):
-        if scopes and scopes[-1].hi == k:
-            scopes[-1] = Scope(scopes[-1].lo, k + 1)
-        else:
-            scopes.append(Scope(k, k + 1))
-    return scopes
+def _failure_key(plan: TablePlan, failure: RowFailure) -> Key | None:
+    """The key values of a row that differed after the full load (from its canonical texts)."""
+    positions = [plan.source.column_names.index(name) for name in plan.source.row_key()]
+    values = tuple(key_value(plan, i, v) for i, (_, v) in zip(positions, failure.key, strict=True))
+    return None if None in values else values
 
 
 def _epoch(ts: datetime) -> float:

@@ -53,7 +53,7 @@ def repair_table(task: Task, plan: TablePlan, failures: Iterable[RowFailure]) ->
             key_values = (
                 tuple(row[i] for i in positions)
                 if row is not None
-                else tuple(_key_value(plan, i, v) for i, v in zip(positions, key_texts, strict=True))
+                else tuple(key_value(plan, i, v) for i, v in zip(positions, key_texts, strict=True))
             )
             if f.kind != MISSING_TARGET:
                 changes.append(Change(Op.DELETE, plan.source.id, target_keys, key_values, None, None))
@@ -70,7 +70,7 @@ def repair_table(task: Task, plan: TablePlan, failures: Iterable[RowFailure]) ->
         applier.close()
 
 
-def _key_value(plan: TablePlan, index: int, value: str | None) -> Any:
+def key_value(plan: TablePlan, index: int, value: str | None) -> Any:
     """A key's canonical text back to its canonical Python value (a row only the target has)."""
     if value is not None and plan.source.columns[index].type.logical is LogicalType.INTEGER:
         return int(value)

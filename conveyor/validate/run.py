@@ -230,6 +230,7 @@ class Validation:
                     key or tuple(range(len(columns))),
                     quote(columns[key[0]].name) if ranged else None,
                     dialect.native_hash([quote(c.name) for c in columns]) if same_types else None,
+                    key_columns=tuple(quote(columns[i].name) for i in key),
                 )
             )
         hashed = sides[0].native_hash

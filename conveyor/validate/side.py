@@ -28,6 +28,8 @@ class Scope:
     #: hash-bucket scopes: the bucket count and the buckets in scope (empty: all)
     buckets: int = 0
     members: tuple[int, ...] = ()
+    #: rows by key: value tuples of the key columns (``TableSide.key_columns``), read by the key's index
+    keys: tuple[tuple[Any, ...], ...] = ()
 
 
 @dataclass
@@ -50,6 +52,8 @@ class TableSide:
     #: where this side is not PostgreSQL and the other is: the other side's ``jsonb_sums``, to which this
     #: side sends its ``Column.jsonb`` texts
     send_jsonb: Callable[[list[int], list[str], list[list[str | None]]], dict[int, int]] | None = None
+    #: the quoted key columns (a keyed table), for ``Scope.keys``
+    key_columns: tuple[str, ...] = ()
     python: bool = field(init=False)
     _idle: list[Any] = field(init=False, default_factory=list)
     _opened: list[Any] = field(init=False, default_factory=list)
@@ -88,10 +92,21 @@ class TableSide:
         if self.range_column is not None and scope.hi is not None:
             clauses.append(f"{self.range_column} < {p}")
             params.append(scope.hi)
+        if scope.keys:
+            clauses.append(self._keys_sql(len(scope.keys)))
+            params.extend(v for key in scope.keys for v in key)
         if scope.members and not self.python:
             clauses.append(f"{self._bucket_sql(scope.buckets)} IN ({', '.join([p] * len(scope.members))})")
             params.extend(scope.members)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def _keys_sql(self, count: int) -> str:
+        """Rows equal to one of ``count`` keys: ``k IN (...)``, or an OR of each key's equalities."""
+        p = self.dialect.param
+        if len(self.key_columns) == 1:
+            return f"{self.key_columns[0]} IN ({', '.join([p] * count)})"
+        one = "(" + " AND ".join(f"{c} = {p}" for c in self.key_columns) + ")"
+        return "(" + " OR ".join([one] * count) + ")"
 
     def _bucket_sql(self, buckets: int) -> str:
         return f"MOD({self.dialect.hash60(self._row_sql(self.key))}, {int(buckets)})"

@@ -96,6 +96,10 @@ PAIRS = [
     ("postgresql", "mysql"),
     ("sqlite", "sqlite"),
     ("sqlite", "postgresql"),
+    ("mysql", "mysql"),
+    ("mysql", "sqlite"),
+    ("postgresql", "sqlite"),
+    ("sqlite", "mysql"),
 ]
 FIXTURE = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mysql": "mysql_url"}
 

@@ -18,8 +18,10 @@ from servers import PostgresServer
 from tasks import cli, run_task, task_doc, write_task
 
 from conveyor.model.schema import TableId
+from conveyor.runner import cdc
 from conveyor.runner.task import task_from_document
 from conveyor.validate.compare import MISSING_SOURCE, RECORD_DIFF
+from conveyor.validate.intask import ChangedRows
 from conveyor.validate.repair import repair_table
 from conveyor.validate.run import MISMATCHED, VALIDATED, Validation
 from conveyor.validate.side import Scope
@@ -90,30 +92,87 @@ def cdc_source(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Ite
     yield from postgres_source(pg_server, "intask_" + request.node.name, "intask-cdc", ";\n".join(ITEMS))
 
 
-def test_cdc_validates_changed_rows_after_they_are_applied(
-    pg_server: PostgresServer, cdc_source: str, tmp_path: Path
-) -> None:
-    dst = pg_server.create_database(f"intask_cdc_{id(tmp_path)}")
+def validating_cdc(source: str, dst: str, name: str, tmp_path: Path) -> tuple[Running, ChangedRows]:
+    """A full-load-and-cdc task with EnableValidation, running once its CDC re-validation has started."""
     doc = {
-        **task_doc(cdc_source, dst, name="intask-cdc", ValidationSettings={"EnableValidation": True}),
+        **task_doc(source, dst, name=name, ValidationSettings={"EnableValidation": True}),
         "migration_type": "full-load-and-cdc",
     }
     task = Running(doc, tmp_path / "state")
     wait_until(task, lambda: task.runner.validating is not None)
-    validating = task.runner.validating
-    assert validating is not None
+    assert task.runner.validating is not None
+    return task, task.runner.validating
+
+
+def test_cdc_validates_changed_rows_after_they_are_applied(
+    pg_server: PostgresServer, cdc_source: str, tmp_path: Path
+) -> None:
+    dst = pg_server.create_database(f"intask_cdc_{id(tmp_path)}")
+    task, validating = validating_cdc(cdc_source, dst, "intask-cdc", tmp_path)
     items = TableId("public", "items")
     assert task.runner.stats.tables["public.items"].validation_state == VALIDATED  # after the full load
     execute_sql(dst, TAMPER)
     execute_sql(cdc_source, ["UPDATE items SET note = 'changed' WHERE id IN (5, 6)", "DELETE FROM items WHERE id = 7"])
     recheck = validating.tables[items]
-    wait_until(task, lambda: 5 in recheck.failures and recheck.pending == 0, timeout=30)
+    wait_until(task, lambda: bool(recheck.failures) and recheck.pending == 0, timeout=30)
     result = task.finish()
     (stats,) = result.tables
     assert (stats.validation_state, stats.validation_failed, stats.validation_pending) == (MISMATCHED, 1, 0)
     (failure,) = recheck.failures.values()
     assert failure.kind == RECORD_DIFF and failure.columns == (("name", "item 5", "tampered"),)
     assert failures_found(dst) == [("items", ["5"], RECORD_DIFF)]
+
+
+KEYED = [
+    "CREATE TABLE codes (code varchar(10) PRIMARY KEY, n int)",
+    "INSERT INTO codes SELECT 'k' || g, g FROM generate_series(1, 50) g",
+    "CREATE TABLE pairs (a int, b varchar(5), v text, PRIMARY KEY (a, b))",
+    "INSERT INTO pairs SELECT g / 3, 'b' || g % 3, 'v' || g FROM generate_series(0, 59) g",
+]
+#: target triggers that change what is written for code 'k5' and pair (2, 'b2')
+TAMPER_KEYED = [
+    "CREATE FUNCTION tamper_code() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN IF NEW.code = 'k5' THEN NEW.n := -1; END IF; RETURN NEW; END $$",
+    "CREATE TRIGGER tamper BEFORE INSERT OR UPDATE ON codes FOR EACH ROW EXECUTE FUNCTION tamper_code()",
+    "ALTER TABLE codes ENABLE ALWAYS TRIGGER tamper",
+    "CREATE FUNCTION tamper_pair() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN IF NEW.a = 2 AND NEW.b = 'b2' THEN NEW.v := 'tampered'; END IF; RETURN NEW; END $$",
+    "CREATE TRIGGER tamper BEFORE INSERT OR UPDATE ON pairs FOR EACH ROW EXECUTE FUNCTION tamper_pair()",
+    "ALTER TABLE pairs ENABLE ALWAYS TRIGGER tamper",
+]
+
+
+@pytest.fixture
+def keyed_source(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from postgres_source(pg_server, "intask_" + request.node.name, "intask-keyed", ";\n".join(KEYED))
+
+
+def test_cdc_validates_text_and_composite_keys_and_transactions_in_parts(
+    pg_server: PostgresServer, keyed_source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cdc, "PART_CHANGES", 5)  # the second transaction below comes in parts
+    parts: list[int] = []
+    part = ChangedRows.part
+    monkeypatch.setattr(ChangedRows, "part", lambda self, txn: (parts.append(len(txn.changes)), part(self, txn)))
+    dst = pg_server.create_database(f"intask_keyed_{id(tmp_path)}")
+    task, validating = validating_cdc(keyed_source, dst, "intask-keyed", tmp_path)
+    assert not [w for w in task.runner.warnings if "not validated during CDC" in w]
+    execute_sql(dst, TAMPER_KEYED)
+    execute_sql(keyed_source, ["UPDATE codes SET n = n + 100 WHERE code IN ('k5', 'k6')"])
+    execute_sql(keyed_source, ["BEGIN", "UPDATE pairs SET v = v || '!' WHERE a < 10", "COMMIT"])
+    codes, pairs = (validating.tables[TableId("public", t)] for t in ("codes", "pairs"))
+    wait_until(
+        task,
+        lambda: bool(codes.failures and pairs.failures) and codes.pending == pairs.pending == 0,
+        timeout=30,
+    )
+    task.finish()
+    assert parts  # its keys were held until it committed
+    assert [(f.key, f.columns) for f in codes.failures.values()] == [((("code", "k5"),), (("n", "105", "-1"),))]
+    assert [(f.key, f.columns) for f in pairs.failures.values()] == [
+        ((("a", "2"), ("b", "b2")), (("v", "v8!", "tampered"),))
+    ]
+    assert failures_found(dst) == [("codes", ["k5"], RECORD_DIFF), ("pairs", ["2", "b2"], RECORD_DIFF)]
 
 
 MYSQL_ITEMS = [

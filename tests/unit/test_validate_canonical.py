@@ -25,7 +25,7 @@ from conveyor.validate.canonical import (
     timestamp_text,
 )
 from conveyor.validate.compare import RECORD_DIFF, RowFailure
-from conveyor.validate.intask import Recheck, _scopes
+from conveyor.validate.intask import Recheck
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,3 @@ def test_recheck_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     r.changed([1], now=0.1)  # a queued key is refreshed, not counted
     assert (len(r.queued), r.suspended) == (3, 2)
     assert r.due(now=1.0, limit=2) == [0, 1] and len(r.queued) == 1
-
-
-def test_consecutive_keys_are_read_as_ranges() -> None:
-    assert [(s.lo, s.hi) for s in _scopes([7, 3, 4, 5, 9, 4])] == [(3, 6), (7, 8), (9, 10)]
