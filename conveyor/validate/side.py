@@ -15,10 +15,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.validate.canonical import hash60, row_text
-from conveyor.validate.dialects import Column, Dialect
+from conveyor.validate.dialects import Column, Dialect, PostgresDialect
 
 Checksums = dict[int, tuple[int, int]]
 Texts = tuple[str | None, ...]
+#: between the texts ``jsonb_sums`` sends as one, and a NULL: control characters JSON text never holds raw
+_SEPARATOR, _NULL = "\x1e", "\x1f"
+
+
+def _joined(texts: list[str | None]) -> str | None:
+    """The texts as one, ``_SEPARATOR`` between them, ``_NULL`` for NULL (None: a text holds either or
+    is empty, so splitting would not give them back)."""
+    nulls = sum(1 for t in texts if t is None)
+    one = _SEPARATOR.join(_NULL if t is None else t for t in texts)
+    if one.count(_SEPARATOR) != len(texts) - 1 or one.count(_NULL) != nulls or "" in texts:
+        return None
+    return one
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class TableSide:
     native_hash: str | None = None
     #: where this side is not PostgreSQL and the other is: the other side's ``jsonb_sums``, to which this
     #: side sends its ``Column.jsonb`` texts
-    send_jsonb: Callable[[list[int], list[str], list[list[str | None]]], dict[int, int]] | None = None
+    send_jsonb: Callable[[list[int], list[str], list[list[str | None]]], dict[int, int] | None] | None = None
     #: the quoted key columns (a keyed table), for ``Scope.keys``
     key_columns: tuple[str, ...] = ()
     python: bool = field(init=False)
@@ -60,7 +72,7 @@ class TableSide:
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.python = any(c.finish is not None and c.checksum is None and not c.jsonb for c in self.columns)
+        self.python = any(c.finish is not None and c.checksum is None and c.jsonb is None for c in self.columns)
 
     # ------------------------------------------------------------------ SQL pieces
     def _row_sql(self, positions: Sequence[int]) -> str:
@@ -70,17 +82,13 @@ class TableSide:
 
     def without_jsonb(self) -> None:
         """JSON hashed by the texts of both sides (no PostgreSQL side computes the ``jsonb`` texts)."""
-        self.columns = [replace(c, jsonb=False) for c in self.columns]
+        self.columns = [replace(c, jsonb=None) for c in self.columns]
         self.__post_init__()
 
     def without_checksums(self) -> None:
         """Checksums over the canonical texts (the other side cannot compute the columns' ``checksum``)."""
         self.columns = [replace(c, checksum=None) for c in self.columns]
         self.__post_init__()
-
-    def _row_sql_of(self, head: str, exprs: Sequence[str]) -> str:
-        d = self.dialect
-        return d.concat([head, *(d.token(e) for e in exprs)])
 
     def _where(self, scope: Scope) -> tuple[str, list[Any]]:
         p = self.dialect.param
@@ -144,45 +152,58 @@ class TableSide:
             bucket = d.int_div(f"{self.range_column} - {int(scope.lo)}", str(int(width)))
         else:
             bucket = "0"
-        jsonb = [i for i, c in enumerate(self.columns) if c.jsonb]
-        hashed = self.native_hash or d.hash60(self._row_sql([i for i in range(len(self.columns)) if i not in jsonb]))
-        if jsonb and self.engine == "postgresql":
-            # the same hash ``jsonb_sums`` gives the other side's texts: key text, then the jsonb texts
-            hashed += " + " + d.hash60(self._row_sql_of(self._row_sql(self.key), [self.columns[i].sql for i in jsonb]))
-        sql = f"SELECT {bucket}, COUNT(*), {d.sum_text(hashed)} FROM {self.table}{where} GROUP BY 1"
+        jsonb = [c.jsonb for c in self.columns if c.jsonb is not None]
+        hashed = self.native_hash or d.hash60(self._row_sql([i for i, c in enumerate(self.columns) if c.jsonb is None]))
+        totals = [d.sum_text(hashed)]
+        if jsonb and isinstance(d, PostgresDialect):
+            # the same hashes ``jsonb_sums`` gives the other side's texts, summed apart (64-bit each)
+            totals += [d.sum_text(h) for h in d.jsonb_hashes(self._row_sql(self.key), jsonb)]
+        sql = f"SELECT {bucket}, COUNT(*), {' + '.join(totals)} FROM {self.table}{where} GROUP BY 1"
         sums = {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params)}
-        if jsonb and self.engine != "postgresql":
-            for b, extra in self._sent_jsonb(bucket, where, params, jsonb).items():
-                n, s = sums.get(b, (0, 0))
-                sums[b] = (n, -1 if extra < 0 else s + extra)
+        if jsonb and not isinstance(d, PostgresDialect):
+            extra = self._sent_jsonb(bucket, where, params, jsonb)
+            # unreadable texts: the scope's sums never match (a sum is -1 with odds of 2^-64), rows are compared
+            sums = {b: (n, -1 if extra is None else s + extra.get(b, 0)) for b, (n, s) in sums.items()}
         return sums
 
-    def _sent_jsonb(self, bucket: str, where: str, params: list[Any], jsonb: list[int]) -> dict[int, int]:
+    def _sent_jsonb(self, bucket: str, where: str, params: list[Any], jsonb: list[str]) -> dict[int, int] | None:
         """The JSON part of the row hashes, computed by the PostgreSQL side from this side's texts."""
         assert self.send_jsonb is not None
-        docs = ", ".join(self.columns[i].sql for i in jsonb)
+        docs = ", ".join(jsonb)
         sql = f"SELECT {bucket}, {self._row_sql(self.key)}, {docs} FROM {self.table}{where}"
         rows = self._fetchall(sql, params)
         return self.send_jsonb(
             [int(r[0]) for r in rows], [r[1] for r in rows], [[r[2 + j] for r in rows] for j in range(len(jsonb))]
         )
 
-    def jsonb_sums(self, buckets: list[int], keys: list[str], docs: list[list[str | None]]) -> dict[int, int]:
-        """Per bucket, the SUM of 60-bit hashes of (key text, ``jsonb`` texts of ``docs``): what this
-        PostgreSQL side sums for its own JSON columns. A text PostgreSQL cannot read as jsonb (not JSON,
-        a ``\\u0000``) makes its buckets' sums -1, so they never match and their rows are compared."""
+    def jsonb_sums(self, buckets: list[int], keys: list[str], docs: list[list[str | None]]) -> dict[int, int] | None:
+        """Per bucket, the SUM of ``jsonb_hashes`` of (key text, ``docs`` read as jsonb): what this PostgreSQL
+        side sums for its own JSON columns; None when a text is not one PostgreSQL reads as jsonb (not
+        JSON, a ``\\u0000``). Each column's texts go as one text split in PostgreSQL (about 2x cheaper
+        than binary arrays), as arrays when a text holds a separator or is empty."""
         d = self.dialect
+        assert isinstance(d, PostgresDialect)
+        if not buckets:
+            return {}
         names = [f"j{j}" for j in range(len(docs))]
-        tokens = self._row_sql_of("s.k", [f"(s.{n})::jsonb::text" for n in names])
-        arrays = ", ".join(["%b::bigint[]", "%b::text[]"] + ["%b::text[]"] * len(docs))
-        sql = (
-            f"SELECT s.b, {d.sum_text(d.hash60(tokens))} FROM unnest({arrays}) AS s(b, k, {', '.join(names)}) "
-            "GROUP BY 1"
-        )
+        sums = " + ".join(d.sum_text(h) for h in d.jsonb_hashes("s.k", [f"(s.{n})::jsonb" for n in names]))
+        columns: list[list[str | None]] = [list(keys), *docs]
+        joined = [_joined(c) for c in columns]
+        if all(j is not None for j in joined):
+            split = "unnest(string_to_array(%s, %s, %s))"
+            source = f"ROWS FROM (unnest(string_to_array(%s, ',')), {', '.join([split] * len(columns))})"
+            params: list[Any] = [",".join(map(str, buckets))]
+            for text in joined:
+                params += [text, _SEPARATOR, _NULL]
+            bucket = "(s.b)::bigint"
+        else:
+            source = f"unnest({', '.join(['%b::bigint[]'] + ['%b::text[]'] * len(columns))})"
+            params, bucket = [buckets, *columns], "s.b"
+        sql = f"SELECT {bucket}, {sums} FROM {source} AS s(b, k, {', '.join(names)}) GROUP BY 1"
         try:
-            return {int(b): int(s) for b, s in self._fetchall(sql, [buckets, keys, *docs])}
+            return {int(b): int(s) for b, s in self._fetchall(sql, params)}
         except d.error:
-            return dict.fromkeys(buckets, -1)
+            return None
 
     def _python_checksums(self, scope: Scope, split: int) -> Checksums:
         out: dict[int, list[int]] = {}
