@@ -147,6 +147,7 @@ class ChangeProcessing:
                     for table, reason in ChangeApplier(applier, {}).read_suspended(self.task.name).items():
                         self._suspend(table, reason, stored=True)
                     self._reconcile_columns(applier, set(known))
+            self._record_columns(applier, self.plans)
             if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
                 self.validating = ChangedRows(
                     self.task, self.plans, self._table_stats, self.listener.table_changed, self._warn
@@ -249,12 +250,15 @@ class ChangeProcessing:
 
         - Columns the source gained are added, nullable: the target's existing rows have no value for them.
         - Target columns the source no longer has are dropped (``_drop_reason`` says when not), where the
-          capture can tell that the source lost at least as many columns (``DroppedColumns``); else they
+          last run recorded them as the source's (``_record_columns``; a task from before records: any) and
+          the capture can tell that the source lost at least as many columns (``DroppedColumns``); else they
           are the target's own and stay.
         - Both at once is a rename, or a drop and an add: a rename leaves no trace in the catalog, and only
           the columns' attnums at the stored position could tell them apart, which nothing stores. The
           table is suspended rather than guessed (a wrong guess loses a column's values)."""
         remembers = self.capture if isinstance(self.capture, DroppedColumns) else None
+        recorded = ChangeApplier(applier, {}).read_columns(self.task.name)
+        kept: list[str] = []  # target columns the source never had (as far as the record goes): the user's
         for i, plan in enumerate(self.plans):
             if plan.source.id in known or plan.source.id in self.suspended:
                 continue
@@ -264,6 +268,9 @@ class ChangeProcessing:
                 continue  # no such table: DO_NOTHING created nothing, or it was dropped; the apply will say
             missing = [c for c in plan.target.columns if c.name not in present]
             gone = [n for n in present if n not in plan.target.column_names] if remembers is not None else []
+            if plan.source.id in recorded:
+                kept += [f"{plan.target.id}.{n}" for n in gone if n not in recorded[plan.source.id]]
+                gone = [n for n in gone if n in recorded[plan.source.id]]
             if gone and missing:
                 self._suspend(
                     plan.source.id,
@@ -296,6 +303,15 @@ class ChangeProcessing:
             self.plans[i] = replace(plan, target=target)
             done = f"added {', '.join(c.name for c in missing)}" if missing else f"dropped {', '.join(gone)}"
             self._warn(f"{target.id}: {done}: the source {'gained' if missing else 'lost'} them while stopped")
+        if kept:
+            self._warn(f"target columns the source never had are left as they are: {', '.join(kept)}")
+
+    def _record_columns(self, applier: SqlApplier, plans: list[TablePlan]) -> None:
+        """Record the planned tables' columns on the target (``conveyor_cdc_columns``): the next run's
+        reconcile drops only target columns in that record, never one the user added. A suspended table
+        keeps its record: its plan may not be what the target holds."""
+        columns = {p.source.id: p.target.column_names for p in plans if p.source.id not in self.suspended}
+        ChangeApplier(applier, {}).save_columns(self.task.name, columns)
 
     def _gained(
         self, plan: TablePlan, base: Table, natives: list[str], column: Column, applier: SqlApplier
@@ -674,6 +690,7 @@ class ChangeProcessing:
         updated = replace(plan, source=source, target=target, native_types=natives)
         self.plans[self.plans.index(plan)] = updated
         changes.targets[source.id] = self._target_for(applier, updated)
+        self._record_columns(applier, [updated])
         stats.applied_ddls += 1
         self.listener.message(f"{target.id}: followed the source: {event.description}")
 

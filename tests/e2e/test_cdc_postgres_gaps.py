@@ -3,6 +3,7 @@ stops answering catalog queries, and apply failures inside a psycopg pipeline.""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from conveyor.endpoints.postgres.capture import PostgresCapture
 from conveyor.endpoints.postgres.engine import ENGINE
 from conveyor.errors import TransientError
 from conveyor.model.schema import TableId
+from conveyor.runner.cdc import cleanup
+from conveyor.runner.task import task_from_document
 
 ITEMS = TableId("public", "items")
 
@@ -144,6 +147,37 @@ def test_columns_only_the_target_has_stay(source_url: str, pg_url: str, tmp_path
     result = task.finish()
     assert not task.runner.suspended and not any(t.apply_error_rows for t in result.tables)
     assert "audit" in target_columns(pg_url, "items")
+
+
+def test_a_user_column_survives_a_drop_of_another_column_while_stopped(
+    source_url: str, pg_url: str, tmp_path: Path
+) -> None:
+    """The source's catalog shows a dropped column, yet only the column the last run recorded as the source's
+    goes: the one the user added on the target is no source column, and keeps its values."""
+    doc = stopped_after_the_full_load(source_url, pg_url, tmp_path)
+    source_sql(pg_url, "ALTER TABLE items ADD COLUMN audit text DEFAULT 'target'", "UPDATE items SET audit = 'mine'")
+    source_sql(
+        source_url, "ALTER TABLE items DROP COLUMN price", "INSERT INTO items (id, name, qty) VALUES (-10, 'x', 1)"
+    )
+    task = Running(doc, tmp_path / "state")
+    columns = ["id", "name", "qty", "big"]
+    wait_until(task, lambda: sorted(fetch(source_url, "items", columns)) == sorted(fetch(pg_url, "items", columns)))
+    result = task.finish()
+    assert not task.runner.suspended and not any(t.apply_error_rows for t in result.tables)
+    assert target_columns(pg_url, "items") == [*columns, "audit"]  # price dropped, audit kept
+    audits = dict(fetch(pg_url, "items", ["id", "audit"]))
+    assert audits.pop(-10) == "target" and set(audits.values()) == {"mine"}, audits
+    kept = [w for w in result.warnings if "left as they are" in w]
+    assert kept == ["target columns the source never had are left as they are: public.items.audit"], result.warnings
+    assert any("dropped price: the source lost them while stopped" in w for w in result.warnings), result.warnings
+    with psycopg.connect(pg_url) as conn:  # this run's record: the source's columns now
+        recorded = conn.execute(
+            "SELECT column_names FROM conveyor_cdc_columns WHERE task_name = 'cdc' AND table_name = 'items'"
+        ).fetchone()
+    assert recorded is not None and json.loads(recorded[0]) == columns
+    cleanup(task_from_document(doc), str(tmp_path / "state"))
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM conveyor_cdc_columns WHERE task_name = 'cdc'").fetchone() == (0,)
 
 
 # ----------------------------------------------------------------------------- a source that stops answering

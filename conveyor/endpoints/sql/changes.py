@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -31,6 +31,9 @@ from conveyor.model.schema import Table, TableId
 CDC_STATE_TABLE = "conveyor_cdc_state"
 #: tables a task no longer applies changes to (``ChangeApplier.suspensions``), until they are reloaded
 SUSPENDED_TABLE = "conveyor_cdc_suspended"
+#: the target column names of each table's source columns as the task last planned them
+#: (``ChangeApplier.save_columns``): on resume only those may be dropped, never a column the user added
+COLUMNS_TABLE = "conveyor_cdc_columns"
 #: batch apply's multi-row statements: at most this many rows, and bound parameters (every engine
 #: accepts 32k+: PostgreSQL and MySQL 65535, SQLite 32766)
 BULK_ROWS = 1000
@@ -111,11 +114,20 @@ class ChangeApplier:
             f"suspended_at {a.timestamp_type} NOT NULL, PRIMARY KEY (task_name, table_schema, table_name))"
         )
 
+    def columns_ddl(self) -> str:
+        a = self.applier
+        return (
+            f"CREATE TABLE IF NOT EXISTS {a.control(COLUMNS_TABLE)} (task_name VARCHAR(200) NOT NULL, "
+            f"table_schema VARCHAR(200) NOT NULL, table_name VARCHAR(200) NOT NULL, "
+            f"column_names {a.text_type} NOT NULL, PRIMARY KEY (task_name, table_schema, table_name))"
+        )
+
     def read_position(self, task_name: str) -> dict[str, Any] | None:
         """The position committed with the last applied batch, or None before the first one."""
         a = self.applier
         a.execute(self.state_ddl())
         a.execute(self.suspended_ddl())
+        a.execute(self.columns_ddl())
         row = a.execute(
             f"SELECT position FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,)
         ).fetchone()
@@ -132,34 +144,61 @@ class ChangeApplier:
         a.commit()
         return {TableId(schema, name): reason for schema, name, reason in rows}
 
+    def read_columns(self, task_name: str) -> dict[TableId, list[str]]:
+        """The task's recorded columns per source table (``save_columns``; ``read_position`` made the
+        table). A table without a record was last planned before records were kept."""
+        a = self.applier
+        rows = a.execute(
+            f"SELECT table_schema, table_name, column_names FROM {a.control(COLUMNS_TABLE)} "
+            f"WHERE task_name = {a.param}",
+            (task_name,),
+        ).fetchall()
+        a.commit()
+        return {TableId(schema, name): json.loads(columns) for schema, name, columns in rows}
+
+    def save_columns(self, task_name: str, columns: Mapping[TableId, Sequence[str]]) -> None:
+        """Record each source table's columns as the target names them, in a transaction of its own."""
+        a = self.applier
+        try:
+            for source, names in columns.items():
+                self._put_table_row(COLUMNS_TABLE, task_name, source, {"column_names": json.dumps(list(names))})
+            a.commit()
+        except Exception:
+            a.rollback()
+            raise
+
     def forget(self, task_name: str) -> bool:
-        """Remove the task's stored position and suspensions (``conveyor cleanup``): its next run starts
-        over. True when there was a position."""
+        """Remove the task's stored position, suspensions and recorded columns (``conveyor cleanup``): its
+        next run starts over. True when there was a position."""
         a = self.applier
         a.execute(self.state_ddl())
         a.execute(self.suspended_ddl())
+        a.execute(self.columns_ddl())
         cur = a.execute(f"DELETE FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,))
         found = bool(cur.rowcount)
-        a.execute(f"DELETE FROM {a.control(SUSPENDED_TABLE)} WHERE task_name = {a.param}", (task_name,))
+        for control in (SUSPENDED_TABLE, COLUMNS_TABLE):
+            a.execute(f"DELETE FROM {a.control(control)} WHERE task_name = {a.param}", (task_name,))
         a.commit()
         return found
 
     def _save_suspensions(self, task_name: str, suspensions: dict[TableId, str]) -> None:
-        a = self.applier
         now = datetime.now(UTC).replace(tzinfo=None)
-        table = a.control(SUSPENDED_TABLE)
         for source, reason in suspensions.items():
-            key = (task_name, source.schema, source.name)
-            a.execute(
-                f"DELETE FROM {table} WHERE task_name = {a.param} AND table_schema = {a.param} "
-                f"AND table_name = {a.param}",
-                key,
-            )
-            a.execute(
-                f"INSERT INTO {table} (task_name, table_schema, table_name, reason, suspended_at) "
-                f"VALUES ({a.params(5)})",
-                (*key, reason, now),
-            )
+            self._put_table_row(SUSPENDED_TABLE, task_name, source, {"reason": reason, "suspended_at": now})
+
+    def _put_table_row(self, control: str, task_name: str, source: TableId, values: dict[str, Any]) -> None:
+        """Replace the task's row for ``source`` in a control table keyed by (task, source table)."""
+        a = self.applier
+        table = a.control(control)
+        key = (task_name, source.schema, source.name)
+        a.execute(
+            f"DELETE FROM {table} WHERE task_name = {a.param} AND table_schema = {a.param} AND table_name = {a.param}",
+            key,
+        )
+        names = ["task_name", "table_schema", "table_name", *values]
+        a.execute(
+            f"INSERT INTO {table} ({a.column_list(names)}) VALUES ({a.params(len(names))})", (*key, *values.values())
+        )
 
     def _save_position(self, task_name: str, lease: int, position: dict[str, Any]) -> None:
         a = self.applier
