@@ -14,6 +14,7 @@ Sequence (the runner owns it; engines fill roles):
 A stop request (SIGTERM, Ctrl-C, ``cdc_stop_position``) ends the stream after the current target
 commit; the stored position is where the next run continues. Connection trouble on either side is
 retried from the stored position, with back-off; a gap in the source's log is fatal (NEEDS_RESYNC).
+The source's schema changes are followed on the target, or the table suspended (``schema_following``).
 """
 
 from __future__ import annotations
@@ -23,26 +24,24 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.convert.added_default import added_default
-from conveyor.convert.dialects import NotConvertible
 from conveyor.convert.plan import TablePlan
-from conveyor.convert.schema_change import AddColumn, ColumnChange, DropColumn, apply_change, diff_table
-from conveyor.endpoints.base import Capture, DroppedColumns, PositionDefinitions, PrepMode, Snapshot
+from conveyor.endpoints.base import Capture, PrepMode, Snapshot
 from conveyor.endpoints.registry import engine_for
 from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget
 from conveyor.endpoints.watchdog import Watchdog
 from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
-from conveyor.model.changes import Idle, Op, SchemaChanged, Transaction
-from conveyor.model.schema import Column, Table, TableId
+from conveyor.model.changes import Idle, Op, Transaction
+from conveyor.model.schema import TableId
 from conveyor.runner import stats as st
 from conveyor.runner.executor import classify
 from conveyor.runner.fullload import FullLoad, RunResult
 from conveyor.runner.planning import change_target, control_schema, plan_tables
+from conveyor.runner.schema_following import SchemaFollowing, definitions_at
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import StopPoint, Task
 from conveyor.transform.lobs import truncation_warning
@@ -107,10 +106,11 @@ class ChangeProcessing:
         self.warnings: list[str] = list(task.warnings)
         self.stats = st.TaskStats()
         self.cdc = st.CdcStats()
+        #: one list for the whole run: schema following replaces plans in it
         self.plans: list[TablePlan] = []
-        self.suspended: dict[TableId, str] = {}
-        #: suspensions the target does not hold yet: the next commit stores them with its position
-        self._unsaved: dict[TableId, str] = {}
+        self.schema = SchemaFollowing(
+            task, self.source, self.target, self.plans, self._table_stats, self._target_for, self.listener, self._warn
+        )
         self._capture: Capture | None = None
         self._handoff: Any = None
         #: source table -> its statistics (looked up per change; filled as tables are first met)
@@ -137,17 +137,17 @@ class ChangeProcessing:
                 stored = self.capture.position_json(self._handoff)
                 self._changes(applier).apply(self.task.name, lease, [], stored)
             else:
-                known = self._definitions_at(stored)
-                self.plans = plan_tables(self.task, self.source, self.target, applier, self._warn, definitions=known)
+                known = definitions_at(self.task, self.source, stored)
+                self.plans[:] = plan_tables(self.task, self.source, self.target, applier, self._warn, definitions=known)
                 self._open_capture()
                 self._plan_stats()
                 if stored is None:
                     stored = self._first_position(applier)
                 else:
                     for table, reason in ChangeApplier(applier, {}).read_suspended(self.task.name).items():
-                        self._suspend(table, reason, stored=True)
-                    self._reconcile_columns(applier, set(known))
-            self._record_columns(applier, self.plans)
+                        self.schema.suspend(table, reason, stored=True)
+                    self.schema.reconcile(applier, self.capture, set(known))
+            self.schema.record_columns(applier, self.plans)
             if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
                 self.validating = ChangedRows(
                     self.task, self.plans, self._table_stats, self.listener.table_changed, self._warn
@@ -164,6 +164,11 @@ class ChangeProcessing:
             if self._capture is not None:
                 self._capture.close()
         return RunResult(list(self.stats.tables.values()), self.warnings, cdc=self.cdc)
+
+    @property
+    def suspended(self) -> dict[TableId, str]:
+        """Source tables whose changes are skipped -> why."""
+        return self.schema.suspended
 
     @property
     def capture(self) -> Capture:
@@ -195,7 +200,7 @@ class ChangeProcessing:
             )
 
         def open_snapshot(plans: list[TablePlan], workers: int, hold: bool) -> Snapshot:
-            self.plans = plans
+            self.plans[:] = plans
             self._open_capture()
             snapshot, self._handoff = self.capture.handoff(workers, hold)
             self.listener.message(f"change capture starts at {self._checkpoint(self._handoff)}")
@@ -226,123 +231,6 @@ class ChangeProcessing:
             position = begun
         self.listener.message(f"change capture starts at {self._checkpoint(position)}")
         return self.capture.position_json(position)
-
-    def _definitions_at(self, stored: dict[str, Any] | None) -> dict[TableId, Table]:
-        """The selected tables as the source held them at the stored position, where the position says
-        (``PositionDefinitions``): planned so, the stream's own schema changes move them (and the target) on
-        to the current definitions, each at its place. Empty: the tables are planned from the catalog."""
-        if stored is None:
-            return {}
-        assert self.source.open_capture is not None
-        reader = self.source.open_capture(self.task.source, self.task.name, [])  # connects only when used
-        try:
-            if not isinstance(reader, PositionDefinitions):
-                return {}
-            return reader.definitions_at(reader.position_from_json(stored))
-        finally:
-            reader.close()
-
-    def _reconcile_columns(self, applier: SqlApplier, known: set[TableId]) -> None:
-        """The target's columns made the source's again where its tables changed while the task was
-        stopped, before the stream resumes: its changes carry the new definitions, and it may hold no
-        older change of a table that would announce the difference. Tables planned as the stored position
-        holds them (``known``) need none: the stream announces every change since.
-
-        - Columns the source gained are added, nullable: the target's existing rows have no value for them.
-        - Target columns the source no longer has are dropped (``_drop_reason`` says when not), where the
-          last run recorded them as the source's (``_record_columns``; a task from before records: any) and
-          the capture can tell that the source lost at least as many columns (``DroppedColumns``); else they
-          are the target's own and stay.
-        - Both at once is a rename, or a drop and an add: a rename leaves no trace in the catalog, and only
-          the columns' attnums at the stored position could tell them apart, which nothing stores. The
-          table is suspended rather than guessed (a wrong guess loses a column's values)."""
-        remembers = self.capture if isinstance(self.capture, DroppedColumns) else None
-        recorded = ChangeApplier(applier, {}).read_columns(self.task.name)
-        kept: list[str] = []  # target columns the source never had (as far as the record goes): the user's
-        for i, plan in enumerate(self.plans):
-            if plan.source.id in known or plan.source.id in self.suspended:
-                continue
-            present = [r[0] for r in applier.execute(applier.columns_sql, (plan.target.id.schema, plan.target.id.name))]
-            applier.commit()
-            if not present:
-                continue  # no such table: DO_NOTHING created nothing, or it was dropped; the apply will say
-            missing = [c for c in plan.target.columns if c.name not in present]
-            gone = [n for n in present if n not in plan.target.column_names] if remembers is not None else []
-            if plan.source.id in recorded:
-                kept += [f"{plan.target.id}.{n}" for n in gone if n not in recorded[plan.source.id]]
-                gone = [n for n in gone if n in recorded[plan.source.id]]
-            if gone and missing:
-                self._suspend(
-                    plan.source.id,
-                    f"columns {', '.join(gone)} left the source and {', '.join(c.name for c in missing)} came while "
-                    "the task was stopped: renamed, or dropped and added, cannot be told apart; reload the table",
-                )
-                continue
-            if remembers is not None and gone and remembers.dropped_columns(plan.source.id) < len(gone):
-                gone = []  # not all dropped on the source, and which were cannot be told: the target's own
-            if not missing and not gone:
-                continue
-            keep = [j for j, c in enumerate(plan.target.columns) if c.name in present]
-            base = replace(plan.target, columns=tuple(plan.target.columns[j] for j in keep))
-            natives = [plan.native_types[j] for j in keep]
-            try:
-                changes = [self._gained(plan, base, natives, c, applier) for c in missing]
-            except NotConvertible as exc:
-                self._suspend(plan.source.id, f"{exc}, while the task was stopped; reload the table")
-                continue
-            if gone:
-                own = self._target_table(plan.target.id)
-                reason = self._drop_reason(plan, own, gone)
-                if reason is not None:
-                    self._suspend(plan.source.id, reason)
-                    continue
-                base = replace(base, columns=(*base.columns, *(own.column(n) for n in gone)))
-                natives += [own.column(n).type.native for n in gone]
-                changes = [DropColumn(n) for n in gone]
-            target = applier.alter_table(base, changes, natives)
-            self.plans[i] = replace(plan, target=target)
-            done = f"added {', '.join(c.name for c in missing)}" if missing else f"dropped {', '.join(gone)}"
-            self._warn(f"{target.id}: {done}: the source {'gained' if missing else 'lost'} them while stopped")
-        if kept:
-            self._warn(f"target columns the source never had are left as they are: {', '.join(kept)}")
-
-    def _record_columns(self, applier: SqlApplier, plans: list[TablePlan]) -> None:
-        """Record the planned tables' columns on the target (``conveyor_cdc_columns``): the next run's
-        reconcile drops only target columns in that record, never one the user added. A suspended table
-        keeps its record: its plan may not be what the target holds."""
-        columns = {p.source.id: p.target.column_names for p in plans if p.source.id not in self.suspended}
-        ChangeApplier(applier, {}).save_columns(self.task.name, columns)
-
-    def _gained(
-        self, plan: TablePlan, base: Table, natives: list[str], column: Column, applier: SqlApplier
-    ) -> ColumnChange:
-        """A target column the source gained while the task was stopped, as the target adds it: nullable
-        (the target's rows have no value for it), or with the source's default where that fills them as
-        the source filled its rows (when the column was added: a default changed since cannot be seen)."""
-        source = next((c for c in plan.source.columns if c.name == column.name), None)
-        if source is None or source.default is None or plan.mapping is not None:
-            return AddColumn(replace(column, nullable=True, default=None))
-        return self._for_target(base, natives, AddColumn(replace(column, default=source.default)), applier)
-
-    def _drop_reason(self, plan: TablePlan, own: Table, gone: list[str]) -> str | None:
-        """Why columns the source dropped while the task was stopped are not dropped on the target too."""
-        what = f"columns {', '.join(gone)} were dropped on the source while the task was stopped"
-        if plan.mapping is not None:
-            return f"{what}: the table mapping transforms or filters the table; reload it"
-        if not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered:
-            return f"{what} (HandleSourceTableAltered is false)"
-        key = [n for n in gone if own.primary_key is not None and n in own.primary_key.columns]
-        if key:
-            return f"{what}: the target's primary key holds {', '.join(key)}; reload the table"
-        return None
-
-    def _target_table(self, table: TableId) -> Table:
-        """The target table as its catalog describes it."""
-        introspector = self.target.open_introspector(self.task.target)
-        try:
-            return introspector.table(table)
-        finally:
-            introspector.close()
 
     # ------------------------------------------------------------------ streaming
     def _stream_with_retries(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
@@ -536,7 +424,7 @@ class ChangeProcessing:
             elif in_parts:
                 # target DDL commits, and the open target transaction holds parts of this source
                 # transaction: following the change would show it half done
-                self._suspend(
+                self.schema.suspend(
                     event.old_table,
                     f"{event.description}, inside a transaction of more than {PART_CHANGES:,} changes: reload the "
                     "table",
@@ -544,7 +432,7 @@ class ChangeProcessing:
             else:
                 flush(wait=True)
                 with watchdog.guard():
-                    self._schema_changed(event, changes)
+                    self.schema.follow(event, changes)
             now = time.monotonic()
             if now - last_stats >= STATS_SECONDS:
                 last_stats = now
@@ -653,87 +541,6 @@ class ChangeProcessing:
     def _stopped(self, why: str) -> None:
         self.listener.message(f"stopped ({why}) at {self.cdc.checkpoint}; run the task again to continue")
 
-    # ------------------------------------------------------------------ schema changes
-    def _schema_changed(self, event: SchemaChanged, changes: ChangeApplier) -> None:
-        """ADD / DROP / RENAME COLUMN and type widening are made on the target table too, before the
-        first change written under the new definition; anything else suspends that one table (its
-        changes are no longer applied, the other tables go on) with the reason in its statistics."""
-        plan = self._plan_for(event.old_table)
-        if plan is None or event.old_table in self.suspended:
-            return
-        stats = self.stats.tables[plan.key]
-        stats.ddls += 1
-        if event.table != event.old_table:
-            self._suspend(event.old_table, f"{event.description}: renamed tables are not followed")
-            return
-        if plan.mapping is not None:
-            self._suspend(event.table, f"{event.description}: the table mapping transforms or filters it; reload it")
-            return
-        if not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered:
-            self._suspend(event.table, f"{event.description} (HandleSourceTableAltered is false)")
-            return
-        column_changes, reasons = diff_table(plan.source, event.columns)
-        if reasons:
-            self._suspend(event.table, f"{event.description}: {'; '.join(reasons)}")
-            return
-        applier = changes.applier
-        try:
-            on_target = [self._for_target(plan.target, plan.native_types, c, applier) for c in column_changes]
-        except NotConvertible as exc:
-            self._suspend(event.table, f"{event.description}: {exc}")
-            return
-        target = applier.alter_table(plan.target, on_target, plan.native_types)
-        source = plan.source
-        for change in column_changes:
-            source = apply_change(source, change)
-        natives = [applier.map_type(c.type) for c in source.columns]
-        updated = replace(plan, source=source, target=target, native_types=natives)
-        self.plans[self.plans.index(plan)] = updated
-        changes.targets[source.id] = self._target_for(applier, updated)
-        self._record_columns(applier, [updated])
-        stats.applied_ddls += 1
-        self.listener.message(f"{target.id}: followed the source: {event.description}")
-
-    def _for_target(self, target: Table, natives: list[str], change: ColumnChange, applier: SqlApplier) -> ColumnChange:
-        """A column change as the target table (its columns of types ``natives``) makes it: an added column's
-        default (the source's) in the target's SQL, where it fills the existing rows as the source filled
-        them (``added_default``), else ``NotConvertible``."""
-        if not isinstance(change, AddColumn) or change.column.default is None:
-            return change
-        column = change.column
-        by_name = dict(zip(target.column_names, natives, strict=True))
-        native = applier.column_native(apply_change(target, change), column.name, by_name)
-        try:
-            default = added_default(column, native, self.source.name, applier.engine)
-        except NotConvertible as exc:
-            reason = f"column {column.name} was added with a default the target cannot follow: {exc}"
-            raise NotConvertible(reason) from None
-        return AddColumn(replace(column, default=default))
-
-    def _suspend(self, table: TableId, reason: str, stored: bool = False) -> None:
-        """The table's changes are skipped from now on, in this run and the next ones (``stored``: an
-        earlier run's suspension, read back from the target) until the table is reloaded."""
-        if table in self.suspended:
-            return
-        stats = self._table_stats(table)
-        if stored and stats is None:
-            return  # no longer selected: nothing of it is applied anyway
-        self.suspended[table] = reason
-        if not stored:
-            self._unsaved[table] = reason
-        if stats is None:
-            return
-        stats.state = st.ERROR
-        stats.error = f"suspended: {reason}"
-        self.listener.table_changed(stats)
-        if stored:
-            self._warn(
-                f"{table}: suspended by an earlier run: {reason}; its changes are skipped until it is reloaded "
-                "(docs/cdc.md)"
-            )
-        else:
-            self._warn(f"{table}: suspended: {reason}")
-
     # ------------------------------------------------------------------ helpers
     def _changes(self, applier: SqlApplier) -> ChangeApplier:
         """The apply path's view of each planned table: keyed by source table, written to the target
@@ -744,7 +551,7 @@ class ChangeProcessing:
             # nothing converted on the way (no mapping, same engine): the target reads the source's text
             self.capture.text_tables = frozenset(p.source.id for p in self.plans if p.passthrough and p.mapping is None)
         targets = {plan.source.id: self._target_for(applier, plan) for plan in self.plans}
-        return ChangeApplier(applier, targets, self._unsaved)
+        return ChangeApplier(applier, targets, self.schema.unsaved)
 
     def _target_for(self, applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
         if plan.source.id not in self.capture.text_tables:
@@ -759,17 +566,11 @@ class ChangeProcessing:
             self.stats.tables[plan.key] = stats
             self.listener.table_planned(stats)
 
-    def _plan_for(self, source: TableId) -> TablePlan | None:
-        for plan in self.plans:
-            if plan.source.id == source:
-                return plan
-        return None
-
     def _table_stats(self, source: TableId) -> st.TableStats | None:
         try:
             return self._stats_by_source[source]
         except KeyError:
-            plan = self._plan_for(source)  # a table's source id and target key never change once planned
+            plan = self.schema.plan_for(source)  # a table's source id and target key never change once planned
             found = self._stats_by_source[source] = self.stats.tables.get(plan.key) if plan is not None else None
             return found
 
