@@ -11,7 +11,7 @@ from conveyor.endpoints.base import Applier, Encoder
 from conveyor.model.schema import Table, TableId
 from conveyor.model.segments import SourceFilter
 from conveyor.model.types import ColumnType, LogicalType
-from conveyor.transform.mapping import RowMapping, _converting
+from conveyor.transform.mapping import RowMapping, converting
 from conveyor.transform.table_settings import ParallelLoad
 from conveyor.transform.tables import MappedTable
 
@@ -115,7 +115,7 @@ def encoder_for(applier: Applier) -> Callable[[ColumnType, str], Encoder | None]
             chosen = applier.logical_type(native)
             if chosen is not None and chosen.logical is not column_type.logical:
                 # no column name: the applier names the column a rejected value came from
-                return _converting(chosen, applier.encoder(chosen, native), "")
+                return converting(chosen, applier.encoder(chosen, native), "")
         return applier.encoder(column_type, native)
 
     return encoder

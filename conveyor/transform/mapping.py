@@ -108,7 +108,7 @@ class RowMapping:
         out: list[Encoder | None] = []
         for (was, now), native, name in zip(pairs, natives, self.columns, strict=True):
             encode = encoder(now, native)
-            out.append(encode if was == now else _converting(now, encode, name))
+            out.append(encode if was == now else converting(now, encode, name))
         for limit in self.lobs:
             if limit.structured:
                 out[limit.position] = too_long(limit, out[limit.position])
@@ -250,7 +250,10 @@ def _names(expression: Expression | None, columns: tuple[str, ...]) -> list[tupl
     return [(n, columns.index(n)) for n in expression.names if n in columns]
 
 
-def _converting(target: ColumnType, encode: Encoder | None, column: str) -> Encoder:
+def converting(target: ColumnType, encode: Encoder | None, column: str) -> Encoder:
+    """An encoder that first converts a value to ``target``'s canonical form (change-data-type, type
+    overrides): a value that does not convert is a rejected row naming ``column``, never a failed load."""
+
     def convert(value: Any) -> Any:
         try:
             value = to_canonical(value, target)
