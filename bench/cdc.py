@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 # checks this file only: fullload.py has type findings of its own.
 _fullload = importlib.import_module("fullload")
 tree_pss_mb: Callable[[int], int] = _fullload.tree_pss_mb
+tree_cpu_s: Callable[[int], float] = _fullload.tree_cpu_s
 PG_SCHEMA: str = _fullload.PG_SCHEMA
 MYSQL_SCHEMA: list[str] = _fullload.MYSQL_SCHEMA
 
@@ -263,6 +264,8 @@ class ConveyorRun:
         self.stdout = ""
         self.peak_mb = 0
         self.exited = 0.0
+        #: CPU seconds of the process tree when it started streaming (startup left out of ``cpu_per_change``)
+        self.cpu_at_streaming: float | None = None
         self._done = threading.Event()
         self._threads = [
             threading.Thread(target=self._read_stderr, daemon=True),
@@ -293,6 +296,8 @@ class ConveyorRun:
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
+            if self.cpu_at_streaming is None and "streaming changes from" in line:
+                self.cpu_at_streaming = tree_cpu_s(self.proc.pid)
             self.lines.append((time.perf_counter(), line.rstrip()))
 
     def _read_stdout(self) -> None:
@@ -350,14 +355,30 @@ def workdir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def drain(run: ConveyorRun, present: Callable[[], bool], changes: int, timeout: float) -> dict[str, Any]:
+def cpu_seconds(trees: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process tree (a server's postmaster, a Conveyor run)."""
+    return {name: tree_cpu_s(pid) for name, pid in trees.items()}
+
+
+def cpu_per_change(before: dict[str, float], after: dict[str, float], changes: int) -> dict[str, float]:
+    """CPU microseconds per change of each process tree between two ``cpu_seconds``: where the work goes."""
+    return {name: round((after[name] - before[name]) * 1e6 / max(changes, 1), 1) for name in after}
+
+
+def drain(
+    run: ConveyorRun, present: Callable[[], bool], changes: int, timeout: float, servers: dict[str, int]
+) -> dict[str, Any]:
     """Wait until the marker is on the target, then stop the run. A run still draining after ``timeout``
-    is stopped there and counted by what it applied until then (``complete`` false)."""
+    is stopped there and counted by what it applied until then (``complete`` false). ``servers``: the
+    postmasters (or mariadbd) whose CPU per change is reported with Conveyor's."""
+    before = cpu_seconds(servers)
     try:
         done = wait_for(present, timeout, "the marker on the target", run.alive)
         complete = True
     except TimeoutError:
         complete = False
+    after = {**cpu_seconds(servers), "conveyor": tree_cpu_s(run.proc.pid)}
+    before["conveyor"] = run.cpu_at_streaming or 0.0
     stats = run.stop()
     applied = stats.get("CdcStatistics", {}).get("CDCAppliedChanges")
     if not complete:
@@ -372,6 +393,7 @@ def drain(run: ConveyorRun, present: Callable[[], bool], changes: int, timeout: 
         "startup_s": streaming - run.started,
         "peak_mem_mb": run.peak_mb,
         "applied_changes": applied,
+        "cpu_us_per_change": cpu_per_change(before, after, count),
         "warnings": stats.get("Warnings", []),
     }
 
@@ -409,6 +431,9 @@ class PgPair:
             conn.execute("VACUUM (FREEZE, ANALYZE) orders")
         log(f"pg2pg: {self.rows:,} orders on the source and the target ({time.perf_counter() - start:.0f} s)")
 
+    def servers(self) -> dict[str, int]:
+        return {"source": self.src.pid, "target": self.dst.pid}
+
     def fresh(self) -> tuple[str, str]:
         return clone(self.src, "bench_src", "src_tpl"), clone(self.dst, "bench_dst", "dst_tpl")
 
@@ -436,15 +461,22 @@ class PgPair:
             conn.execute(self.subscription_sql("bench_src") + ", enabled = false)")
         generated = self.generate(changes, txn)
         with self.dst.connect("bench_dst") as conn:
-            start = time.perf_counter()
+            start, before = time.perf_counter(), cpu_seconds(self.servers())
             conn.execute("ALTER SUBSCRIPTION bench_sub ENABLE")
             done = wait_for(marker_present(conn), self.drain_timeout, "the marker on the target")
+            after = cpu_seconds(self.servers())
             conn.execute("ALTER SUBSCRIPTION bench_sub DISABLE")
         self.verify(NATIVE)
         self.dst.drop_database("bench_dst")  # the subscription; the slot goes with the source's database
         self.src.drop_database("bench_src")
         seconds = done - start
-        return {"complete": True, "seconds": seconds, "changes_per_s": changes / seconds, "generate_s": generated}
+        return {
+            "complete": True,
+            "seconds": seconds,
+            "changes_per_s": changes / seconds,
+            "generate_s": generated,
+            "cpu_us_per_change": cpu_per_change(before, after, changes),
+        }
 
     def conveyor(self, changes: int, txn: int, batch: bool, profile: Path | None) -> dict[str, Any]:
         src_url, dst_url = self.fresh()
@@ -456,7 +488,7 @@ class PgPair:
             generated = self.generate(changes, txn)
             with self.dst.connect("bench_dst") as conn:
                 run = ConveyorRun(self.conveyor_cmd, task, tmp / "state", profile)
-                result = drain(run, marker_present(conn), changes, self.drain_timeout)
+                result = drain(run, marker_present(conn), changes, self.drain_timeout, self.servers())
         if result["complete"]:
             self.verify(f"conveyor (BatchApplyEnabled={batch})")
         self.dst.drop_database("bench_dst")
@@ -570,7 +602,9 @@ def mysql2pg(dst: PostgresServer, args: argparse.Namespace, runs: dict[str, list
                         def present(conn: psycopg.Connection[Any] = conn, marker: int = marker) -> bool:
                             return conn.execute("SELECT 1 FROM orders WHERE id = %s", (marker,)).fetchone() is not None
 
-                        result = drain(run, present, args.changes, args.drain_timeout)
+                        result = drain(
+                            run, present, args.changes, args.drain_timeout, {"source": my.pid, "target": dst.pid}
+                        )
                 if result["complete"]:
                     with my.connect("bench_src") as s, dst.connect("bench_my") as d:
                         check_equal(fingerprint(s, PORTABLE_FINGERPRINT), fingerprint(d, PORTABLE_FINGERPRINT), tool)
@@ -594,6 +628,9 @@ def sample_text(sample: dict[str, Any]) -> str:
     text = f"{sample['changes_per_s']:,.0f} changes/s"
     if not sample["complete"]:
         text += f" (stopped after {sample['seconds']:.0f} s with {sample['applied_changes']:,} applied)"
+    cpu = sample.get("cpu_us_per_change")
+    if cpu:
+        text += "; CPU µs/change " + ", ".join(f"{name} {us}" for name, us in cpu.items())
     return text
 
 

@@ -133,7 +133,9 @@ def wait_until(task: Alive, condition: Callable[[], bool], timeout: float = 60) 
     deadline = time.monotonic() + timeout
     while not condition():
         task.check()
-        assert time.monotonic() < deadline, "timed out"
+        if time.monotonic() >= deadline:
+            output = getattr(task, "output", None)
+            raise AssertionError("timed out" + (f"; the task printed:\n{output()}" if callable(output) else ""))
         time.sleep(0.05)
 
 

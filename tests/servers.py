@@ -585,6 +585,14 @@ class _ManagedServer:
     def _after_processes_gone(self) -> None:
         pass
 
+    @property
+    def pid(self) -> int:
+        """The running server's main process id (postmaster, mariadbd)."""
+        pid = self._server_pid()
+        if pid is None:
+            raise ServerUnavailable(f"{type(self).__name__} is not running")
+        return pid
+
     def _server_pid(self) -> int | None:
         return None
 

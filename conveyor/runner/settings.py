@@ -6,7 +6,7 @@ yet is reported in a warning, never silently ignored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -217,6 +217,14 @@ class ChangeProcessingDdlHandlingPolicySection(BaseModel):
     HandleSourceTableTruncated: bool = Field(True, description="Truncate the target table when the source's is.")
 
 
+#: DMS keys accepted with a reason they change nothing in Conveyor (the warning names it)
+NOT_HONOURED_WHY: dict[str, str] = {
+    "ValidationSettings.HandleCollationDiff": "Conveyor never pairs rows by their order under a collation "
+    "(integer key ranges, or hash buckets of each key's exact text), so collation differences cannot "
+    "misalign rows; keys are compared by their exact text",
+}
+
+
 class ValidationSettingsSection(BaseModel):
     model_config = _STRICT
     EnableValidation: bool = Field(
@@ -227,6 +235,11 @@ class ValidationSettingsSection(BaseModel):
     ValidationOnly: bool = Field(
         False, description="`conveyor run` only validates (like `conveyor validate`); nothing is loaded or applied."
     )
+    ValidationMode: Literal["ROW_LEVEL", "GROUP_LEVEL"] = Field(
+        "ROW_LEVEL",
+        description="Both work alike: groups of rows are checksummed in the databases and the rows of a "
+        "differing group compared, so failures are always rows (the failures table, repair).",
+    )
     ThreadCount: int = Field(
         5, ge=1, le=64, description="Validation: queries per database at once (tables, then chunks of each)."
     )
@@ -235,6 +248,45 @@ class ValidationSettingsSection(BaseModel):
     )
     FailureMaxCount: int = Field(
         10000, ge=0, description="Validation: failures recorded in all, after which validation stops."
+    )
+    TableFailureMaxCount: int = Field(
+        1000,
+        ge=0,
+        description="Validation of a table with more failing rows than this is suspended (`Suspended records`; "
+        "that many failures recorded); other tables go on. During CDC, after RecordSuspendDelayInMinutes.",
+    )
+    RecordSuspendDelayInMinutes: int = Field(
+        30,
+        ge=0,
+        description="CDC: minutes a table stays over TableFailureMaxCount before its re-validation is suspended.",
+    )
+    RecordFailureDelayInMinutes: int = Field(
+        0,
+        ge=0,
+        description="CDC: minutes a changed row must keep differing before it is recorded as failed (pending "
+        "until then). DMS's default is 5; Conveyor's 0 since a failure already waits until the stream has "
+        "applied the source's transactions up to the first read.",
+    )
+    RecordFailureDelayLimitInMinutes: int = Field(
+        0, ge=0, description="CDC: the same delay when longer than RecordFailureDelayInMinutes (the larger counts)."
+    )
+    ValidationQueryCdcDelaySeconds: int = Field(
+        0, ge=0, description="CDC: seconds a changed row waits before it is first validated again."
+    )
+    MaxKeyColumnSize: int = Field(
+        8096,
+        ge=1,
+        description="Bytes (UTF-8) of a row's key texts: a row with a longer key is not recorded as failed or "
+        "re-validated during CDC; it is counted in ValidationSuspendedRecords.",
+    )
+    SkipLobColumns: bool = Field(
+        False, description="Leave LOB columns (TEXT, BLOB, JSON; never key columns) out of the comparison."
+    )
+    ValidationPartialLobSize: int = Field(
+        0,
+        ge=0,
+        description="KB: compare only this much of each text and binary LOB value, on both sides (text: UTF-8 "
+        "bytes, cut on a character boundary; JSON whole); 0 compares LOBs whole.",
     )
 
 
@@ -277,7 +329,12 @@ def parse_settings(doc: Any, path: str = "settings") -> tuple[TaskSettings, list
             if key not in DMS_KEYS[section]:
                 raise ConfigError("unknown key (not an AWS DMS task setting)", f"{path}.{section}.{key}")
             if key not in honoured.get(section, set()):
-                warnings.append(f"{path}.{section}.{key} is not honoured yet and is ignored")
+                why = NOT_HONOURED_WHY.get(f"{section}.{key}")
+                warnings.append(
+                    f"{path}.{section}.{key} is ignored: {why}"
+                    if why
+                    else f"{path}.{section}.{key} is not honoured yet and is ignored"
+                )
     try:
         return TaskSettings.model_validate(doc), warnings
     except ValidationError as exc:

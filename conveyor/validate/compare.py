@@ -61,6 +61,9 @@ class TableDiff:
     target_rows: int = 0
     chunks: int = 0
     truncated: bool = False
+    #: rows left unread once the failures reached ``max_failures``: of differing groups, and differing
+    #: rows over the limit
+    unchecked: int = 0
 
 
 class TableComparer:
@@ -116,6 +119,13 @@ class TableComparer:
             return True
         return False
 
+    def _skipped(self, diff: TableDiff, src: tuple[int, int] | None, tgt: tuple[int, int] | None) -> bool:
+        """Whether a differing group is left unread (the failures are full); its rows are counted."""
+        if not self._full(diff):
+            return False
+        diff.unchecked += max((src or (0, 0))[0], (tgt or (0, 0))[0])
+        return True
+
     def _ranged(self, diff: TableDiff) -> None:
         bounds = self._both(lambda s: s.bounds())
         present = [b for b in bounds if b is not None]
@@ -141,7 +151,7 @@ class TableComparer:
             diff.target_rows += _rows(tgt)
             step = -(-(scope.hi - scope.lo) // split)
             for b in sorted(set(src) | set(tgt)):
-                if src.get(b) != tgt.get(b) and not self._full(diff):
+                if src.get(b) != tgt.get(b) and not self._skipped(diff, src.get(b), tgt.get(b)):
                     sub = Scope(scope.lo + b * step, min(scope.hi, scope.lo + (b + 1) * step))
                     self._descend(sub, {0: src.get(b, (0, 0))}, {0: tgt.get(b, (0, 0))}, diff)
             # aim the next chunks at the time target: this chunk's width, changed at most 4x
@@ -163,7 +173,7 @@ class TableComparer:
         sub_src, sub_tgt = self._both(lambda s: s.checksums(scope, SPLIT))
         width = -(-(scope.hi - scope.lo) // SPLIT)
         for b in sorted(set(sub_src) | set(sub_tgt)):
-            if sub_src.get(b) != sub_tgt.get(b) and not self._full(diff):
+            if sub_src.get(b) != sub_tgt.get(b) and not self._skipped(diff, sub_src.get(b), sub_tgt.get(b)):
                 sub = Scope(scope.lo + b * width, min(scope.hi, scope.lo + (b + 1) * width))
                 self._descend(sub, {0: sub_src.get(b, (0, 0))}, {0: sub_tgt.get(b, (0, 0))}, diff)
 
@@ -181,7 +191,8 @@ class TableComparer:
         ]
         for scope in scopes:
             if self._full(diff):
-                break
+                diff.unchecked += sum(max(src.get(b, (0, 0))[0], tgt.get(b, (0, 0))[0]) for b in scope.members)
+                continue
             self._leaf([scope], diff)
 
     # ------------------------------------------------------------------ rows
@@ -189,8 +200,9 @@ class TableComparer:
         found = self.rows_diff(scopes)
         if found:
             diff.scopes += scopes
-            room = None if self.max_failures is None else self.max_failures - len(diff.failures)
-            diff.failures += found if room is None else found[: max(0, room)]
+            room = None if self.max_failures is None else max(0, self.max_failures - len(diff.failures))
+            diff.failures += found if room is None else found[:room]
+            diff.unchecked += 0 if room is None else max(0, len(found) - room)
 
     def rows_diff(self, scopes: Iterable[Scope]) -> list[RowFailure]:
         """Read the scopes' rows on both sides and name every difference."""

@@ -72,6 +72,23 @@ class Dialect:
         """SUM of 60-bit hashes, exact (no float), in a form the driver returns as a number or text."""
         return f"SUM({expr})"
 
+    # value rules (``run.Validation.comparer``): what the task did to a value, done to the other side's
+    def text_prefix(self, expr: str, size: int) -> str:
+        """The first ``size`` UTF-8 bytes of a text, cut on a character boundary (``transform.lobs.clip``)."""
+        raise NotImplementedError
+
+    def binary_prefix(self, expr: str, size: int) -> str:
+        raise NotImplementedError
+
+    def sha256_hex(self, expr: str, t: ColumnType) -> str:
+        """SHA-256 of a text's UTF-8 bytes, upper-case hex (``transform.masking``'s hash mask), the text
+        as the task reads a column of type ``t``."""
+        raise NotImplementedError
+
+    def digits_masked(self, expr: str, character: str) -> str:
+        """Every digit of a text replaced by ``character`` (``transform.masking``'s digits mask)."""
+        raise NotImplementedError
+
 
 def _json_finish(value: Any) -> str | None:
     return None if value is None else json_text(value)
@@ -151,6 +168,27 @@ class PostgresDialect(Dialect):
     def int_div(self, a: str, b: str) -> str:
         return f"div({a}, {b})"
 
+    def text_prefix(self, expr: str, size: int) -> str:
+        n = int(size)
+        b = f"convert_to({expr}, 'UTF8')"
+        # the cut: before the first byte of the character the byte after the limit belongs to
+        cut = " ".join(f"WHEN get_byte({b}, {n - k}) & 192 <> 128 THEN {n - k}" for k in range(3))
+        return (
+            f"CASE WHEN octet_length({expr}) <= {n} THEN ({expr})::text "
+            f"ELSE convert_from(substring({b} from 1 for CASE {cut} ELSE {n - 3} END), 'UTF8') END"
+        )
+
+    def binary_prefix(self, expr: str, size: int) -> str:
+        return f"substring({expr} from 1 for {int(size)})"
+
+    def sha256_hex(self, expr: str, t: ColumnType) -> str:
+        if t.logical is L.CHAR and t.length:  # the task reads character(n) padded; its text cast is not
+            expr = f"rpad(({expr})::text, {int(t.length)})"
+        return f"upper(encode(sha256(convert_to({expr}, 'UTF8')), 'hex'))"
+
+    def digits_masked(self, expr: str, character: str) -> str:
+        return f"translate({expr}, '0123456789', repeat(chr({ord(character)}), 10))"
+
 
 class MySQLDialect(Dialect):
     error = (pymysql.MySQLError,)
@@ -201,6 +239,28 @@ class MySQLDialect(Dialect):
 
     def int_div(self, a: str, b: str) -> str:
         return f"({a}) DIV ({b})"
+
+    def text_prefix(self, expr: str, size: int) -> str:
+        n = int(size)
+        b = f"CAST(CONVERT({expr} USING utf8mb4) AS BINARY)"
+        # the cut: before the first byte of the character the byte after the limit belongs to
+        cut = " ".join(f"WHEN ASCII(SUBSTRING({b}, {n + 1 - k}, 1)) & 192 <> 128 THEN {n - k}" for k in range(3))
+        return (
+            f"IF(OCTET_LENGTH(CONVERT({expr} USING utf8mb4)) <= {n}, CONVERT({expr} USING utf8mb4), "
+            f"CONVERT(LEFT({b}, CASE {cut} ELSE {n - 3} END) USING utf8mb4))"
+        )
+
+    def binary_prefix(self, expr: str, size: int) -> str:
+        return f"LEFT({expr}, {int(size)})"
+
+    def sha256_hex(self, expr: str, t: ColumnType) -> str:
+        return f"UPPER(SHA2(CONVERT({expr} USING utf8mb4), 256))"
+
+    def digits_masked(self, expr: str, character: str) -> str:
+        out = expr
+        for digit in "0123456789":
+            out = f"REPLACE({out}, '{digit}', CHAR({ord(character)} USING utf8mb4))"
+        return out
 
 
 class SQLiteDialect(Dialect):

@@ -10,6 +10,11 @@ validation-only runs.
   transactions up to the first read (a transaction committed after it, or a quiet stream). Otherwise it
   stays pending. Rows are read by their key (any primary or unique key); tables without one are not
   re-validated (warned). Changes of a transaction that comes in parts are queued when it commits.
+  ``ValidationSettings``: a changed row is first read ``ValidationQueryCdcDelaySeconds`` after its change;
+  a differing one is a failure only once it has differed for ``RecordFailureDelayInMinutes`` (or
+  ``...LimitInMinutes``); a table over ``TableFailureMaxCount`` failures for ``RecordSuspendDelayInMinutes``
+  is suspended (no more reads; its changed rows counted as suspended); a key longer than
+  ``MaxKeyColumnSize`` bytes is not read, only counted as suspended.
 * ``ValidationOnly``: ``conveyor run`` compares source and target once, like ``conveyor validate``.
 """
 
@@ -27,6 +32,7 @@ from conveyor.convert.plan import TablePlan
 from conveyor.errors import ConveyorError
 from conveyor.model.changes import UNCHANGED, Change, Transaction
 from conveyor.model.schema import TableId
+from conveyor.model.types import LogicalType
 from conveyor.runner import stats as st
 from conveyor.runner.fullload import RunResult
 from conveyor.runner.planning import control_schema
@@ -35,7 +41,7 @@ from conveyor.validate.canonical import Kind, column_kind, text
 from conveyor.validate.compare import RowFailure, TableComparer
 from conveyor.validate.failures import FailureTable
 from conveyor.validate.repair import key_value
-from conveyor.validate.run import MISMATCHED, PENDING, TABLE_ERROR, VALIDATED, Validation
+from conveyor.validate.run import PENDING, TABLE_ERROR, Validation, validation_state
 from conveyor.validate.side import Scope
 
 #: seconds before a differing row is read again
@@ -50,21 +56,34 @@ KEYS_PER_READ = 250
 MAX_QUEUED = 100_000
 #: a stream without a commit for this long has applied everything the source committed
 QUIET_SECONDS = 2.0
+#: key types whose size depends on the value (MaxKeyColumnSize)
+_SIZED = frozenset(
+    {
+        LogicalType.CHAR,
+        LogicalType.VARCHAR,
+        LogicalType.TEXT,
+        LogicalType.BINARY,
+        LogicalType.VARBINARY,
+        LogicalType.BLOB,
+        LogicalType.JSON,
+        LogicalType.ARRAY,
+        LogicalType.DYNAMIC,
+    }
+)
 
 
-def _show(stats: st.TableStats, failed: int, pending: int, suspended: int = 0) -> None:
+def _show(stats: st.TableStats, failed: int, pending: int, suspended: int = 0, table_suspended: bool = False) -> None:
     stats.validation_failed = failed
     stats.validation_pending = pending
     stats.validation_suspended = suspended
-    stats.validation_state = MISMATCHED if failed else PENDING if pending else VALIDATED
+    stats.validation_state = validation_state(False, table_suspended, failed, pending, suspended)
 
 
-def _record(validation: Validation, plan: TablePlan, failures: Iterable[RowFailure]) -> None:
+def _record(validation: Validation, plan: TablePlan, failures: Iterable[RowFailure], names: list[str]) -> None:
+    """``names``: the compared columns (``TableComparer.names``)."""
     applier = validation.target.open_applier(validation.task.target, control_schema(validation.task, validation.target))
     try:
-        FailureTable(applier).replace(
-            validation.task.name, [(plan.target.id, list(failures), plan.target.column_names)]
-        )
+        FailureTable(applier).replace(validation.task.name, [(plan.target.id, list(failures), names)])
     finally:
         applier.close()
 
@@ -97,10 +116,10 @@ class AfterLoad:
             self.validation.warn(f"{plan.target.id}: validation failed: {result.error}")
         elif self.streaming:
             self.carried[plan.key] = result.failures
-            _show(stats, 0, len(result.failures) + result.pending)
+            _show(stats, 0, len(result.failures) + result.pending, result.suspended)
         else:
-            _record(self.validation, plan, result.failures)
-            _show(stats, len(result.failures), result.pending)
+            _record(self.validation, plan, result.failures, result.names)
+            _show(stats, len(result.failures), result.pending, result.suspended, result.table_suspended)
         self.changed(stats)
 
     def wait(self) -> None:
@@ -132,17 +151,27 @@ Key = tuple[Any, ...]
 
 @dataclass
 class Recheck:
-    """The keys of one table on their way to a verdict (pure bookkeeping; times in seconds)."""
+    """The keys of one table on their way to a verdict (pure bookkeeping; times in seconds). ``delay``:
+    before a changed row is read (ValidationQueryCdcDelaySeconds); ``failure_delay``: how long a row must
+    keep differing before it is a failure (RecordFailureDelayInMinutes)."""
 
+    delay: float = 0.0
+    failure_delay: float = 0.0
     #: key -> when its latest change was committed on the target
     queued: dict[Key, float] = field(default_factory=dict)
-    #: key -> (its difference at the first read, when that read was)
-    suspects: dict[Key, tuple[RowFailure, float]] = field(default_factory=dict)
+    #: key -> (its difference, when it was first read so, when it was last read)
+    suspects: dict[Key, tuple[RowFailure, float, float]] = field(default_factory=dict)
     failures: dict[Key, RowFailure] = field(default_factory=dict)
     suspended: int = 0
+    #: over TableFailureMaxCount since (None: not over); ``stopped``: the table's re-validation is suspended
+    over_since: float | None = None
+    stopped: bool = False
 
     def changed(self, keys: Iterable[Key], now: float) -> None:
         for k in keys:
+            if self.stopped:
+                self.suspended += 1
+                continue
             self.suspects.pop(k, None)
             self.failures.pop(k, None)
             if k in self.queued or len(self.queued) < MAX_QUEUED:
@@ -151,26 +180,56 @@ class Recheck:
                 self.suspended += 1
 
     def due(self, now: float, limit: int) -> list[Key]:
-        """Keys to read now: queued ones, and suspects whose second read is due."""
-        keys = [k for k, (_, at) in self.suspects.items() if now - at >= RECHECK_SECONDS][:limit]
-        for k in list(self.queued)[: max(0, limit - len(keys))]:
+        """Keys to read now: queued ones ``delay`` after their change, and suspects read again (each
+        ``RECHECK_SECONDS``, and once they have differed for ``failure_delay``)."""
+        keys = [
+            k
+            for k, (_, first, last) in self.suspects.items()
+            if now - last >= RECHECK_SECONDS and now - first >= self.failure_delay
+        ][:limit]
+        ready: list[Key] = []
+        for k, at in self.queued.items():
+            if len(keys) + len(ready) >= limit:
+                break
+            if now - at >= self.delay:
+                ready.append(k)
+        for k in ready:
             del self.queued[k]
-            keys.append(k)
-        return keys
+        return keys + ready
 
     def observed(self, key: Key, failure: RowFailure | None, now: float, caught_up: Callable[[float], bool]) -> None:
-        """The verdict of one read: equal, a first difference (suspect), or a failure (the same difference
-        twice, with the stream caught up to the first read); a change in between re-queued the key."""
+        """The verdict of one read: equal, a difference (suspect), or a failure (the same difference since
+        ``failure_delay`` ago at least, twice, with the stream caught up to the first read); a change in
+        between re-queued the key."""
         if key in self.queued:  # changed again meanwhile: read after that change
             self.suspects.pop(key, None)
             return
         first = self.suspects.pop(key, None)
+        same = first is not None and first[0] == failure
         if failure is None:
             self.failures.pop(key, None)
-        elif first is not None and first[0] == failure and caught_up(first[1]):
+        elif first is not None and same and caught_up(first[1]) and now - first[1] >= self.failure_delay:
             self.failures[key] = failure
         else:
-            self.suspects[key] = (failure, first[1] if first is not None and first[0] == failure else now)
+            self.suspects[key] = (failure, first[1] if first is not None and same else now, now)
+
+    def over_limit(self, limit: int, delay: float, now: float) -> bool:
+        """Whether the table has had more than ``limit`` failures for ``delay`` seconds now: its
+        re-validation is then suspended (the keys waiting are counted as suspended, failures kept)."""
+        if self.stopped:
+            return False
+        if len(self.failures) <= limit:
+            self.over_since = None
+            return False
+        if self.over_since is None:
+            self.over_since = now
+        if now - self.over_since < delay:
+            return False
+        self.stopped = True
+        self.suspended += len(self.queued) + len(self.suspects)
+        self.queued.clear()
+        self.suspects.clear()
+        return True
 
     @property
     def pending(self) -> int:
@@ -190,14 +249,23 @@ class ChangedRows:
         warn: Callable[[str], None],
     ) -> None:
         self.validation = Validation(task, recheck_delay=0, warn=warn)
+        settings = task.settings.ValidationSettings
+        self.settings = settings
+        failure_delay = 60.0 * max(settings.RecordFailureDelayInMinutes, settings.RecordFailureDelayLimitInMinutes)
         self.stats_for = stats_for
         self.changed_stats = changed
         self.plans: dict[TableId, TablePlan] = {}
         self.tables: dict[TableId, Recheck] = {}
+        #: tables whose keys can be longer than MaxKeyColumnSize -> that size
+        self._long_keys: dict[TableId, int] = {}
         for plan in plans:
-            if plan.source.row_key():
+            if _masked_key(plan):
+                warn(f"{plan.target.id}: changed rows are not validated during CDC (a key column is masked)")
+            elif plan.source.row_key():
                 self.plans[plan.source.id] = plan
-                self.tables[plan.source.id] = Recheck()
+                self.tables[plan.source.id] = Recheck(settings.ValidationQueryCdcDelaySeconds, failure_delay)
+                if _keys_may_be_long(plan, settings.MaxKeyColumnSize):
+                    self._long_keys[plan.source.id] = settings.MaxKeyColumnSize
             else:
                 warn(
                     f"{plan.target.id}: changed rows are not validated during CDC (that needs a primary or unique key)"
@@ -248,15 +316,22 @@ class ChangedRows:
                 self.tables[table].changed(found, now)
 
     def _keys(self, changes: Iterable[Change]) -> dict[TableId, list[Key]]:
-        """The keys of the rows the changes touched, per validated table (a key's old and new values)."""
+        """The keys of the rows the changes touched, per validated table (a key's old and new values); a
+        key longer than MaxKeyColumnSize is counted as suspended instead."""
         keys: dict[TableId, list[Key]] = {}
         for change in changes:
             plan = self.plans.get(change.table)
             if plan is not None:
                 for row in (change.before, change.after):
                     key = _change_key(plan, change.columns, row)
-                    if key is not None:
-                        keys.setdefault(change.table, []).append(key)
+                    if key is None:
+                        continue
+                    size = self._long_keys.get(change.table)
+                    if size is not None and sum(len(str(v).encode()) for v in key) > size:
+                        with self._lock:
+                            self.tables[change.table].suspended += 1
+                        continue
+                    keys.setdefault(change.table, []).append(key)
         return keys
 
     def close(self) -> None:
@@ -298,13 +373,20 @@ class ChangedRows:
                 for k in keys:
                     texts = tuple(text(kind, v) for kind, v in zip(kinds, k, strict=True))
                     recheck.observed(k, found.get(texts), now, self._caught_up)
+        limit = self.settings.TableFailureMaxCount
         with self._lock:
+            stopped = recheck.over_limit(limit, 60.0 * self.settings.RecordSuspendDelayInMinutes, time.monotonic())
             failures, pending, suspended = dict(recheck.failures), recheck.pending, recheck.suspended
+        if stopped:
+            self.validation.warn(
+                f"{plan.target.id}: CDC validation suspended: more than {limit} failing rows "
+                "(ValidationSettings.TableFailureMaxCount)"
+            )
         if failures != failures_before:
-            _record(self.validation, plan, failures.values())
+            _record(self.validation, plan, failures.values(), self._comparer(plan).names)
         stats = self.stats_for(source_id)
         if stats is not None:
-            _show(stats, len(failures), pending, suspended)
+            _show(stats, len(failures), pending, suspended, recheck.stopped)
             self.changed_stats(stats)
 
     def _comparer(self, plan: TablePlan) -> TableComparer:
@@ -312,6 +394,22 @@ class ChangedRows:
         if comparer is None:
             comparer = self._comparers[plan.source.id] = self.validation.table_comparer(plan)
         return comparer
+
+
+def _masked_key(plan: TablePlan) -> bool:
+    """Whether a key column is masked: rows are read by the source's key values, which the target lacks."""
+    if plan.mapping is None or not plan.mapping.masks:
+        return False
+    keys = set(plan.source.row_key())
+    return any(plan.mapping.read.columns[plan.mapping.keep[m.position]].name in keys for m in plan.mapping.masks)
+
+
+def _keys_may_be_long(plan: TablePlan, size: int) -> bool:
+    """Whether a key of the table can be longer than ``size`` bytes: a text or binary key column of
+    unbounded length, or their lengths at 4 bytes a character over it."""
+    columns = [plan.source.column(name).type for name in plan.source.row_key()]
+    sized = [t for t in columns if t.logical in _SIZED]
+    return any(t.length is None for t in sized) or sum(4 * (t.length or 0) for t in sized) > size
 
 
 def _key_kinds(plan: TablePlan) -> list[Kind]:

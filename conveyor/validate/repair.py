@@ -58,7 +58,11 @@ def repair_table(task: Task, plan: TablePlan, failures: Iterable[RowFailure]) ->
             if f.kind != MISSING_TARGET:
                 changes.append(Change(Op.DELETE, plan.source.id, target_keys, key_values, None, None))
             if f.kind != MISSING_SOURCE and row is not None:
-                changes.append(Change(Op.INSERT, plan.source.id, names, None, row, None))
+                insert = Change(Op.INSERT, plan.source.id, plan.source.column_names, None, row, None)
+                # as change processing writes it: renamed, masked, LOBs cut (never a source value unmasked)
+                mapped = insert if plan.mapping is None else plan.mapping.change(insert)
+                if mapped is not None:
+                    changes.append(mapped)
         changes_applier = ChangeApplier(applier, {plan.source.id: change_target(applier, plan)})
         result = changes_applier.apply_part(Transaction(None, None, None, changes))
         if result.failed:

@@ -3,6 +3,11 @@
 A row that differs is read again after ``recheck_delay`` seconds: reported as a failure only when both
 reads agree; a row whose values moved between the reads (still changing on the source, or caught up by
 change processing) is *pending*, not a failure.
+
+What the task itself did to values is done again before they are compared (``value_rules``): a column the
+hash or digits mask masked is masked on the source side (a randomized one is left out); a LOB limited LOB
+mode truncated, and every LOB with ``ValidationPartialLobSize``, is compared by its prefix on both sides;
+``SkipLobColumns`` leaves LOB columns out. Added columns (expressions, before images) are not compared.
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ from typing import Any
 from conveyor.convert.plan import TablePlan
 from conveyor.endpoints.registry import EngineSpec, engine_for
 from conveyor.errors import ConveyorError
+from conveyor.model.schema import Column as SchemaColumn
 from conveyor.model.schema import Table
 from conveyor.model.types import LogicalType
 from conveyor.runner import stats as st
 from conveyor.runner.planning import control_schema, plan_tables
 from conveyor.runner.task import Task
+from conveyor.transform.lobs import clip, structured
+from conveyor.transform.masking import DIGITS_MASK, DIGITS_RANDOMIZE, HASH_MASK, Mask
 from conveyor.validate.canonical import Kind, column_kind
-from conveyor.validate.compare import TableComparer
+from conveyor.validate.compare import RowFailure, TableComparer
 from conveyor.validate.connections import readers
-from conveyor.validate.dialects import DIALECTS
+from conveyor.validate.dialects import DIALECTS, Column, Dialect
 from conveyor.validate.failures import FailureTable
 from conveyor.validate.side import TableSide
 
@@ -32,6 +40,10 @@ VALIDATED = "Validated"
 MISMATCHED = "Mismatched records"
 PENDING = "Pending records"
 TABLE_ERROR = "Table error"
+#: rows that could not be validated (``MaxKeyColumnSize``), or a table over ``TableFailureMaxCount``
+SUSPENDED = "Suspended records"
+#: source types whose values the masks see as the text both sides' SQL masks again
+_MASKED_TEXT = (LogicalType.CHAR, LogicalType.VARCHAR, LogicalType.TEXT)
 
 
 @dataclass
@@ -46,14 +58,16 @@ class TableResult:
     seconds: float = 0.0
     error: str | None = None
     truncated: bool = False
+    #: rows not validated: differing rows with keys over ``MaxKeyColumnSize``, the rest of a suspended table
+    suspended: int = 0
+    #: more failures than ``TableFailureMaxCount``: the table's validation stopped
+    table_suspended: bool = False
 
     @property
     def state(self) -> str:
-        if self.error:
-            return TABLE_ERROR
-        if self.failures:
-            return MISMATCHED
-        return PENDING if self.pending else VALIDATED
+        return validation_state(
+            bool(self.error), self.table_suspended, len(self.failures), self.pending, self.suspended
+        )
 
     def stats(self) -> st.TableStats:
         t = self.plan.target.id
@@ -61,7 +75,31 @@ class TableResult:
         out.validation_state = self.state
         out.validation_failed = len(self.failures)
         out.validation_pending = self.pending
+        out.validation_suspended = self.suspended
         return out
+
+    @property
+    def names(self) -> list[str]:
+        """The compared columns' target names (a failure's row texts are in this order)."""
+        return self.comparer.names if self.comparer is not None else list(self.plan.target.column_names)
+
+
+def validation_state(error: bool, table_suspended: bool, failed: int, pending: int, suspended: int) -> str:
+    """DMS's ValidationState of a table from its counts."""
+    if error:
+        return TABLE_ERROR
+    if table_suspended:
+        return SUSPENDED
+    if failed:
+        return MISMATCHED
+    if pending:
+        return PENDING
+    return SUSPENDED if suspended else VALIDATED
+
+
+def key_bytes(failure: RowFailure) -> int:
+    """The size of a failure's key as ``MaxKeyColumnSize`` counts it: UTF-8 bytes of its key texts."""
+    return sum(len(v.encode()) for _, v in failure.key if v is not None)
 
 
 @dataclass
@@ -136,8 +174,10 @@ class Validation:
         result = TableResult(plan)
         started = time.monotonic()
         settings = self.task.settings.ValidationSettings
+        table_max = settings.TableFailureMaxCount
         try:
-            comparer = self.comparer(plan, target_table, budget[0])
+            # one failure over the table's limit tells that it is over (then the table is suspended)
+            comparer = self.comparer(plan, target_table, min(budget[0], table_max + 1))
         except ConveyorError as exc:
             result.error = str(exc)
             return result
@@ -145,7 +185,6 @@ class Validation:
         try:
             diff = comparer.compare()
             result.source_rows, result.target_rows, result.chunks = diff.source_rows, diff.target_rows, diff.chunks
-            result.truncated = diff.truncated
             if diff.failures:
                 if self.between_passes is not None:
                     self.between_passes()
@@ -154,12 +193,26 @@ class Validation:
                 first = {f.identity: f for f in diff.failures}
                 result.failures = [f for i, f in first.items() if again.get(i) == f]
                 result.pending = sum(1 for i, f in again.items() if first.get(i) != f)
-            budget[0] -= len(result.failures)
-            if diff.truncated:
+            # rows whose keys are too long to be recorded (MaxKeyColumnSize): suspended, not failed
+            kept = [f for f in result.failures if key_bytes(f) <= settings.MaxKeyColumnSize]
+            result.suspended = len(result.failures) - len(kept)
+            result.failures = kept
+            if diff.truncated and len(diff.failures) > table_max:
+                result.table_suspended = True
+                result.failures = result.failures[:table_max]
+                # the rows not validated: left unread, and never checksummed (a count, for a suspended table only)
+                result.suspended += diff.unchecked + max(0, comparer.source.count() - diff.source_rows)
+                self.warn(
+                    f"{plan.target.id}: validation suspended after more than {table_max} failing rows "
+                    "(ValidationSettings.TableFailureMaxCount)"
+                )
+            elif diff.truncated:
+                result.truncated = True
                 self.warn(
                     f"{plan.target.id}: validation stopped after {settings.FailureMaxCount} failures "
                     "(ValidationSettings.FailureMaxCount)"
                 )
+            budget[0] -= len(result.failures)
         except ConveyorError as exc:
             result.error = str(exc)
         except Exception as exc:
@@ -191,9 +244,10 @@ class Validation:
 
     def comparer(self, plan: TablePlan, target_table: Table, max_failures: int) -> TableComparer:
         """Both sides of one planned table: columns paired by the plan, kinds from the source types."""
-        src_cols = plan.source.columns
+        pairs = self.compared_columns(plan)
+        src_cols = [s for s, _, _ in pairs]
         tgt_cols = []
-        for planned in plan.target.columns:
+        for _, planned, _ in pairs:
             try:
                 tgt_cols.append(target_table.column(planned.name))
             except KeyError:
@@ -206,19 +260,24 @@ class Validation:
             c.type.logical is LogicalType.INTEGER and kinds[key[0]] is Kind.INT
             for c in (src_cols[key[0]], tgt_cols[key[0]])
         )
-        # one engine, the same column types: checksums may sum the engine's own row hashes
-        same_types = self.source.name == self.target.name and all(
-            s.type.native == t.type.native for s, t in zip(src_cols, tgt_cols, strict=True)
+        rules = [r for _, _, r in pairs]
+        # one engine, the same column types, values compared as they are: checksums may sum the engine's
+        # own row hashes
+        same_types = (
+            self.source.name == self.target.name
+            and not any(rules)
+            and all(s.type.native == t.type.native for s, t in zip(src_cols, tgt_cols, strict=True))
         )
         sides = []
-        for spec, config, table, columns in (
-            (self.source, self.task.source, plan.source, src_cols),
-            (self.target, self.task.target, plan.target, tgt_cols),
+        for spec, config, table, columns, is_source in (
+            (self.source, self.task.source, plan.source, src_cols, True),
+            (self.target, self.task.target, plan.target, tgt_cols, False),
         ):
             connect, quote = readers(spec.name, config)
             dialect = DIALECTS[spec.name]
             side_columns = [
-                dialect.column(quote(c.name), c.type, kind, native_json) for c, kind in zip(columns, kinds, strict=True)
+                _ruled(dialect, spec.name == "sqlite", quote(c.name), c, kind, native_json, rule, is_source)
+                for c, kind, rule in zip(columns, kinds, rules, strict=True)
             ]
             sides.append(
                 TableSide(
@@ -257,12 +316,50 @@ class Validation:
         return TableComparer(
             sides[0],
             sides[1],
-            [c.name for c in plan.target.columns],
+            [t.name for _, t, _ in pairs],
             keyed=bool(key),
             partition_rows=settings.PartitionSize,
             max_failures=max(0, max_failures),
             lanes=self.lanes,
         )
+
+    def compared_columns(self, plan: TablePlan) -> list[tuple[SchemaColumn, SchemaColumn, ValueRule | None]]:
+        """(source column, planned target column, value rule) of each compared column, warning once about
+        the columns left out."""
+        settings = self.task.settings.ValidationSettings
+        mapping = plan.mapping
+        sources = list(plan.source.columns) if mapping is None else [mapping.read.columns[i] for i in mapping.keep]
+        masks = {m.position: m for m in mapping.masks} if mapping is not None else {}
+        limits = {x.position: x.max_bytes for x in mapping.lobs if not x.structured} if mapping is not None else {}
+        keys = set(plan.source.row_key())
+        partial = settings.ValidationPartialLobSize * 1024
+        pairs: list[tuple[SchemaColumn, SchemaColumn, ValueRule | None]] = []
+        left_out: list[str] = []
+        for i, (s, t) in enumerate(zip(sources, plan.target.columns, strict=False)):
+            lob = s.type.lob and s.name not in keys
+            mask = masks.get(i)
+            if lob and settings.SkipLobColumns:
+                left_out.append(f"{t.name} (SkipLobColumns)")
+                continue
+            if mask is not None and (mask.action == DIGITS_RANDOMIZE or s.type.logical not in _MASKED_TEXT):
+                why = (
+                    "new random digits each time" if mask.action == DIGITS_RANDOMIZE else "masked from a non-text type"
+                )
+                left_out.append(f"{t.name} ({mask.action}: {why})")
+                continue
+            # the prefix limited LOB mode kept, or ValidationPartialLobSize's; JSON / XML are never cut
+            sizes = [n for n in (limits.get(i, 0), partial if lob else 0) if n]
+            prefix = min(sizes) if sizes and not structured(s.type) and s.type.logical is not LogicalType.JSON else 0
+            pairs.append((s, t, ValueRule(mask, prefix) if mask is not None or prefix else None))
+        added = plan.target.columns[len(sources) :]
+        left_out += [f"{c.name} (added by the task)" for c in added]
+        if left_out:
+            self._warn_once(f"{plan.target.id}: not compared: {', '.join(left_out)}")
+        return pairs
+
+    def _warn_once(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warn(text)
 
     def record(self, result: ValidationResult) -> int:
         """Write the failures to the target's failures table; returns how many."""
@@ -271,7 +368,54 @@ class Validation:
             table = FailureTable(applier)
             return table.replace(
                 self.task.name,
-                [(r.plan.target.id, r.failures, r.plan.target.column_names) for r in result.tables if not r.error],
+                [(r.plan.target.id, r.failures, r.names) for r in result.tables if not r.error],
             )
         finally:
             applier.close()
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """What the task did to a column's values, done again before they are compared: the mask (source side
+    only: the target holds masked values), then the prefix of ``prefix`` bytes (both sides; 0: whole)."""
+
+    mask: Mask | None
+    prefix: int
+
+    def python(self, value: Any, is_source: bool) -> Any:
+        if self.mask is not None and is_source:
+            value = self.mask.apply(value)
+        return clip(value, self.prefix) if self.prefix and value is not None else value
+
+    def sql(self, dialect: Dialect, expr: str, column: SchemaColumn, kind: Kind, is_source: bool) -> str:
+        if self.mask is not None and is_source:
+            if self.mask.action == HASH_MASK:
+                expr = dialect.sha256_hex(expr, column.type)
+            elif self.mask.action == DIGITS_MASK:
+                expr = dialect.digits_masked(expr, self.mask.character)
+        if self.prefix:
+            prefix = dialect.binary_prefix if kind is Kind.BINARY else dialect.text_prefix
+            expr = prefix(expr, self.prefix)
+        return expr
+
+
+def _ruled(
+    dialect: Dialect,
+    in_python: bool,
+    quoted: str,
+    column: SchemaColumn,
+    kind: Kind,
+    native_json: bool,
+    rule: ValueRule | None,
+    is_source: bool,
+) -> Column:
+    """One side's compared column, its values first passed through ``rule``: in SQL, or where the side
+    finishes values in Python (SQLite) before its own finish."""
+    if rule is None:
+        return dialect.column(quoted, column.type, kind, native_json)
+    if not in_python:
+        return dialect.column(rule.sql(dialect, quoted, column, kind, is_source), column.type, kind, native_json)
+    plain = dialect.column(quoted, column.type, kind, native_json)
+    finish = plain.finish
+    assert finish is not None
+    return Column(plain.sql, lambda v: finish(rule.python(v, is_source)))
