@@ -398,16 +398,28 @@ def drain(
     }
 
 
+def make_durable(server: PostgresServer) -> None:
+    """PostgreSQL's own defaults for durability (the test servers turn them off for speed): every commit
+    that asks for it waits for its WAL to reach the disk, as on a production server."""
+    with server.connect() as conn:
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_reload_conf()")
+
+
 # --------------------------------------------------------------------------- PG -> PG
 class PgPair:
     """A source and a target server, with template databases both sides start every run from."""
 
-    def __init__(self, rows: int, conveyor: str, drain_timeout: float) -> None:
+    def __init__(self, rows: int, conveyor: str, drain_timeout: float, durable: bool) -> None:
         self.rows = rows
         self.conveyor_cmd = conveyor
         self.drain_timeout = drain_timeout
         self.src = PostgresServer.launch()
         self.dst = PostgresServer.launch()
+        if durable:
+            for server in (self.src, self.dst):
+                make_durable(server)
 
     def prepare(self) -> None:
         start = time.perf_counter()
@@ -784,6 +796,11 @@ def main() -> None:
     )
     parser.add_argument("--conveyor", default=CONVEYOR, help="the conveyor command (to compare builds)")
     parser.add_argument("--profile", action="store_true", help="py-spy record each Conveyor drain")
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="PostgreSQL servers with their default durability (fsync, synchronous_commit, full_page_writes on)",
+    )
     args = parser.parse_args()
     parts = args.only.split(",")
     # deletes walk the keys that are not 1 mod 3; mysql2pg writes runs x variants backlogs into one source
@@ -801,7 +818,7 @@ def main() -> None:
         "drain_timeout": args.drain_timeout,
         "conveyor": args.conveyor,
     }
-    pair = PgPair(args.rows, args.conveyor, args.drain_timeout)
+    pair = PgPair(args.rows, args.conveyor, args.drain_timeout, args.durable)
     try:
         if "pg2pg" in parts:
             pair.prepare()

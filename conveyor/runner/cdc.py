@@ -38,6 +38,7 @@ from conveyor.errors import ConveyorError, TerminalError, TransientError, UserAc
 from conveyor.model.changes import Idle, Op, Transaction
 from conveyor.model.schema import TableId
 from conveyor.runner import stats as st
+from conveyor.runner.durability import DurableAcks
 from conveyor.runner.executor import classify
 from conveyor.runner.fullload import FullLoad, RunResult
 from conveyor.runner.planning import change_target, control_schema, plan_tables
@@ -62,6 +63,8 @@ PART_CHANGES = 10_000
 IDLE_SECONDS = 0.02
 #: a quiet stream stores its advancing position at most this often (seconds): keeps the source's log short
 IDLE_CHECKPOINT_SECONDS = 5.0
+#: seconds a stopping task waits for its last target commits to be durable, to acknowledge them to the source
+STOP_DURABLE_SECONDS = 2.0
 #: seconds between statistics updates (and source lag queries)
 STATS_SECONDS = 1.0
 #: seconds a target call may go unanswered before the connection is dropped and the stream retried
@@ -306,6 +309,7 @@ class ChangeProcessing:
         self, applier: SqlApplier, stored: dict[str, Any], watchdog: Watchdog, executor: ThreadPoolExecutor
     ) -> None:
         lease = applier.start_task(self.task.name, fresh=False)
+        durable = DurableAcks(applier)  # the source is acknowledged what the target holds on disk
         changes = self._changes(applier)
         capture = self.capture
         saved = capture.position_from_json(stored)
@@ -313,7 +317,7 @@ class ChangeProcessing:
         self.cdc.started = self.cdc.started or st.now()
         self.listener.message(f"streaming changes from {self.cdc.checkpoint}")
         batch: _Batch | None = None
-        inflight: tuple[_Batch, Future[ApplyResult]] | None = None
+        inflight: tuple[_Batch, Future[tuple[ApplyResult, Any]]] | None = None
         last_saved_at = time.monotonic()
         last_stats = last_clock = 0.0
         recent: deque[tuple[float, int]] = deque(maxlen=20)
@@ -327,9 +331,11 @@ class ChangeProcessing:
         window = tuning.BatchApplyTimeoutMin if batch_apply else BATCH_SECONDS
         max_changes = tuning.BatchApplyMemoryLimit * CHANGES_PER_MB if batch_apply else BATCH_CHANGES
 
-        def apply(committing: _Batch, position: dict[str, Any]) -> ApplyResult:
+        def apply(committing: _Batch, position: dict[str, Any]) -> tuple[ApplyResult, Any]:
+            """On the apply thread: the batch committed, and the source position now safe to acknowledge."""
             with watchdog.guard():
-                return changes.apply(self.task.name, lease, committing.transactions, position, net=True)
+                result = changes.apply(self.task.name, lease, committing.transactions, position, net=True)
+                return result, durable.committed(committing.position)
 
         def settle(block: bool) -> None:
             """The batch in flight, once committed: the source may discard its log up to it. Its error,
@@ -339,8 +345,9 @@ class ChangeProcessing:
                 return
             done, future = inflight
             inflight = None
-            result = future.result()
-            capture.ack(done.position)
+            result, durable_position = future.result()
+            if durable_position is not None:
+                capture.ack(durable_position)
             saved, last_saved_at = done.position, time.monotonic()
             self._applied(done, result)
             # --- validation (validate.intask): the batch's changed rows, now committed, are queued
@@ -412,9 +419,16 @@ class ChangeProcessing:
                 elif event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
                     with watchdog.guard():
                         changes.apply(self.task.name, lease, [], capture.position_json(event.position))
-                    capture.ack(event.position)
+                        durable_position = durable.committed(event.position)
+                    if durable_position is not None:
+                        capture.ack(durable_position)
                     saved, last_saved_at = event.position, now
                     self.cdc.checkpoint = self._checkpoint(saved)
+                elif durable.waiting:
+                    with watchdog.guard():
+                        durable_position = durable.poll_if_due()
+                    if durable_position is not None:
+                        capture.ack(durable_position)
                 if stop_at is not None and now - last_clock >= STATS_SECONDS:
                     last_clock = now
                     flush(wait=True)
@@ -442,6 +456,10 @@ class ChangeProcessing:
                 self._stopped("asked to stop")
                 break
         flush(wait=True)
+        with watchdog.guard():
+            durable_position = durable.drain(STOP_DURABLE_SECONDS)
+        if durable_position is not None:
+            capture.ack(durable_position)
         self._progress(saved, recent)
 
     def _route(self, txn: Transaction) -> Transaction | None:

@@ -83,6 +83,7 @@ class TableComparer:
     ) -> None:
         self.source = source
         self.target = target
+        source.agree(target)
         self.names = names
         self.keyed = keyed
         self.partition_rows = partition_rows

@@ -8,8 +8,9 @@ a parameter sequence, so a literal ``%`` is written ``%%`` (see ``postgres.conne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -33,18 +34,35 @@ class Column:
     #: a JSON value checksums hash as PostgreSQL's ``jsonb`` (``PostgresDialect.jsonb_hashes``): the SQL of
     #: the ``jsonb`` value on a PostgreSQL side, of the text sent to it elsewhere (``TableSide.jsonb_sums``)
     jsonb: str | None = None
+    #: the text never holds ``,``, is never empty nor ``~``: its row token is ``<text>,`` (``canonical.row_text``)
+    delimited: bool = False
+
+
+#: kinds whose text every engine builds with a function of a fixed alphabet (digits, ``-.:e`` and the like)
+_DELIMITED = frozenset({Kind.BOOL, Kind.FLOAT64, Kind.FLOAT32, Kind.DATE, Kind.TIME, Kind.TIMESTAMP, Kind.TIMESTAMPTZ})
+#: kinds whose text is a cast of the value: delimited when the column is of these types (not a text, not
+#: a masked or clipped expression)
+_DELIMITED_TYPED = {Kind.INT: frozenset({L.INTEGER, L.YEAR}), Kind.DECIMAL: frozenset({L.DECIMAL, L.INTEGER})}
 
 
 class Dialect:
     """An engine's SQL for canonical texts, row texts and 60-bit row hashes."""
 
     param = "%s"
+    #: a quoted identifier (a column itself, no expression over it)
+    identifier = re.compile(r'"(?:[^"]|"")*"')
 
     def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+        out = self._column(quoted, t, kind, native_json)
+        typed = kind in _DELIMITED_TYPED and t.logical in _DELIMITED_TYPED[kind] and self.identifier.fullmatch(quoted)
+        return replace(out, delimited=True) if out.finish is None and (kind in _DELIMITED or typed) else out
+
+    def _column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
         raise NotImplementedError
 
-    def token(self, expr: str) -> str:
-        """``<length>:<text>`` or ``-`` for NULL (``canonical.row_text``)."""
+    def token(self, expr: str, delimited: bool = False) -> str:
+        """``<length>:<text>`` or ``-`` for NULL; ``<text>,`` or ``~,`` where ``delimited``
+        (``canonical.row_text``)."""
         raise NotImplementedError
 
     def concat(self, parts: Sequence[str]) -> str:
@@ -95,7 +113,7 @@ def _json_finish(value: Any) -> str | None:
 
 
 class PostgresDialect(Dialect):
-    def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+    def _column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
         from conveyor.endpoints.postgres.types import select_expression
 
         c = quoted
@@ -135,7 +153,9 @@ class PostgresDialect(Dialect):
                 return Column(f"lower(({c})::text)")
         return Column(f"({select_expression(t, c)})::text")
 
-    def token(self, expr: str) -> str:
+    def token(self, expr: str, delimited: bool = False) -> str:
+        if delimited:
+            return f"COALESCE(({expr}) || ',', '~,')"
         return f"COALESCE(length({expr})::text || ':' || {expr}, '-')"
 
     def token_once(self, expr: str) -> str:
@@ -192,8 +212,9 @@ class PostgresDialect(Dialect):
 
 class MySQLDialect(Dialect):
     error = (pymysql.MySQLError,)
+    identifier = re.compile(r"`(?:[^`]|``)*`")
 
-    def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+    def _column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
         c = quoted
         match kind:
             case Kind.BOOL:
@@ -225,9 +246,13 @@ class MySQLDialect(Dialect):
                 return Column(f"LOWER(CAST({c} AS CHAR))")
         if t.logical is L.BIT and t.native.lower().startswith("bit"):
             return Column(f"LPAD(BIN({c}), {int(t.length or 1)}, '0')")
+        if t.logical in (L.VARCHAR, L.TEXT):  # already a text: the token converts it to utf8mb4
+            return Column(c)
         return Column(f"CAST({c} AS CHAR)")
 
-    def token(self, expr: str) -> str:
+    def token(self, expr: str, delimited: bool = False) -> str:
+        if delimited:
+            return f"COALESCE(CONCAT({expr}, ','), '~,')"
         value = f"CONVERT({expr} USING utf8mb4)"
         return f"COALESCE(CONCAT(CHAR_LENGTH({value}), ':', {value}), '-')"
 
@@ -269,7 +294,7 @@ class SQLiteDialect(Dialect):
 
     param = "?"
 
-    def column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
+    def _column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
         from conveyor.endpoints.sqlite.types import decoder
 
         decode = decoder(t)

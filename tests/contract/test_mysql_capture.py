@@ -459,7 +459,7 @@ def test_a_restart_from_a_stored_position_delivers_exactly_what_followed(mysql_u
     stored = capture.position_json(txns[1].commit_position)
     place = {"file": start.file, "pos": txns[1].commit_position.pos, "gtid": txns[1].commit_position.gtid}
     assert {k: v for k, v in stored.items() if k != "tables"} == place
-    assert [(t["name"], t["columns"]) for t in stored["tables"]] == [
+    assert [(t["name"], t["columns"]) for t in stored["tables"]["value"]] == [
         ("steps", [["id", "int(11)", False, None, False, None]])
     ]
     capture.ack(txns[1].commit_position)
@@ -688,7 +688,7 @@ def test_a_restart_decodes_by_the_definitions_stored_with_its_position(mysql_url
         ("renamed v to label", ("id", "email", "label", "n")),
         (("id", "email", "label", "n"), None, (4, "d@x", "d", 40)),
     ]
-    (kept,) = again.position_json(idle.position)["tables"]
+    (kept,) = again.position_json(idle.position)["tables"]["value"]
     assert [c[:2] for c in kept["columns"]] == [
         ["id", "int(11)"],
         ["email", "varchar(50)"],
@@ -715,7 +715,7 @@ def test_stored_definitions_read_back_as_the_catalog_gave_them(mysql_url: str) -
     capture = capture_for(mysql_url, "all_types", "gen")
     schemas = {t.id: capture.refresh(t.id) for t in capture.tables}
     assert None in schemas[capture.tables[1].id].targets  # type: ignore[union-attr]  # the generated column
-    back = history_from_json(json.loads(json.dumps(history_json(schemas))))  # type: ignore[arg-type]
+    back = history_from_json(json.loads(json.dumps(history_json(schemas).tables)))  # type: ignore[arg-type]
     assert list(back) == list(schemas)
     for table_id, schema in schemas.items():
         assert schema is not None

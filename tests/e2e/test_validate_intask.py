@@ -300,10 +300,10 @@ def test_json_between_mariadb_and_postgresql_is_checksummed_in_the_databases(
         assert {b for b in source if source[b] != changed[b]} == {2}
         execute_sql(dst, [f"UPDATE docs SET doc = '{JSON_DOCS[2]}' WHERE id = 2"])
         # a text PostgreSQL cannot read as jsonb never matches (its rows are then compared)
-        assert comparer.target.jsonb_sums([0, 1], ["k", "l"], [['"a\\u0000b"', "{}"]]) is None
+        assert comparer.target.jsonb_sums("0,1", [["k", "l"], ['"a\\u0000b"', "{}"]]) is None
         # a text holding a separator sends the texts as arrays: the same sums per row
-        arrays = comparer.target.jsonb_sums([0, 1, 1], ["1:\x1e", "1:a", "1:b"], [['{"x": 1}', None, "[1]"]])
-        joined = comparer.target.jsonb_sums([1, 1], ["1:a", "1:b"], [[None, "[1]"]])
+        arrays = comparer.target.jsonb_sums("0,1,1", [["1:\x1e", "1:a", "1:b"], ['{"x": 1}', None, "[1]"]])
+        joined = comparer.target.jsonb_sums("1,1", [["1:a", "1:b"], [None, "[1]"]])
         assert arrays is not None and joined is not None and arrays[1] == joined[1]
     finally:
         comparer.close()

@@ -25,14 +25,14 @@ taken instead (it spells types as the server does). CREATE TABLE, and a statemen
 exactly (CONVERT TO CHARACTER SET, partitioning, a generated column, a type without a logical
 equivalent), are read from the catalog as it is now.
 
-Every position the stream hands out carries the selected tables' definitions valid at it
-(``history``), so a restart from a position the target stored decodes by them, not by the catalog,
-however the tables changed since (an ALTER the stream had not reached, or one made while the task was
-stopped). Only a stream from a position without them (a user's start position) takes the catalog's, as
-does one that read a definition from the catalog while the table changed again later in the binlog: it
-decodes the rows in between with a later definition; where the layout differs (column count, types) it
-stops with ``NeedsResync`` rather than guess; where it does not (a renamed column) the rows carry the
-later names.
+Every position the stream hands out carries the selected tables' definitions valid at it (``history``;
+the target stores each distinct set once, the position its digest), so a restart from a position the
+target stored decodes by them, not by the catalog, however the tables changed since (an ALTER the stream
+had not reached, or one made while the task was stopped). Only a stream from a position without them (a
+user's start position) takes the catalog's, as does one that read a definition from the catalog while
+the table changed again later in the binlog: it decodes the rows in between with a later definition;
+where the layout differs (column count, types) it stops with ``NeedsResync`` rather than guess; where it
+does not (a renamed column) the rows carry the later names.
 
 Gaps are loud: a start position in a purged binlog file, an INCIDENT event (the source lost
 changes), or statement-logged changes to a selected table raise ``NeedsResync``.
@@ -86,6 +86,7 @@ from conveyor.endpoints.mysql.rowevents import (
     parse_table_map,
 )
 from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
+from conveyor.endpoints.sql.changes import shared_part
 from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
 from conveyor.model.findings import Finding, enforce
@@ -184,8 +185,8 @@ class BinlogPosition:
     file: str
     pos: int
     gtid: str = ""
-    #: the selected tables' definitions valid here (``history``), for a restart from this place; (): the catalog's
-    tables: History = field(default=(), repr=False)
+    #: the selected tables' definitions valid here (``history``), for a restart from this place; empty: the catalog's
+    tables: History = field(default=History(), repr=False)
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -210,15 +211,16 @@ class BinlogPosition:
         data: dict[str, Any] = {"file": self.file, "pos": self.pos}
         if self.gtid:
             data["gtid"] = self.gtid
-        if self.tables:
-            data["tables"] = list(self.tables)
+        if self.tables:  # stored once per distinct set of definitions, not with every commit
+            data["tables"] = shared_part(self.tables.digest, self.tables.tables)
         return data
 
 
 def position_from_json(data: dict[str, Any]) -> BinlogPosition:
-    return BinlogPosition(
-        str(data["file"]), int(data["pos"]), str(data.get("gtid") or ""), tuple(data.get("tables") or ())
-    )
+    tables = data.get("tables") or ()
+    if isinstance(tables, dict):  # ``shared_part``; a position stored by an earlier version has the list itself
+        tables = tables["value"]
+    return BinlogPosition(str(data["file"]), int(data["pos"]), str(data.get("gtid") or ""), History(tuple(tables)))
 
 
 _POSITION = re.compile(r"^\s*([^:\s/\\]+):(\d+)\s*$")
@@ -691,7 +693,7 @@ class MySQLCapture:
     def definitions_at(self, position: BinlogPosition) -> dict[TableId, Table]:
         """``PositionDefinitions``: the tables as the stream decodes rows at ``position`` (none for a
         position without definitions, e.g. a user's start position)."""
-        return {table_id: schema.table for table_id, schema in history_from_json(position.tables).items()}
+        return {table_id: schema.table for table_id, schema in history_from_json(position.tables.tables).items()}
 
     def clock(self) -> tuple[datetime, BinlogPosition]:
         """The server's UTC clock, then the binlog end: a commit stamped before the clock is before the end."""
@@ -783,7 +785,7 @@ class MySQLCapture:
         try:
             self.verify_start(start)
             # the definitions stored with the position are those its rows need, whatever the catalog says now
-            stored = history_from_json(start.tables)
+            stored = history_from_json(start.tables.tables)
             schemas = {t.id: stored.get(t.id) or self._schema(t) for t in self.tables}
             server_id = self.server_id
             if server_id == int(self._query("SELECT @@GLOBAL.server_id")[0][0]):

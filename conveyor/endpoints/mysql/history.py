@@ -6,13 +6,17 @@ TABLE_MAP events carry column types but no names, and the catalog only knows eac
 A restart from a stored position must decode the rows after it by the definitions they were written
 under, even where the table changed later (an ALTER the stream had not reached, or one made while the
 task was stopped): so every position the stream hands out carries the definitions valid at it, and
-whatever position the target committed gives them back.
+whatever position the target committed gives them back. They change only at a schema change, so
+a position refers to them by digest (``History.digest``): the target stores each distinct set once
+(``ChangeApplier``'s shared position parts), not with every commit.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.endpoints.mysql.rowevents import Target
@@ -20,8 +24,21 @@ from conveyor.endpoints.mysql.types import ENGINE, to_logical
 from conveyor.errors import TerminalError
 from conveyor.model.schema import Column, Key, Table, TableId
 
-#: one JSON history: a list of tables, as ``history_json`` writes them
-History = tuple[dict[str, Any], ...]
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The selected tables' definitions as JSON (``history_json``) and their digest (SHA-256 of the
+    canonical JSON text), computed once: every position until the next schema change shares both."""
+
+    tables: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        text = json.dumps(self.tables, sort_keys=True, separators=(",", ":"))
+        object.__setattr__(self, "digest", hashlib.sha256(text.encode()).hexdigest())
+
+    def __bool__(self) -> bool:
+        return bool(self.tables)
 
 
 @dataclass(slots=True)
@@ -41,7 +58,7 @@ class TableSchema:
 def history_json(schemas: Mapping[TableId, TableSchema]) -> History:
     """The definitions as JSON: per binlog column ``[name, column type, nullable, default, identity,
     codec]``, or null for a column the rows leave out (a generated one)."""
-    return tuple(_table_json(schemas[table_id]) for table_id in sorted(schemas))
+    return History(tuple(_table_json(schemas[table_id]) for table_id in sorted(schemas)))
 
 
 def _table_json(schema: TableSchema) -> dict[str, Any]:

@@ -133,6 +133,20 @@ class PostgresApplier(SqlApplier):
         if failure is not None:
             raise failure
 
+    def commit_lazily(self) -> bool:
+        # as PostgreSQL's own subscriptions apply: the WAL writer flushes within wal_writer_delay
+        self.execute("SET synchronous_commit = off")
+        self.commit()
+        return True
+
+    def log_positions(self) -> tuple[int, int]:
+        row = self.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint, "
+            "pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint"
+        ).fetchone()
+        self.commit()
+        return int(row[0]), int(row[1])
+
     index_joins_sql = "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
 
     def array_param(self, values: list[Any]) -> Any:

@@ -210,6 +210,15 @@ class SqlApplier:
     #: making apply cost grow with the table instead of with the changes.
     index_joins_sql: str | None = None
 
+    def commit_lazily(self) -> bool:
+        """From now on, let commits return before their log is on disk, where the engine can do so per
+        session; ``log_positions`` then says when they are durable. False: commits stay durable on return."""
+        return False
+
+    def log_positions(self) -> tuple[int, int]:
+        """After ``commit_lazily``: (where the target's log ends now, how far it is on disk)."""
+        raise NotImplementedError
+
     def array_param(self, values: list[Any]) -> Any:
         """One column's values as the parameter ``array_rows`` takes for it."""
         return values

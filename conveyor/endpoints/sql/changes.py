@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from conveyor.endpoints.base import Encoder, RejectedRow
 from conveyor.endpoints.sql.applier import SqlApplier, first_line
 from conveyor.endpoints.sql.netting import NetChanges, net_changes
-from conveyor.errors import RowRejected
+from conveyor.errors import RowRejected, TerminalError
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
 from conveyor.model.rows import Row
 from conveyor.model.schema import Table, TableId
@@ -34,11 +34,27 @@ SUSPENDED_TABLE = "conveyor_cdc_suspended"
 #: the target column names of each table's source columns as the task last planned them
 #: (``ChangeApplier.save_columns``): on resume only those may be dropped, never a column the user added
 COLUMNS_TABLE = "conveyor_cdc_columns"
+#: large parts many of a task's positions share (MySQL's table definitions, which change only with the schema),
+#: once per digest: a position value ``shared_part(digest, value)`` is stored as ``{"sha256": digest}`` and read
+#: back whole. A part is written in the transaction of the first position that refers to it, and the task's
+#: other parts are removed there: its one stored position no longer refers to them.
+PARTS_TABLE = "conveyor_cdc_position_parts"
+_DIGEST = "sha256"
 #: batch apply's multi-row statements: at most this many rows, and bound parameters (every engine
 #: accepts 32k+: PostgreSQL and MySQL 65535, SQLite 32766)
 BULK_ROWS = 1000
 BULK_PARAMS = 30000
 T = TypeVar("T")
+
+
+def shared_part(digest: str, value: Any) -> dict[str, Any]:
+    """A position value the target stores once per ``digest`` (``PARTS_TABLE``), the position only the digest."""
+    return {_DIGEST: digest, "value": value}
+
+
+def _digest(value: Any) -> str | None:
+    """The digest of a shared part (``shared_part``, or as the state table holds it); None for other values."""
+    return value.get(_DIGEST) if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,8 @@ class ChangeApplier:
         self._parts = False
         #: changes the open target transaction could not apply, recorded when it commits
         self._part_failed: list[RejectedRow] = []
+        #: the digests of the shared parts of the position this applier last committed (None: none yet)
+        self._shared: frozenset[str] | None = None
 
     # ------------------------------------------------------------------ checkpoint
     def state_ddl(self) -> str:
@@ -122,17 +140,44 @@ class ChangeApplier:
             f"column_names {a.text_type} NOT NULL, PRIMARY KEY (task_name, table_schema, table_name))"
         )
 
+    def parts_ddl(self) -> str:
+        a = self.applier
+        return (
+            f"CREATE TABLE IF NOT EXISTS {a.control(PARTS_TABLE)} (task_name VARCHAR(200) NOT NULL, "
+            f"digest VARCHAR(64) NOT NULL, part {a.text_type} NOT NULL, PRIMARY KEY (task_name, digest))"
+        )
+
     def read_position(self, task_name: str) -> dict[str, Any] | None:
         """The position committed with the last applied batch, or None before the first one."""
         a = self.applier
         a.execute(self.state_ddl())
         a.execute(self.suspended_ddl())
         a.execute(self.columns_ddl())
+        a.execute(self.parts_ddl())
         row = a.execute(
             f"SELECT position FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,)
         ).fetchone()
+        if row is None:
+            a.commit()
+            return None
+        position: dict[str, Any] = json.loads(row[0])
+        for key, value in position.items():
+            if (digest := _digest(value)) is None:
+                continue
+            part = a.execute(
+                f"SELECT part FROM {a.control(PARTS_TABLE)} WHERE task_name = {a.param} AND digest = {a.param}",
+                (task_name, digest),
+            ).fetchone()
+            if part is None:
+                a.rollback()
+                raise TerminalError(
+                    f"task {task_name!r}'s stored position refers to its {key} by digest {digest}, which "
+                    f"{PARTS_TABLE} on the target does not hold (removed by hand?); run `conveyor cleanup` and "
+                    "reload the tables"
+                )
+            position[key] = shared_part(digest, json.loads(part[0]))
         a.commit()
-        return json.loads(row[0]) if row else None
+        return position
 
     def read_suspended(self, task_name: str) -> dict[TableId, str]:
         """The task's stored suspensions: source table -> why (``read_position`` made the table)."""
@@ -168,15 +213,16 @@ class ChangeApplier:
             raise
 
     def forget(self, task_name: str) -> bool:
-        """Remove the task's stored position, suspensions and recorded columns (``conveyor cleanup``): its
-        next run starts over. True when there was a position."""
+        """Remove the task's stored position (and its parts), suspensions and recorded columns (``conveyor
+        cleanup``): its next run starts over. True when there was a position."""
         a = self.applier
         a.execute(self.state_ddl())
         a.execute(self.suspended_ddl())
         a.execute(self.columns_ddl())
+        a.execute(self.parts_ddl())
         cur = a.execute(f"DELETE FROM {a.control(CDC_STATE_TABLE)} WHERE task_name = {a.param}", (task_name,))
         found = bool(cur.rowcount)
-        for control in (SUSPENDED_TABLE, COLUMNS_TABLE):
+        for control in (SUSPENDED_TABLE, COLUMNS_TABLE, PARTS_TABLE):
             a.execute(f"DELETE FROM {a.control(control)} WHERE task_name = {a.param}", (task_name,))
         a.commit()
         return found
@@ -200,10 +246,20 @@ class ChangeApplier:
             f"INSERT INTO {table} ({a.column_list(names)}) VALUES ({a.params(len(names))})", (*key, *values.values())
         )
 
-    def _save_position(self, task_name: str, lease: int, position: dict[str, Any]) -> None:
+    def _save_position(self, task_name: str, lease: int, position: dict[str, Any]) -> frozenset[str]:
+        """Store ``position`` (its shared parts by digest); returns those digests."""
         a = self.applier
         now = datetime.now(UTC).replace(tzinfo=None)
-        text = json.dumps(position, sort_keys=True)
+        stored: dict[str, Any] = {}
+        parts: dict[str, Any] = {}
+        for key, value in position.items():
+            if (digest := _digest(value)) is None:
+                stored[key] = value
+            else:
+                stored[key], parts[digest] = {_DIGEST: digest}, value["value"]
+        if parts.keys() != self._shared:
+            self._save_parts(task_name, parts)
+        text = json.dumps(stored, sort_keys=True)
         table = a.control(CDC_STATE_TABLE)
         cur = a.execute(
             f"UPDATE {table} SET position = {a.param}, lease = {a.param}, updated_at = {a.param} "
@@ -215,6 +271,24 @@ class ChangeApplier:
                 f"INSERT INTO {table} (task_name, position, lease, updated_at) VALUES ({a.params(4)})",
                 (task_name, text, lease, now),
             )
+        return frozenset(parts)
+
+    def _save_parts(self, task_name: str, parts: dict[str, Any]) -> None:
+        """Into the open transaction: the parts the target does not hold yet, and the removal of the task's
+        others (the position stored with them replaces the one that referred to those)."""
+        a = self.applier
+        table, p = a.control(PARTS_TABLE), a.param
+        for digest, value in parts.items():
+            found = a.execute(
+                f"SELECT 1 FROM {table} WHERE task_name = {p} AND digest = {p}", (task_name, digest)
+            ).fetchone()
+            if found is None:
+                a.execute(
+                    f"INSERT INTO {table} (task_name, digest, part) VALUES ({a.params(3)})",
+                    (task_name, digest, json.dumps(value, sort_keys=True)),
+                )
+        kept = f" AND digest NOT IN ({a.params(len(parts))})" if parts else ""
+        a.execute(f"DELETE FROM {table} WHERE task_name = {p}{kept}", (task_name, *parts))
 
     # ------------------------------------------------------------------ applying
     def apply(
@@ -278,11 +352,12 @@ class ChangeApplier:
         suspended = dict(self.suspensions)
         try:
             a.check_lease(task_name, lease)
-            self._save_position(task_name, lease, position)
+            shared = self._save_position(task_name, lease, position)
             self._save_suspensions(task_name, suspended)
             if self._part_failed:
                 a.record_rejects(task_name, self._part_failed)
             a.commit()
+            self._shared = shared
         except Exception:
             a.rollback()
             raise
