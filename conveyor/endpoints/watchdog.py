@@ -36,6 +36,13 @@ class Watchdog:
             with self._changed:
                 self._deadline = None
 
+    def pet(self) -> None:
+        """The guarded block made progress (a server answered): its deadline starts again from now. A
+        block of many round trips is not a silent server however long it takes in all."""
+        with self._changed:
+            if self._deadline is not None:
+                self._deadline = time.monotonic() + self.seconds
+
     def _watch(self) -> None:
         with self._changed:
             while not self._closed:

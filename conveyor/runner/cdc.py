@@ -311,6 +311,7 @@ class ChangeProcessing:
         lease = applier.start_task(self.task.name, fresh=False)
         durable = DurableAcks(applier)  # the source is acknowledged what the target holds on disk
         changes = self._changes(applier)
+        changes.on_progress = watchdog.pet
         capture = self.capture
         saved = capture.position_from_json(stored)
         self.cdc.checkpoint = self._checkpoint(saved)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -44,6 +44,9 @@ _DIGEST = "sha256"
 #: accepts 32k+: PostgreSQL and MySQL 65535, SQLite 32766)
 BULK_ROWS = 1000
 BULK_PARAMS = 30000
+#: statements of the ordered path sent as one call at most (where a driver sends an ``executemany`` one
+#: round trip per row, a call of many rows is long without any server being silent: ``on_progress``)
+PROGRESS_STATEMENTS = 500
 T = TypeVar("T")
 
 
@@ -115,6 +118,9 @@ class ChangeApplier:
         self._part_failed: list[RejectedRow] = []
         #: the digests of the shared parts of the position this applier last committed (None: none yet)
         self._shared: frozenset[str] | None = None
+        #: called whenever the target answered a group of statements (a watchdog's ``pet``): applying a
+        #: long run of changes one round trip each is progress, not a silent server
+        self.on_progress: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ checkpoint
     def state_ddl(self) -> str:
@@ -381,6 +387,7 @@ class ChangeApplier:
                 j = i + 1
                 while j < len(statements) and statements[j].sql == statements[i].sql:
                     j += 1
+                j = min(j, i + PROGRESS_STATEMENTS)
                 group = statements[i:j]
                 if len(group) == 1:
                     cur = a.execute(group[0].sql, group[0].params)
@@ -388,6 +395,8 @@ class ChangeApplier:
                     cur = a.executemany(group[0].sql, [s.params for s in group])
                 if group[0].expect is not None:
                     checks.append((cur, sum(s.expect for s in group if s.expect is not None)))
+                if self.on_progress is not None:
+                    self.on_progress()
                 i = j
         if any(cur.rowcount != expected for cur, expected in checks):
             raise _NeedsCareful
