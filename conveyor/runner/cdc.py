@@ -32,7 +32,7 @@ from conveyor.convert.plan import TablePlan
 from conveyor.endpoints.base import Capture, PrepMode, Snapshot
 from conveyor.endpoints.registry import engine_for
 from conveyor.endpoints.sql.applier import SqlApplier
-from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget
+from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget, NetPlan
 from conveyor.endpoints.watchdog import Watchdog
 from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import Idle, Op, Transaction
@@ -332,10 +332,21 @@ class ChangeProcessing:
         window = tuning.BatchApplyTimeoutMin if batch_apply else BATCH_SECONDS
         max_changes = tuning.BatchApplyMemoryLimit * CHANGES_PER_MB if batch_apply else BATCH_CHANGES
 
-        def apply(committing: _Batch, position: dict[str, Any]) -> tuple[ApplyResult, Any]:
+        def prepare(committing: _Batch) -> NetPlan | None:
+            """On this thread, while the target may still be committing the batch before: the batch's
+            bulk statements (``ChangeApplier.prepare_net``). None when that fails: the apply does it again
+            and meets the failure where it handles it (a value the target type refuses: the ordered way)."""
+            try:
+                return changes.prepare_net(committing.transactions)
+            except Exception:
+                return None
+
+        def apply(committing: _Batch, position: dict[str, Any], prepared: NetPlan | None) -> tuple[ApplyResult, Any]:
             """On the apply thread: the batch committed, and the source position now safe to acknowledge."""
             with watchdog.guard():
-                result = changes.apply(self.task.name, lease, committing.transactions, position, net=True)
+                result = changes.apply(
+                    self.task.name, lease, committing.transactions, position, net=True, prepared=prepared
+                )
                 return result, durable.committed(committing.position)
 
         def settle(block: bool) -> None:
@@ -357,13 +368,19 @@ class ChangeProcessing:
             # ---
             recent.append((time.monotonic(), self.cdc.applied_changes))
 
-        def flush(wait: bool = False) -> None:
+        def flush(wait: bool = False, busy_ok: bool = False) -> None:
             """Send the open batch to the target; ``wait``: and return once everything sent is committed
-            (before anything else uses the target connection, and before stopping)."""
+            (before anything else uses the target connection, and before stopping). ``busy_ok``: unless
+            the target is still committing the batch before; the open one then goes on growing (group
+            commit), so this thread reads and decodes on instead of waiting, and the next commit carries
+            more changes for the same round trips."""
             nonlocal batch, inflight
             if batch is not None:
+                if busy_ok and inflight is not None and not inflight[1].done():
+                    return
+                prepared = prepare(batch)
                 settle(block=True)
-                inflight = (batch, executor.submit(apply, batch, capture.position_json(batch.position)))
+                inflight = (batch, executor.submit(apply, batch, capture.position_json(batch.position), prepared))
                 batch = None
             if wait:
                 settle(block=True)
@@ -410,8 +427,10 @@ class ChangeProcessing:
                 batch.position = txn.commit_position
                 self.cdc.incoming_changes += len(txn.changes)
                 self._latency_source(txn)
-                if batch.changes >= max_changes or time.monotonic() - batch.opened >= window:
+                if batch.changes >= max_changes:
                     flush()
+                elif time.monotonic() - batch.opened >= window:
+                    flush(busy_ok=True)
             elif isinstance(event, Idle):
                 flush()
                 now = time.monotonic()

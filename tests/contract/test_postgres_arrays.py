@@ -15,6 +15,9 @@ from conveyor.endpoints.postgres.arrays import array_literal
 
 CASES: list[tuple[str, list[Any]]] = [
     ("text", ["plain", "", "NULL", "null", 'say "hi"', "back\\slash", "a,b", "{braces}", " spaced ", "ünï 😀", None]),
+    ("text", [None, "\x01\x02", None, "", '"', "\\", None]),  # NULLs first and last, control characters
+    ("text", [None, None]),
+    ("text", []),
     ("int8", [0, -1, 2**63 - 1, -(2**63), None]),
     ("numeric", [Decimal("1.50"), Decimal("-0.000001"), Decimal("12345678901234567890.1234567890"), Decimal("NaN")]),
     ("float8", [0.1, -0.0, 1e-300, 1.7976931348623157e308, math.inf, -math.inf, None]),
@@ -32,7 +35,7 @@ CASES: list[tuple[str, list[Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("native", "values"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("native", "values"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_array_literals_read_back_exactly(pg_url: str, native: str, values: list[Any]) -> None:
     literal = array_literal(values)
     assert isinstance(literal, str)
@@ -61,3 +64,10 @@ def test_json_and_unknown_types(pg_url: str) -> None:
     assert got == docs
     values = [b"\x00\xff", None]  # bytes: left to psycopg
     assert array_literal(values) is values
+
+
+def test_a_text_holding_nul_stays_one_element() -> None:
+    """PostgreSQL texts cannot hold NUL, which the fast path joins with: such a column is quoted value by
+    value, never split into other elements (the driver then refuses the NUL, naming it)."""
+    assert array_literal(["a", "b\x00c", None]) == '{"a","b\x00c",NULL}'
+    assert array_literal(["x\x00,\x00y"]) == '{"x\x00,\x00y"}'

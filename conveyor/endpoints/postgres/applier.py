@@ -89,7 +89,8 @@ class PostgresApplier(SqlApplier):
     def quote(self, name: str) -> str:
         q = self._quoted.get(name)
         if q is None:
-            q = self._quoted[name] = quote(self.conn, name)
+            # no connection: batch apply builds its statements on another thread (``prepare_net``)
+            q = self._quoted[name] = quote(None, name)
         return q
 
     def map_type(self, column_type: ColumnType) -> str:

@@ -197,8 +197,9 @@ def redact(text: str, config: PostgresConfig) -> str:
     return text
 
 
-def quote(conn: psycopg.Connection[Any], name: str) -> str:
-    """An identifier quoted by psycopg, with ``%`` doubled.
+def quote(conn: psycopg.Connection[Any] | None, name: str) -> str:
+    """An identifier quoted by psycopg, with ``%`` doubled (``conn`` None: without a connection, as
+    for a UTF-8 client encoding, which every Conveyor connection has; safe from any thread).
 
     Conveyor always passes a parameter sequence (possibly empty) when it runs SQL, so psycopg parses
     every statement for placeholders and turns ``%%`` back into ``%``; an identifier holding ``%``

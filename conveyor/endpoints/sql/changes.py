@@ -88,6 +88,21 @@ class ApplyResult:
     by_table: Counter[tuple[TableId, Op]] = field(default_factory=Counter)
 
 
+@dataclass
+class NetPlan:
+    """A batch's net changes, folded and turned into bulk statements ahead of the target's turn
+    (``ChangeApplier.prepare_net``), so the Python work for one batch overlaps the target's for the one
+    before. ``folds`` false: some table's changes do not fold (the batch goes the ordered way)."""
+
+    folds: bool
+    #: per table: ready statements (SQL, parameters, rows it must touch or None), or the net changes to
+    #: write at the target's turn (engines without array parameters)
+    writes: list[list[tuple[str, list[Any], int | None]] | tuple[ChangeTarget, NetChanges]] = field(
+        default_factory=list
+    )
+    result: ApplyResult = field(default_factory=ApplyResult)
+
+
 @dataclass(frozen=True)
 class _Statement:
     sql: str
@@ -304,15 +319,17 @@ class ChangeApplier:
         transactions: Sequence[Transaction],
         position: dict[str, Any],
         net: bool = False,
+        prepared: NetPlan | None = None,
     ) -> ApplyResult:
         """Apply ``transactions`` and store ``position`` in one target transaction (which also holds
         the parts ``apply_part`` sent before: the last transaction is then the end of that one).
         ``net`` (batch apply): each table's net changes in bulk statements, where they fold
-        (``netting``); in source order otherwise, and whenever the bulk path meets a row it cannot place."""
+        (``netting``); in source order otherwise, and whenever the bulk path meets a row it cannot place.
+        ``prepared``: ``prepare_net(transactions)``, done earlier."""
         a = self.applier
         if net and not self._parts:
             try:
-                result = self._run_net(transactions)
+                result = self._run_net(prepared if prepared is not None else self.prepare_net(transactions))
                 if result is not None:
                     return self._commit(task_name, lease, position, result)
             except (_NeedsCareful, RowRejected):
@@ -404,42 +421,55 @@ class ChangeApplier:
             _count(result, s.change)
         return result
 
-    def _run_net(self, transactions: Sequence[Transaction]) -> ApplyResult | None:
-        """Batch apply: per table, deletes, then inserts, then updates, each as few statements as the
-        driver allows; None when some table's changes do not fold (nothing was written then)."""
+    def prepare_net(self, transactions: Sequence[Transaction]) -> NetPlan:
+        """Batch apply's first half, without the target: each table's net changes (``netting``), as bulk
+        statements where the engine takes array parameters. Uses no connection, so it may run on another
+        thread than the one applying (the stream's, while the target commits the batch before)."""
         by_table: dict[TableId, list[Change]] = {}
         for txn in transactions:
             for change in txn.changes:
                 by_table.setdefault(change.table, []).append(change)
-        plans = []
+        plan = NetPlan(True)
         for table_id, changes in by_table.items():
             target = self.targets[table_id]
             net = net_changes(changes, target.table.row_key())
             if net is None:
-                return None
-            plans.append((target, net))
-        a = self.applier
-        result = ApplyResult()
-        checks: list[tuple[Any, int]] = []
-        with a.pipeline():
-            for target, net in plans:
-                checks += self._write_net(target, net)
-        if any(cur.rowcount != expected for cur, expected in checks):
-            raise _NeedsCareful
+                return NetPlan(False)
+            statements = self._net_array_statements(target, net)
+            plan.writes.append(statements if statements is not None else (target, net))
         for changes in by_table.values():
             for change in changes:
-                _count(result, change)
-        return result
+                _count(plan.result, change)
+        return plan
+
+    def _run_net(self, plan: NetPlan) -> ApplyResult | None:
+        """Batch apply's second half: per table, deletes, then inserts, then updates, each as few
+        statements as the driver allows; None when some table's changes do not fold (nothing was
+        written then)."""
+        if not plan.folds:
+            return None
+        a = self.applier
+        checks: list[tuple[Any, int]] = []
+        with a.pipeline():
+            for write in plan.writes:
+                if isinstance(write, tuple):
+                    checks += self._write_net(*write)
+                    continue
+                for sql, params, expected in write:
+                    cur = a.execute(sql, params)
+                    if expected is not None:
+                        checks.append((cur, expected))
+        if any(cur.rowcount != expected for cur, expected in checks):
+            raise _NeedsCareful
+        return plan.result
 
     def _write_net(self, target: ChangeTarget, net: NetChanges) -> list[tuple[Any, int]]:
-        """Send one table's net changes; returns (cursor, rows it must touch) to check afterwards."""
+        """Send one table's net changes as multi-row statements (engines without array parameters);
+        returns (cursor, rows it must touch) to check afterwards."""
         a = self.applier
         name = a.qualified(target.table.id)
         encoders = [target.by_name[c] for c in net.columns]
         key_encoders = [target.by_name[k] for k in net.key]
-        natives = [target.native_by_name.get(c, "") for c in net.columns]
-        if all(natives) and a.array_rows(natives) is not None:
-            return self._write_net_arrays(target, net, encoders, natives)
         checks: list[tuple[Any, int]] = []
         width = len(net.key)
         key_sql = a.quote(net.key[0]) if width == 1 else f"({a.column_list(net.key)})"
@@ -463,17 +493,22 @@ class ChangeApplier:
             checks.append((a.executemany(f"UPDATE {name} SET {sets} WHERE {where}", rows), len(rows)))
         return checks
 
-    def _write_net_arrays(
-        self, target: ChangeTarget, net: NetChanges, encoders: list[Encoder | None], natives: list[str]
-    ) -> list[tuple[Any, int]]:
+    def _net_array_statements(
+        self, target: ChangeTarget, net: NetChanges
+    ) -> list[tuple[str, list[Any], int | None]] | None:
         """Net changes as one statement per kind (and per updated column set), each column's values in
         one array parameter: a handful of parameters however many rows, so the driver parses nothing
-        per row and the server plans once."""
+        per row and the server plans once. Each with the rows it must touch (None: unchecked). None
+        where the engine (or a column's type) takes no arrays."""
         a = self.applier
+        natives = [target.native_by_name.get(c, "") for c in net.columns]
+        if not all(natives) or a.array_rows(natives) is None:
+            return None
+        encoders = [target.by_name[c] for c in net.columns]
         name = a.qualified(target.table.id)
         index = {c: i for i, c in enumerate(net.columns)}
         key_at = [index[k] for k in net.key]
-        checks: list[tuple[Any, int]] = []
+        statements: list[tuple[str, list[Any], int | None]] = []
 
         def rows_sql(columns: Sequence[int], alias: str) -> str:
             rows = a.array_rows([natives[i] for i in columns])
@@ -491,18 +526,23 @@ class ChangeApplier:
             return [a.array_param(v) for v in values]
 
         if (net.deletes or net.updates) and a.index_joins_sql:
-            a.execute(a.index_joins_sql)
+            statements.append((a.index_joins_sql, [], None))
         if net.deletes:
-            cur = a.execute(
-                f"DELETE FROM {name} AS t USING {rows_sql(key_at, 'd')} WHERE {match('d')}",
-                arrays(net.deletes, key_at),
+            statements.append(
+                (
+                    f"DELETE FROM {name} AS t USING {rows_sql(key_at, 'd')} WHERE {match('d')}",
+                    arrays(net.deletes, key_at),
+                    len(net.deletes),
+                )
             )
-            checks.append((cur, len(net.deletes)))
         if net.inserts:
             every = list(range(len(net.columns)))
-            a.execute(
-                f"INSERT INTO {name} ({a.column_list(net.columns)}) SELECT * FROM {rows_sql(every, 'i')}",
-                arrays(net.inserts, every),
+            statements.append(
+                (
+                    f"INSERT INTO {name} ({a.column_list(net.columns)}) SELECT * FROM {rows_sql(every, 'i')}",
+                    arrays(net.inserts, every),
+                    None,
+                )
             )
         groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
         for key, indexes, values in net.updates:
@@ -510,12 +550,14 @@ class ChangeApplier:
         for indexes, rows in groups.items():
             columns = [*key_at, *indexes]
             sets = ", ".join(f"{a.quote(net.columns[i])} = u.{a.quote(net.columns[i])}" for i in indexes)
-            cur = a.execute(
-                f"UPDATE {name} AS t SET {sets} FROM {rows_sql(columns, 'u')} WHERE {match('u')}",
-                arrays(rows, columns),
+            statements.append(
+                (
+                    f"UPDATE {name} AS t SET {sets} FROM {rows_sql(columns, 'u')} WHERE {match('u')}",
+                    arrays(rows, columns),
+                    len(rows),
+                )
             )
-            checks.append((cur, len(rows)))
-        return checks
+        return statements
 
     def _run_careful(self, statements: list[_Statement]) -> ApplyResult:
         a = self.applier
