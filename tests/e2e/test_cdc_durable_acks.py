@@ -12,10 +12,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from cdc_support import Running, postgres_source, wait_until
-from servers import PostgresServer
+from servers import LIMITED_PASSWORD, LIMITED_USER, PostgresServer
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.capture import PostgresCapture
+from conveyor.endpoints.registry import engine_for
+from conveyor.endpoints.sql.applier import SqlApplier
 
 TASK = "durable"
 
@@ -94,3 +96,37 @@ def test_the_slot_waits_for_the_targets_flush(
         capture.close()
     # a clean stop leaves the slot where the target's stored position is: nothing owed
     assert _confirmed(capture) >= written_before
+
+
+def test_a_target_that_hides_its_wal_positions_keeps_durable_commits(pg_url: str) -> None:
+    """Where the apply session cannot read the WAL positions (EXECUTE revoked), commits stay synchronous:
+    nothing could tell when a lazy one is on disk."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("REVOKE EXECUTE ON FUNCTION pg_current_wal_flush_lsn() FROM PUBLIC")
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {LIMITED_USER}")
+    limited = parse_endpoint(pg_url, "target")
+    assert isinstance(limited, PostgresConfig)
+    limited = PostgresConfig.model_validate(
+        {**limited.model_dump(), "user": LIMITED_USER, "password": LIMITED_PASSWORD}
+    )
+    spec = engine_for(limited)
+    applier = spec.open_applier(limited, spec.default_schema(limited))
+    assert isinstance(applier, SqlApplier)
+    try:
+        assert applier.commit_lazily() is False
+        row = applier.execute("SHOW synchronous_commit").fetchone()
+        assert row is not None and row[0] == "on"
+        applier.commit()
+    finally:
+        applier.close()
+    superuser = parse_endpoint(pg_url, "target")
+    assert isinstance(superuser, PostgresConfig)
+    applier = spec.open_applier(superuser, spec.default_schema(superuser))
+    assert isinstance(applier, SqlApplier)
+    try:
+        assert applier.commit_lazily() is True  # a superuser may still read them
+        row = applier.execute("SHOW synchronous_commit").fetchone()
+        assert row is not None and row[0] == "off"
+        applier.commit()
+    finally:
+        applier.close()

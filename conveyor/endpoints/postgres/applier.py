@@ -135,7 +135,13 @@ class PostgresApplier(SqlApplier):
             raise failure
 
     def commit_lazily(self) -> bool:
-        # as PostgreSQL's own subscriptions apply: the WAL writer flushes within wal_writer_delay
+        # as PostgreSQL's own subscriptions apply: the WAL writer flushes within wal_writer_delay. Only
+        # where the WAL positions can be read (a server that hides them keeps durable commits)
+        try:
+            self.log_positions()
+        except psycopg.Error:
+            self.rollback()
+            return False
         self.execute("SET synchronous_commit = off")
         self.commit()
         return True
