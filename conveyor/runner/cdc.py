@@ -349,6 +349,11 @@ class ChangeProcessing:
                 )
                 return result, durable.committed(committing.position)
 
+        def acknowledge(durable_position: Any) -> None:
+            """Tell the source it may discard its log up to a position the target holds on disk (None: none new)."""
+            if durable_position is not None:
+                capture.ack(durable_position)
+
         def settle(block: bool) -> None:
             """The batch in flight, once committed: the source may discard its log up to it. Its error,
             if it failed, is raised here."""
@@ -358,8 +363,7 @@ class ChangeProcessing:
             done, future = inflight
             inflight = None
             result, durable_position = future.result()
-            if durable_position is not None:
-                capture.ack(durable_position)
+            acknowledge(durable_position)
             saved, last_saved_at = done.position, time.monotonic()
             self._applied(done, result)
             # --- validation (validate.intask): the batch's changed rows, now committed, are queued
@@ -440,15 +444,13 @@ class ChangeProcessing:
                     with watchdog.guard():
                         changes.apply(self.task.name, lease, [], capture.position_json(event.position))
                         durable_position = durable.committed(event.position)
-                    if durable_position is not None:
-                        capture.ack(durable_position)
+                    acknowledge(durable_position)
                     saved, last_saved_at = event.position, now
                     self.cdc.checkpoint = self._checkpoint(saved)
                 elif durable.waiting:
                     with watchdog.guard():
                         durable_position = durable.poll_if_due()
-                    if durable_position is not None:
-                        capture.ack(durable_position)
+                    acknowledge(durable_position)
                 if stop_at is not None and now - last_clock >= STATS_SECONDS:
                     last_clock = now
                     flush(wait=True)
@@ -478,8 +480,7 @@ class ChangeProcessing:
         flush(wait=True)
         with watchdog.guard():
             durable_position = durable.drain(STOP_DURABLE_SECONDS)
-        if durable_position is not None:
-            capture.ack(durable_position)
+        acknowledge(durable_position)
         self._progress(saved, recent)
 
     def _route(self, txn: Transaction) -> Transaction | None:

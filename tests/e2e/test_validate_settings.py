@@ -16,12 +16,13 @@ from oracle import fetch
 from schemas import execute_sql
 from servers import PostgresServer
 from tasks import run_task, task_doc
+from test_validate import found, urls, validate
 
 from conveyor.model.schema import TableId
 from conveyor.runner.task import task_from_document
 from conveyor.validate.compare import RECORD_DIFF
 from conveyor.validate.repair import repair_table
-from conveyor.validate.run import MISMATCHED, SUSPENDED, VALIDATED, Validation, ValidationResult
+from conveyor.validate.run import MISMATCHED, SUSPENDED, VALIDATED, Validation
 
 ROWS = 200
 #: ``bio``: texts over 1 KB whose cut at 1,024 bytes falls inside 2-, 3- and 4-byte characters by the row;
@@ -74,18 +75,6 @@ PAIRS = [
     ("postgresql", "sqlite"),
     ("mysql", "mysql"),
 ]
-FIXTURE = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mysql": "mysql_url"}
-
-
-def urls(src: str, dst: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if src == dst == "postgresql":
-        server = request.getfixturevalue("pg_server")
-        return request.getfixturevalue("pg_url"), server.create_database(f"valset_dst_{id(tmp_path)}")
-    if src == "sqlite":
-        return f"sqlite:///{tmp_path / 'src.sqlite'}", request.getfixturevalue(FIXTURE[dst])
-    if src == "mysql":
-        return request.getfixturevalue("mysql_source_url"), request.getfixturevalue(FIXTURE[dst])
-    return request.getfixturevalue(FIXTURE[src]), request.getfixturevalue(FIXTURE[dst])
 
 
 def rule(rule_id: int, column: str, action: str, **extra: Any) -> dict[str, Any]:
@@ -116,18 +105,6 @@ MASKS = {
         rule(6, "code", "data-masking-hash-mask"),
     ]
 }
-
-
-def found(result: ValidationResult) -> set[tuple[str, str, tuple[str | None, ...], tuple[str, ...]]]:
-    return {
-        (t.plan.target.id.name, f.kind, tuple(v for _, v in f.key), tuple(c for c, _, _ in f.columns))
-        for t in result.tables
-        for f in t.failures
-    }
-
-
-def validate(doc: dict[str, Any]) -> ValidationResult:
-    return Validation(task_from_document(doc), recheck_delay=0).run()
 
 
 @pytest.mark.parametrize(("src", "dst"), PAIRS, ids=[f"{a}2{b}" for a, b in PAIRS])
