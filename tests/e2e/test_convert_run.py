@@ -115,6 +115,7 @@ IDENTITY_PAIRS = [
     ("postgresql", "sqlite"),
     ("mysql", "postgresql"),
     ("mysql", "mysql"),
+    ("mysql", "sqlite"),
     ("sqlite", "postgresql"),
     ("sqlite", "mysql"),
     ("sqlite", "sqlite"),

@@ -1,8 +1,10 @@
 """Golden schema conversion per engine pair: a rich source schema is converted, the DDL applied to a
-real target, the target introspected back, and the report's statuses checked."""
+real target, the target introspected back, and the report's statuses checked; what does not convert (a
+view sqlglot cannot transpile, a trigger) is reported with its reason, not guessed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from conveyor.convert.ddl import Conversion
 from conveyor.convert.report import Status
 from conveyor.endpoints.config import parse_endpoint
 from conveyor.endpoints.registry import engine_for
-from conveyor.model.schema import Table, TableId
+from conveyor.model.schema import SchemaObjects, Table, TableId
 from conveyor.runner import stats as st
 from conveyor.runner.conversion import convert_task
 from conveyor.runner.task import task_from_document
@@ -54,7 +56,8 @@ RICH = {
         "CREATE TABLE orders (id int AUTO_INCREMENT PRIMARY KEY, customer_id bigint NOT NULL, qty int NOT NULL, "
         "price decimal(10,2) NOT NULL, total decimal(12,2) AS (qty * price) STORED, "
         "CONSTRAINT orders_qty CHECK (qty > 0), KEY orders_customer (customer_id), "
-        "CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id) ON DELETE CASCADE)",
+        "CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id) "
+        "ON DELETE CASCADE ON UPDATE RESTRICT)",
         "CREATE VIEW big_orders AS SELECT o.id, c.email, o.qty FROM orders o "
         "JOIN customers c ON c.id = o.customer_id WHERE o.qty > 10",
         "CREATE PROCEDURE bump() SELECT 1",
@@ -64,8 +67,8 @@ RICH = {
         "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT DEFAULT 'anon', "
         "created_at TEXT DEFAULT CURRENT_TIMESTAMP, score REAL DEFAULT 0 CHECK (score >= 0))",
         "CREATE TABLE orders (id INTEGER PRIMARY KEY, "
-        "customer_id INTEGER NOT NULL REFERENCES customers (id) ON DELETE CASCADE, qty INTEGER NOT NULL, "
-        "price REAL NOT NULL, total REAL GENERATED ALWAYS AS (qty * price) STORED, "
+        "customer_id INTEGER NOT NULL REFERENCES customers (id) ON DELETE CASCADE ON UPDATE RESTRICT, "
+        "qty INTEGER NOT NULL, price REAL NOT NULL, total REAL GENERATED ALWAYS AS (qty * price) STORED, "
         "CONSTRAINT orders_qty CHECK (qty > 0))",
         "CREATE INDEX orders_customer ON orders (customer_id)",
         "CREATE INDEX customers_lower_email ON customers (lower(email))",
@@ -110,6 +113,12 @@ NEEDS_ACTION = {
         ("sequence", "invoice_no"),  # SQLite has no sequences
     },
     ("sqlite", "postgresql"): {("trigger", "orders_touch")},
+    ("sqlite", "mysql"): {
+        ("trigger", "orders_touch"),
+        ("index", "customers_lower_email"),  # MariaDB indexes no expressions
+        ("index", "orders_big"),  # nor part of a table
+    },
+    ("sqlite", "sqlite"): {("trigger", "orders_touch")},
 }
 PAIRS = list(NEEDS_ACTION)
 FIXTURE = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mysql": "mysql_source_url"}
@@ -151,7 +160,7 @@ def test_rich_schema_converts(src: str, dst: str, request: pytest.FixtureRequest
         objects = intro.objects(schema)
     finally:
         intro.close()
-    check_tables(src, dst, customers, orders)
+    check_tables(src, dst, customers, orders, objects)
     assert [v.id.name for v in objects.views] == ["big_orders"]
     if "sqlite" not in (src, dst):  # the sequence goes on after the source's last value
         (seq,) = objects.sequences
@@ -160,12 +169,23 @@ def test_rich_schema_converts(src: str, dst: str, request: pytest.FixtureRequest
         assert [e.values for e in objects.enums] == [("happy", "sad", "it's ok")]
 
 
-def check_tables(src: str, dst: str, customers: Table, orders: Table) -> None:
+#: the enum column of RICH's customers, and its values
+ENUMS = {"postgresql": ("mood", ("happy", "sad", "it's ok")), "mysql": ("status", ("new", "active", "gone"))}
+
+
+def check_tables(src: str, dst: str, customers: Table, orders: Table, objects: SchemaObjects) -> None:
     # keys, NOT NULL, foreign key actions
     assert customers.primary_key is not None and orders.primary_key is not None
     assert not customers.column("email").nullable
+    # a UNIQUE constraint or a unique index: both refuse a second equal email
+    uniques = {k.columns for k in customers.unique_keys} | {i.columns for i in customers.indexes if i.unique}
+    assert ("email",) in uniques, customers
     (fk,) = orders.foreign_keys
     assert fk.ref_table.name == "customers" and fk.on_delete == "CASCADE"
+    # every source declares ON UPDATE RESTRICT. InnoDB treats NO ACTION as RESTRICT (checked at once, never
+    # deferred), so on MariaDB either name is that action; PostgreSQL and SQLite check NO ACTION later than
+    # RESTRICT (at the statement's or transaction's end), so there only RESTRICT is
+    assert fk.on_update in ({"RESTRICT", "NO ACTION"} if dst == "mysql" else {"RESTRICT"}), fk
     assert "customer_id" in {c for i in orders.indexes for c in i.columns}
     # identity on the key; defaults; checks (an enum's values become a CHECK where no enum type holds them)
     assert customers.column("id").identity
@@ -184,6 +204,30 @@ def check_tables(src: str, dst: str, customers: Table, orders: Table) -> None:
         }
     if src == "postgresql" and dst == "postgresql":
         assert customers.column("email").comment == "login, 100% unique"
+    if src == "sqlite" and dst != "mysql":  # MariaDB has neither
+        assert [i.name for i in customers.expression_indexes] == ["customers_lower_email"]
+        assert "lower" in customers.expression_indexes[0].elements[0].lower()
+        (partial,) = orders.expression_indexes
+        assert partial.name == "orders_big" and partial.predicate and "10" in partial.predicate, partial
+    if src != "sqlite" and dst != "sqlite":  # SQLite has no UUID function: the default is left out
+        token = customers.column("token").default
+        assert token is not None and "uuid()" in token.lower(), token
+    if src in ENUMS:
+        check_enum(dst, customers, objects, *ENUMS[src])
+
+
+def check_enum(dst: str, customers: Table, objects: SchemaObjects, column: str, values: tuple[str, ...]) -> None:
+    """A MySQL ENUM on MariaDB; an enum type holding the values or a CHECK of them on PostgreSQL; a CHECK
+    of them on SQLite."""
+    kind = customers.column(column).type
+    if dst == "mysql":
+        assert kind.native.lower().startswith("enum(") and kind.values == values, kind
+        return
+    if dst == "postgresql" and any(str(e.id) == kind.native and e.values == values for e in objects.enums):
+        return
+    literals = ["'" + v.replace("'", "''") + "'" for v in values]
+    held = [c for c in customers.checks if column in c.expression and all(x in c.expression for x in literals)]
+    assert held, (kind, customers.checks, objects.enums)
 
 
 def test_convert_cli_writes_ddl_and_reports(sqlite_url: str, pg_url: str, tmp_path: Path) -> None:
@@ -207,6 +251,30 @@ def test_convert_cli_writes_ddl_and_reports(sqlite_url: str, pg_url: str, tmp_pa
             "INSERT INTO orders (customer_id, qty, price) VALUES (1, 2, 3)",
         ],
     )
+
+
+def test_a_view_that_does_not_transpile_is_reported(sqlite_url: str, pg_url: str, tmp_path: Path) -> None:
+    """SQLite's total() has no known PostgreSQL equivalent: the view is left out of the DDL and the JSON
+    report says why, with its source, a fix and an effort; a trigger is listed with its source text."""
+    view = "CREATE VIEW totals AS SELECT customer_id, total(qty) AS n FROM orders GROUP BY customer_id"
+    execute_sql(sqlite_url, [*RICH["sqlite"], view])
+    task = write_task(task_doc(sqlite_url, pg_url, name="view-not-transpiled"), tmp_path / "task.yaml")
+    out, reports = tmp_path / "schema.sql", tmp_path / "report"
+    proc = cli("convert", str(task), "--out", str(out), "--report", str(reports))
+    assert proc.returncode == 3, proc.stderr
+    ddl = out.read_text()
+    assert '"big_orders"' in ddl and '"totals"' not in ddl
+    doc = json.loads((reports / "conversion-report.json").read_text())
+    objects = {(o["kind"], o["name"].split(".")[-1]): o for o in doc["objects"]}
+    totals = objects[("view", "totals")]
+    assert (totals["status"], totals["target"]) == ("needs action", "")
+    (issue,) = totals["issues"]
+    assert "total" in issue["reason"].lower() and "total(" in issue["source"].lower()
+    assert issue["fix"] and issue["effort"] == "medium" and issue["action"] is True
+    assert objects[("view", "big_orders")]["status"] == "converted"
+    (trigger,) = objects[("trigger", "orders_touch")]["issues"]
+    assert trigger["source"].startswith("CREATE TRIGGER orders_touch") and trigger["effort"] == "medium"
+    assert doc["summary"]["needs action"] == sum(o["status"] == "needs action" for o in doc["objects"])
 
 
 def test_type_mapping_overrides(sqlite_url: str, pg_url: str) -> None:

@@ -3,6 +3,8 @@ ranges on real servers, checked row by row on the target, in full load and in ch
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +18,10 @@ from cdc_support import Running, postgres_source, wait_until
 from oracle import fetch
 from servers import PostgresServer, unique_db_name
 from tasks import run_task, task_doc
+
+from conveyor.model.schema import Column, Table, TableId
+from conveyor.model.types import ColumnType, LogicalType
+from conveyor.transform.filters import bounds_sql
 
 PG_SQL = """
 CREATE TABLE people (id int PRIMARY KEY, first text NOT NULL, last text, secret text, region varchar(10),
@@ -226,3 +232,65 @@ def test_change_processing_maps_and_filters(cdc_source: str, pg_url: str, tmp_pa
 
 def _row_40(url: str) -> list[tuple[Any, ...]]:
     return [r for r in target_rows(url) if r[0] == 40]
+
+
+#: (a, b) with NULLs in either column; duplicates too (the table has no key)
+POINTS = [
+    (1, "z"),
+    (2, "a"),
+    (2, "m"),
+    (2, "m"),
+    (2, "n"),
+    (3, None),
+    (4, "c"),
+    (4, "d"),
+    (5, "a"),
+    (None, "a"),
+    (None, None),
+    (2, None),
+]
+BOUNDARIES = [["2", "m"], ["4", "c"]]
+
+
+def test_parallel_load_ranges_on_two_columns_with_nulls(tmp_path: Path) -> None:
+    """DMS's segments: the first holds rows up to and including the first boundary (row-value order over
+    the columns), the last those above the last one; every row, NULLs too, is in exactly one segment."""
+    source, target = tmp_path / "src.sqlite", tmp_path / "dst.sqlite"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE pts (a INTEGER, b TEXT, n INTEGER)")
+    conn.executemany("INSERT INTO pts VALUES (?, ?, ?)", [(a, b, i) for i, (a, b) in enumerate(POINTS)])
+    conn.commit()
+
+    table = Table(
+        TableId("main", "pts"),
+        (Column("a", ColumnType(LogicalType.INTEGER)), Column("b", ColumnType(LogicalType.TEXT))),
+    )
+    bounds: list[list[str] | None] = [None, *BOUNDARIES, None]
+    members = []
+    for lo, hi in itertools.pairwise(bounds):
+        where, params = bounds_sql(table, ["a", "b"], lo, hi, lambda c: f'"{c}"', "?", lambda v: v)
+        members.append({r[0] for r in conn.execute(f"SELECT n FROM pts WHERE {where}", params)})
+    conn.close()
+    assert sorted(n for m in members for n in m) == list(range(len(POINTS)))  # each row once
+    edges = [(int(a), b) for a, b in BOUNDARIES]
+    for n, point in enumerate(POINTS):
+        if None not in point:
+            wanted = sum(1 for edge in edges if point > edge)  # DMS: above the boundaries below it
+            assert n in members[wanted], (point, members)
+
+    doc = task_doc(f"sqlite:///{source}", f"sqlite:///{target}", name="ranges-two-columns")
+    locator = {"schema-name": "main", "table-name": "pts"}
+    doc["table_mappings"] = {
+        "rules": [
+            {"rule-type": "selection", "rule-id": "1", "rule-name": "1", "object-locator": locator,
+             "rule-action": "include"},
+            {"rule-type": "table-settings", "rule-id": "2", "rule-name": "2", "object-locator": locator,
+             "parallel-load": {"type": "ranges", "columns": ["a", "b"], "boundaries": BOUNDARIES}},
+        ]
+    }  # fmt: skip
+    result = run_task(doc, tmp_path / "state")
+    assert result.complete, result.failed
+    (stats,) = result.tables
+    assert stats.segments == len(BOUNDARIES) + 1
+    got = sorted(fetch(f"sqlite:///{target}", "pts", ["n", "a", "b"]))
+    assert [tuple(r) for r in got] == [(n, a, b) for n, (a, b) in enumerate(POINTS)]

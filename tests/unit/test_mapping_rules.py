@@ -250,6 +250,9 @@ def test_change_data_type_rejects_a_value_by_row() -> None:
     ("rule", "message"),
     [
         (tr(7, "table-tablespace", "rename", value="x"), "rule-id 7: tablespaces"),
+        (tr(7, "index-tablespace", "rename", value="x"), "rule-id 7: tablespaces"),
+        (tr(7, "table", "add-table"), "rule-id 7: add-table"),
+        ({"rule-type": "post-processing", "rule-id": "7"}, "rule-id 7: post-processing"),
         (
             tr(7, "column", "data-masking-digits-mask", locator={"column-name": "Name"}, value="  "),
             "rule-id 7: data-masking-digits-mask needs a value",
