@@ -31,8 +31,8 @@ class Column:
     #: where Python finishes the text: SQL of another text, for checksums only, that two engines compute
     #: alike for equal values (JSON in MariaDB's ``JSON_NORMALIZE`` form), so no side streams its rows
     checksum: str | None = None
-    #: a JSON value checksums hash as PostgreSQL's ``jsonb`` (``PostgresDialect.jsonb_hashes``): the SQL of
-    #: the ``jsonb`` value on a PostgreSQL side, of the text sent to it elsewhere (``TableSide.jsonb_sums``)
+    #: a JSON value compared as PostgreSQL's ``jsonb`` (``TableSide.jsonb_mismatches``): the SQL of the
+    #: ``jsonb`` value on a PostgreSQL side, of the text sent to it elsewhere
     jsonb: str | None = None
     #: the text never holds ``,``, is never empty nor ``~``: its row token is ``<text>,`` (``canonical.row_text``)
     delimited: bool = False
@@ -172,16 +172,6 @@ class PostgresDialect(Dialect):
     def concat(self, parts: Sequence[str]) -> str:
         return " || ".join(parts) if parts else "''"
 
-    def jsonb_hashes(self, key: str, docs: Sequence[str]) -> list[str]:
-        """64-bit hashes of a row's ``jsonb`` documents: of jsonb's text (keys sorted, no duplicates),
-        seeded with the hash of the key text and the document's position, so a document moved to another
-        row or column changes the sums; NULL hashes as its position. About 2x cheaper than MD5 of the text.
-        (``jsonb_hash_extended`` is cheaper still but blind to structure: ``[[1, 2]]`` = ``[[1], 2]``.)"""
-        return [
-            f"COALESCE(hashtextextended(({doc})::text, hashtextextended({key}, {j})), {j})"
-            for j, doc in enumerate(docs)
-        ]
-
     def hash60(self, expr: str) -> str:
         return f"('x' || substr(md5({expr}), 1, 15))::bit(60)::bigint"
 
@@ -241,7 +231,8 @@ class MySQLDialect(Dialect):
                 return Column(f"DATE_FORMAT({c}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')")
             case Kind.JSON:
                 # MariaDB 10.7+ has JSON_NORMALIZE (against MariaDB); against PostgreSQL the texts go there
-                return Column(f"CAST({c} AS CHAR)", _json_finish, f"JSON_NORMALIZE({c})", jsonb=f"CAST({c} AS CHAR)")
+                # (MariaDB's JSON is a text: sent as it is)
+                return Column(f"CAST({c} AS CHAR)", _json_finish, f"JSON_NORMALIZE({c})", jsonb=c)
             case Kind.UUID:
                 return Column(f"LOWER(CAST({c} AS CHAR))")
         if t.logical is L.BIT and t.native.lower().startswith("bit"):

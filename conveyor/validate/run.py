@@ -296,12 +296,12 @@ class Validation:
         if hashed is not None and not all(side.evaluates(hashed) for side in sides):
             for side in sides:
                 side.native_hash = None
-        # JSON between PostgreSQL and another engine: both sides' documents hashed as PostgreSQL's jsonb
-        # texts, the other side sending its texts to the PostgreSQL side (cheaper than rebuilding
-        # MariaDB's JSON_NORMALIZE form in PostgreSQL's SQL)
+        # JSON between PostgreSQL and another engine, in a keyed table: the other side sends its keys and
+        # documents to the PostgreSQL side, which compares them with its own as jsonb (cheaper than
+        # rebuilding MariaDB's JSON_NORMALIZE form in PostgreSQL's SQL, or than printing both sides' jsonb)
         postgres = [side for side in sides if side.engine == "postgresql"]
-        if len(postgres) == 1 and not any(side.python for side in sides):
-            sides[1 - sides.index(postgres[0])].send_jsonb = postgres[0].jsonb_sums
+        if len(postgres) == 1 and key and not any(side.python for side in sides):
+            sides[1 - sides.index(postgres[0])].send_jsonb = postgres[0].jsonb_mismatches
             for side in sides:
                 side.without_checksums()
         else:

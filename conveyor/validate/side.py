@@ -36,6 +36,12 @@ def _joined(texts: list[str | None]) -> str | None:
     return one
 
 
+def _uncut(joined: str, limit: int) -> bool:
+    """Whether a ``GROUP_CONCAT`` value stayed under its byte ``limit`` (the server cuts it there, on a
+    character boundary, with only a warning)."""
+    return len(joined) * 4 < limit - 4 or len(joined.encode()) < limit - 4
+
+
 def _splits(joined: str, count: int, nulls: int) -> bool:
     """Whether ``joined`` (``GROUP_CONCAT`` of ``count`` texts, ``nulls`` of them NULL as ``_NULL``) gives
     them back when split on ``_SEPARATOR``."""
@@ -70,9 +76,9 @@ class TableSide:
     #: engine's own (``Dialect.native_hash``), cheaper than hashing canonical texts; the rows of a
     #: mismatching range are still compared by their canonical texts
     native_hash: str | None = None
-    #: where this side is not PostgreSQL and the other is: the other side's ``jsonb_sums``, to which this
-    #: side sends its ``Column.jsonb`` texts
-    send_jsonb: Callable[[str, Sequence[str] | Sequence[list[str | None]]], dict[int, int] | None] | None = None
+    #: where this side is not PostgreSQL and the other is: the other side's ``jsonb_mismatches``, to which
+    #: this side sends its keys and ``Column.jsonb`` texts
+    send_jsonb: Callable[[Scope, str, Sequence[str] | Sequence[list[str | None]]], dict[int, int] | None] | None = None
     #: the quoted key columns (a keyed table), for ``Scope.keys``
     key_columns: tuple[str, ...] = ()
     python: bool = field(init=False)
@@ -169,35 +175,34 @@ class TableSide:
             bucket = d.int_div(f"{self.range_column} - {int(scope.lo)}", str(int(width)))
         else:
             bucket = "0"
+        # JSON compared with another engine is left out here: the PostgreSQL side compares the documents
+        # the other side sends (``jsonb_mismatches``)
         jsonb = [c.jsonb for c in self.columns if c.jsonb is not None]
         hashed = self.native_hash or d.hash60(self._row_sql([i for i, c in enumerate(self.columns) if c.jsonb is None]))
-        totals = [d.sum_text(hashed)]
-        if jsonb and isinstance(d, PostgresDialect):
-            # the same hashes ``jsonb_sums`` gives the other side's texts, summed apart (64-bit each)
-            totals += [d.sum_text(h) for h in d.jsonb_hashes(self._row_sql(self.key), jsonb)]
+        total = d.sum_text(hashed)
         if jsonb and not isinstance(d, PostgresDialect):
-            return self._with_sent_jsonb(bucket, totals[0], where, params, jsonb)
-        sql = f"SELECT {bucket}, COUNT(*), {' + '.join(totals)} FROM {self.table}{where} GROUP BY 1"
+            return self._with_sent_jsonb(scope, bucket, total, where, params, jsonb)
+        sql = f"SELECT {bucket}, COUNT(*), {total} FROM {self.table}{where} GROUP BY 1"
         return {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params)}
 
-    def _with_sent_jsonb(self, bucket: str, total: str, where: str, params: list[Any], jsonb: list[str]) -> Checksums:
-        """Checksums (``total``: the sum of the rest of the row hashes) with the JSON part of the row hashes
-        added, which the PostgreSQL side computes from this side's texts: the same query reads each bucket's key texts
-        and documents joined by the database (``GROUP_CONCAT``: one value per bucket, not one row per row,
-        about 20x less client CPU); row by row where a group does not come back whole. (MariaDB/MySQL SQL:
-        the only engine sending JSON texts to PostgreSQL.)"""
+    def _with_sent_jsonb(
+        self, scope: Scope, bucket: str, total: str, where: str, params: list[Any], jsonb: list[str]
+    ) -> Checksums:
+        """Checksums of the rest of the row (``total``) where the PostgreSQL side found every document of the
+        bucket equal to its own, a sum no hash sum has (-1) where it did not: the same query reads each
+        bucket's key texts and documents joined by the database (``GROUP_CONCAT``: one value per bucket,
+        not one row per row, about 20x less client CPU); row by row where a group does not come back whole.
+        (MariaDB/MySQL SQL: the only engine sending JSON texts to PostgreSQL.)"""
         assert self.send_jsonb is not None
         texts = [self._row_sql(self.key), *(f"COALESCE({doc}, CHAR(31 USING utf8mb4))" for doc in jsonb)]
         joined = ", ".join(f"GROUP_CONCAT({t} SEPARATOR 0x1e)" for t in texts)
-        # a group is whole when its bytes stay under the limit (else it is cut) and each text splits back
-        sizes = ", ".join(f"SUM(LENGTH({t}))" for t in texts)
         counts = ", ".join(f"COUNT({doc})" for doc in jsonb)
         limit = JOINED_BYTES // len(texts)
         with self._connection() as conn:
             cur = conn.cursor()
             try:
                 cur.execute(f"SET SESSION group_concat_max_len = {limit}")
-                sql = f"SELECT {bucket}, COUNT(*), {total}, {joined}, {sizes}, {counts} FROM {self.table}{where}"
+                sql = f"SELECT {bucket}, COUNT(*), {total}, {joined}, {counts} FROM {self.table}{where}"
                 cur.execute(f"{sql} GROUP BY 1", tuple(params))
                 groups = list(cur.fetchall())
             finally:
@@ -208,49 +213,51 @@ class TableSide:
         columns: list[list[str]] = [[] for _ in texts]
         whole = True
         for g in groups:
-            rows, values, sizes_ = int(g[1]), g[3 : 3 + n], g[3 + n : 3 + 2 * n]
-            nulls = [0, *(rows - int(p) for p in g[3 + 2 * n :])]
-            whole = whole and all(
-                int(size) + rows <= limit and _splits(v, rows, k)
-                for v, size, k in zip(values, sizes_, nulls, strict=True)
-            )
+            rows, values = int(g[1]), g[3 : 3 + n]
+            nulls = [0, *(rows - int(p) for p in g[3 + n :])]
+            whole = whole and all(_uncut(v, limit) and _splits(v, rows, k) for v, k in zip(values, nulls, strict=True))
             buckets.append(",".join([str(int(g[0]))] * rows))
             for column, v in zip(columns, values, strict=True):
                 column.append(v)
         if not groups:
             return sums
-        extra = (
-            self.send_jsonb(",".join(buckets), [_SEPARATOR.join(c) for c in columns])
+        differing = (
+            self.send_jsonb(scope, ",".join(buckets), [_SEPARATOR.join(c) for c in columns])
             if whole
-            else self._sent_rows(bucket, where, params, jsonb)
+            else self._sent_rows(scope, bucket, where, params, jsonb)
         )
-        # unreadable texts: the scope's sums never match (a sum is -1 with odds of 2^-64), rows are compared
-        return {b: (n, -1 if extra is None else s + extra.get(b, 0)) for b, (n, s) in sums.items()}
+        # differing documents, or unreadable texts: the bucket's sums do not match, its rows are compared
+        return {b: (n, -1 if differing is None or differing.get(b, 0) else s) for b, (n, s) in sums.items()}
 
-    def _sent_rows(self, bucket: str, where: str, params: list[Any], jsonb: list[str]) -> dict[int, int] | None:
-        """``_sent_jsonb`` row by row."""
+    def _sent_rows(
+        self, scope: Scope, bucket: str, where: str, params: list[Any], jsonb: list[str]
+    ) -> dict[int, int] | None:
+        """``_with_sent_jsonb`` row by row."""
         assert self.send_jsonb is not None
         sql = f"SELECT {bucket}, {self._row_sql(self.key)}, {', '.join(jsonb)} FROM {self.table}{where}"
         rows = self._fetchall(sql, params)
         return self.send_jsonb(
-            ",".join(str(int(r[0])) for r in rows), [[r[1 + j] for r in rows] for j in range(1 + len(jsonb))]
+            scope, ",".join(str(int(r[0])) for r in rows), [[r[1 + j] for r in rows] for j in range(1 + len(jsonb))]
         )
 
-    def jsonb_sums(self, buckets: str, columns: Sequence[str] | Sequence[list[str | None]]) -> dict[int, int] | None:
-        """Per bucket, the SUM of ``jsonb_hashes`` of (key text, documents read as jsonb): what this
-        PostgreSQL side sums for its own JSON columns. ``buckets``: each row's, comma-separated; ``columns``:
-        the key texts, then each JSON column's texts, as lists or joined (``_SEPARATOR`` between texts,
-        ``_NULL`` for NULL, checked by ``_splits``). None when a text is not one PostgreSQL reads as jsonb
-        (not JSON, a ``\\u0000``). Joined texts are split in PostgreSQL (about 2x cheaper than binary
-        arrays), sent as arrays when a text holds a separator or is empty."""
+    def jsonb_mismatches(
+        self, scope: Scope, buckets: str, columns: Sequence[str] | Sequence[list[str | None]]
+    ) -> dict[int, int] | None:
+        """Per bucket, how many of the other side's rows of ``scope`` have a document that is not equal, as
+        ``jsonb``, to this PostgreSQL side's row of the same key (or no such row): jsonb's own equality,
+        exact at any depth, where hashing texts would need both sides' documents printed. ``buckets``: each
+        sent row's, comma-separated; ``columns``: the key texts, then each JSON column's texts, as lists or
+        joined (``_SEPARATOR`` between texts, ``_NULL`` for NULL, checked by ``_splits``). None when a text is
+        not one PostgreSQL reads as jsonb (not JSON, a ``\\u0000``). Joined texts are split in PostgreSQL
+        (about 2x cheaper than binary arrays), sent as arrays when a text holds a separator or is empty."""
         d = self.dialect
         assert isinstance(d, PostgresDialect)
         if not buckets:
             return {}
         names = [f"j{j}" for j in range(len(columns) - 1)]
-        sums = " + ".join(d.sum_text(h) for h in d.jsonb_hashes("s.k", [f"(s.{n})::jsonb" for n in names]))
+        docs = [c.jsonb for c in self.columns if c.jsonb is not None]
         joined = [c if isinstance(c, str) else _joined(c) for c in columns]
-        if all(j is not None for j in joined):  # (texts joined by ``_sent_jsonb`` are checked there)
+        if all(j is not None for j in joined):  # (texts joined by ``_with_sent_jsonb`` are checked there)
             split = "unnest(string_to_array(%s, %s, %s))"
             source = f"ROWS FROM (unnest(string_to_array(%s, ',')), {', '.join([split] * len(columns))})"
             params: list[Any] = [buckets]
@@ -261,9 +268,17 @@ class TableSide:
             arrays = [c for c in columns if not isinstance(c, str)]
             source = f"unnest({', '.join(['%b::bigint[]'] + ['%b::text[]'] * len(columns))})"
             params, bucket = [[int(b) for b in buckets.split(",")], *arrays], "s.b"
-        sql = f"SELECT {bucket}, {sums} FROM {source} AS s(b, k, {', '.join(names)}) GROUP BY 1"
+        where, scoped = self._where(scope)
+        mine = ", ".join(f"{doc} AS {n}" for doc, n in zip(docs, names, strict=True))
+        differs = " OR ".join(f"t.{n} IS DISTINCT FROM (s.{n})::jsonb" for n in names)
+        sql = (
+            f"SELECT {bucket}, count(*) FILTER (WHERE t.k IS NULL OR {differs}) "
+            f"FROM {source} AS s(b, k, {', '.join(names)}) "
+            f"LEFT JOIN (SELECT {self._row_sql(self.key)} AS k, {mine} FROM {self.table}{where}) t ON t.k = s.k "
+            "GROUP BY 1"
+        )
         try:
-            return {int(b): int(s) for b, s in self._fetchall(sql, params)}
+            return {int(b): int(n) for b, n in self._fetchall(sql, [*params, *scoped])}
         except d.error:
             return None
 

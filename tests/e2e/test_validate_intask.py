@@ -293,18 +293,24 @@ def test_json_between_mariadb_and_postgresql_is_checksummed_in_the_databases(
             comparer.source.checksums(scope, len(JSON_DOCS)),
             comparer.target.checksums(scope, len(JSON_DOCS)),
         )
-        assert source == target  # hashed as PostgreSQL's jsonb texts, at any depth
-        # the same leaves in another structure differ
+        assert source == target  # the documents are equal as jsonb, at any depth
+        # the same leaves in another structure differ: the source's checksum of that bucket no longer matches
         execute_sql(dst, ["""UPDATE docs SET doc = '[{"b": 1, "a": 2}, "x", 3, null, [true], false]' WHERE id = 2"""])
-        changed = comparer.target.checksums(scope, len(JSON_DOCS))
-        assert {b for b in source if source[b] != changed[b]} == {2}
+        changed = comparer.source.checksums(scope, len(JSON_DOCS))
+        assert {b for b in source if changed[b] != target[b]} == {2}
         execute_sql(dst, [f"UPDATE docs SET doc = '{JSON_DOCS[2]}' WHERE id = 2"])
+        everything = Scope(None, None)
         # a text PostgreSQL cannot read as jsonb never matches (its rows are then compared)
-        assert comparer.target.jsonb_sums("0,1", [["k", "l"], ['"a\\u0000b"', "{}"]]) is None
-        # a text holding a separator sends the texts as arrays: the same sums per row
-        arrays = comparer.target.jsonb_sums("0,1,1", [["1:\x1e", "1:a", "1:b"], ['{"x": 1}', None, "[1]"]])
-        joined = comparer.target.jsonb_sums("1,1", [["1:a", "1:b"], [None, "[1]"]])
-        assert arrays is not None and joined is not None and arrays[1] == joined[1]
+        assert comparer.target.jsonb_mismatches(everything, "0,1", [["0,", "1,"], ['"a\\u0000b"', "{}"]]) is None
+        # a text holding a separator sends the texts as arrays: the same answers per row
+        arrays = comparer.target.jsonb_mismatches(
+            everything, "0,1,1,1", [["5:\x1e", "2,", "3,", "4,"], ['{"x": 1}', JSON_DOCS[2], '"other"', "100"]]
+        )
+        joined = comparer.target.jsonb_mismatches(
+            everything, "1,1,1", [["2,", "3,", "4,"], [JSON_DOCS[2], '"other"', "100"]]
+        )
+        # a key the target lacks, a different document: each counted where it was sent
+        assert arrays == {0: 1, 1: 1} and joined == {1: 1}
     finally:
         comparer.close()
     assert validation.run().equal
