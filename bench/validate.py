@@ -10,7 +10,9 @@ across every column kind, 30 deleted, 30 extra). Each time both tools run ``--ru
 ``conveyor validate TASK --json --recheck-delay 0`` and
 ``reladiff SRC orders DST orders -k id -c '%' --json --skip-sort-results`` (reladiff 0.6 sorts its output
 by comparing rows, which fails on a NULL: it logs an error, prints part of the differences and exits 0;
-MariaDB -> PG it compares every column but ``details``: it refuses JSON against jsonb).
+MariaDB -> PG it compares every column but ``details``: it refuses JSON against jsonb). MariaDB -> PG,
+Conveyor also runs on those columns only (``conveyor-same-cols``: the task with ``details`` removed), the
+like-for-like figure.
 Reported: medians of seconds, peak memory (PSS of the whole process tree), the differences each tool
 found against the planted ones (found, missed, false), and Conveyor's speed-up. Results also go to
 bench/results/validate.json.
@@ -43,9 +45,12 @@ UPDATES = (
 Found = set[tuple[str, int]]
 RELADIFF_FLAGS = ("--json", "--skip-sort-results", "-k", "id")
 RELADIFF_MYSQL_COLUMNS = ("customer_id", "amount", "status", "created", "note", "paid")
+#: MariaDB -> PG, Conveyor also runs on reladiff's columns only (without the JSON column reladiff skips)
+SAME_COLUMNS = "conveyor-same-cols"
 
 
-def orders_only(schema: str) -> str:
+def orders_only(schema: str, without: tuple[str, ...] = ()) -> str:
+    """The orders table; ``without``: columns left out (a remove-column rule each)."""
     rule = {
         "rule-type": "selection",
         "rule-id": "1",
@@ -53,17 +58,28 @@ def orders_only(schema: str) -> str:
         "object-locator": {"schema-name": schema, "table-name": "orders"},
         "rule-action": "include",
     }
-    return json.dumps({"rules": [rule]})
+    removed = [
+        {
+            "rule-type": "transformation",
+            "rule-id": str(2 + n),
+            "rule-name": f"without-{column}",
+            "rule-target": "column",
+            "object-locator": {"schema-name": schema, "table-name": "orders", "column-name": column},
+            "rule-action": "remove-column",
+        }
+        for n, column in enumerate(without)
+    ]
+    return json.dumps({"rules": [rule, *removed]})
 
 
-def task_file(tmp: Path, name: str, source: str, target: str, schema: str) -> Path:
+def task_file(tmp: Path, name: str, source: str, target: str, schema: str, without: tuple[str, ...] = ()) -> Path:
     path = tmp / f"{name}.json"
     doc = {
         "name": name,
         "source": source,
         "target": target,
         "migration_type": "full-load",
-        "table_mappings": orders_only(schema),
+        "table_mappings": orders_only(schema, without),
         "settings": {"FullLoadSettings": {"TargetTablePrepMode": "DROP_AND_CREATE", "MaxFullLoadSubTasks": 4}},
     }
     path.write_text(json.dumps(doc))
@@ -202,8 +218,13 @@ def pair(
         "conveyor": [conveyor, "validate", str(task), "--json", "--recheck-delay", "0"],
         "reladiff": [reladiff, reladiff_source, "orders", target, "orders", *RELADIFF_FLAGS, *columns],
     }
-    wide = {**os.environ, "COLUMNS": "1000000"}  # reladiff prints through rich, which wraps lines
     parsers = {"conveyor": conveyor_found, "reladiff": reladiff_found}
+    if name != "pg2pg":
+        # Conveyor on the columns reladiff compares (the same task, validating without the JSON column)
+        same = task_file(tmp, f"bench-validate-{name}-{SAME_COLUMNS}", source, target, schema, ("details",))
+        commands[SAME_COLUMNS] = [conveyor, "validate", str(same), "--json", "--recheck-delay", "0"]
+        parsers[SAME_COLUMNS] = conveyor_found
+    wide = {**os.environ, "COLUMNS": "1000000"}  # reladiff prints through rich, which wraps lines
     out: dict[str, Any] = {}
     for case in ("identical", "planted"):
         expected = plant(pg, db, args.orders) if case == "planted" else set()
@@ -231,6 +252,8 @@ def summarize(samples: dict[str, list[tuple[float, int, Found]]], expected: Foun
             "same_every_run": all(r[2] == found for r in runs),
         }
     out["speedup"] = round(out["reladiff"]["seconds"] / out["conveyor"]["seconds"], 2)
+    if SAME_COLUMNS in samples:
+        out["speedup_same_columns"] = round(out["reladiff"]["seconds"] / out[SAME_COLUMNS]["seconds"], 2)
     return out
 
 
@@ -238,17 +261,21 @@ def report(results: dict[str, Any]) -> None:
     for pair_name, cases in results["pairs"].items():
         print(f"\n{pair_name}: orders {cases['orders']:,} rows, median of {cases['runs']} runs")
         print(
-            f"{'pair':9} {'case':10} {'tool':9} {'seconds':>8} {'peak MB':>8} {'found':>6} {'missed':>7} {'false':>6}"
+            f"{'pair':9} {'case':10} {'tool':18} {'seconds':>8} {'peak MB':>8} {'found':>6} {'missed':>7} {'false':>6}"
         )
         for case in ("identical", "planted"):
             tools = cases[case]
-            for tool in ("conveyor", "reladiff"):
+            for tool in ("conveyor", SAME_COLUMNS, "reladiff"):
+                if tool not in tools:
+                    continue
                 r = tools[tool]
                 print(
-                    f"{pair_name:9} {case:10} {tool:9} {r['seconds']:>8} {r['peak_mem_mb']:>8} "
+                    f"{pair_name:9} {case:10} {tool:18} {r['seconds']:>8} {r['peak_mem_mb']:>8} "
                     f"{r['found']:>6} {r['missed']:>7} {r['false']:>6}"
                 )
             print(f"{pair_name:9} {case:10} conveyor speed-up vs reladiff: {tools['speedup']}x")
+            if "speedup_same_columns" in tools:
+                print(f"{pair_name:9} {case:10} on reladiff's columns: {tools['speedup_same_columns']}x")
 
 
 if __name__ == "__main__":
