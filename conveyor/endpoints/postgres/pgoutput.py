@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from psycopg import DataError, postgres, pq
@@ -404,6 +405,9 @@ class _RelationState:
 
 # --------------------------------------------------------------------------- the decoder
 _INSERT, _UPDATE, _DELETE, _TRUNCATE = Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE
+#: a Change from a tuple of its fields, without the Python-level ``__new__`` a named tuple's constructor runs
+#: (one per change, at every commit)
+_change: Callable[[tuple[Any, ...]], Change] = partial(tuple.__new__, Change)
 
 
 class PgOutputDecoder:
@@ -461,41 +465,43 @@ class PgOutputDecoder:
         """Decode one pgoutput message whose XLogData started at ``lsn``."""
         kind = data[0]
         pending = self._pending
-        if kind == 73:  # 'I' insert
-            rel = self._state(data)
-            if data[5] != 78:
-                raise DecodeError(f"insert without a new tuple at {format_lsn(lsn)}")
-            after, _ = self._tuple(rel, data, 6)
-            self._require(pending, lsn).append((_INSERT, rel.table, rel.names, None, after, lsn))
-            return self._part()
-        if kind == 85:  # 'U' update
-            rel = self._state(data)
+        if kind == 73 or kind == 85 or kind == 68:  # a row change: nearly every message, so all inline
+            rel = self._relations.get(_U32(data, 1)[0]) or self._known(_U32(data, 1)[0])
             marker = data[5]
             before: Row | None = None
-            pos = 6
-            if marker == 75 or marker == 79:  # 'K' old key, 'O' old row
-                before, pos = self._tuple(rel, data, 6)
+            after: Row | None = None
+            if kind == 73:  # 'I' insert
+                if marker != 78:
+                    raise DecodeError(f"insert without a new tuple at {format_lsn(lsn)}")
+                op = _INSERT
+                after, _ = self._tuple(rel, data, 6)
+            elif kind == 85:  # 'U' update
+                op = _UPDATE
+                pos = 6
+                if marker == 75 or marker == 79:  # 'K' old key, 'O' old row
+                    before, pos = self._tuple(rel, data, 6)
+                    if marker == 75:
+                        before = rel.keyed(before)
+                    marker = data[pos]
+                    pos += 1
+                if marker != 78:
+                    raise DecodeError(f"update without a new tuple at {format_lsn(lsn)}")
+                after, _ = self._tuple(rel, data, pos)
+                if before is None and rel.key_index:
+                    before = rel.keyed(after)  # key unchanged: the new row's key identifies the old one
+            else:  # 'D' delete
+                if marker != 75 and marker != 79:
+                    raise DecodeError(f"delete without an old tuple at {format_lsn(lsn)}")
+                op = _DELETE
+                before, _ = self._tuple(rel, data, 6)
                 if marker == 75:
                     before = rel.keyed(before)
-                marker = data[pos]
-                pos += 1
-            if marker != 78:
-                raise DecodeError(f"update without a new tuple at {format_lsn(lsn)}")
-            after, _ = self._tuple(rel, data, pos)
-            if before is None and rel.key_index:
-                before = rel.keyed(after)  # key unchanged: the new row's key identifies the old one
-            self._require(pending, lsn).append((_UPDATE, rel.table, rel.names, before, after, lsn))
-            return self._part()
-        if kind == 68:  # 'D' delete
-            rel = self._state(data)
-            marker = data[5]
-            if marker != 75 and marker != 79:
-                raise DecodeError(f"delete without an old tuple at {format_lsn(lsn)}")
-            before, _ = self._tuple(rel, data, 6)
-            if marker == 75:
-                before = rel.keyed(before)
-            self._require(pending, lsn).append((_DELETE, rel.table, rel.names, before, None, lsn))
-            return self._part()
+            if pending is None:
+                raise DecodeError(f"a change outside a transaction at {format_lsn(lsn)}")
+            pending.append((op, rel.table, rel.names, before, after, lsn))
+            if self.part_changes is not None and len(pending) >= self.part_changes:
+                return self._part(pending)
+            return None
         if kind == 66:  # 'B' begin
             if pending is not None:
                 raise DecodeError(f"BEGIN inside a transaction at {format_lsn(lsn)}")
@@ -511,10 +517,8 @@ class PgOutputDecoder:
             _, _commit_lsn, end_lsn, ts = _COMMIT(data, 1)
             commit_ts = pg_timestamp(ts)
             xid = self._xid
-            changes = [
-                Change(op, table, columns, before, after, position, end_lsn, commit_ts, xid)
-                for op, table, columns, before, after, position in pending
-            ]
+            tail = (end_lsn, commit_ts, xid)
+            changes = [_change(p + tail) for p in pending]
             self._pending = None
             return Transaction(xid, end_lsn, commit_ts, changes)
         if kind == 82:  # 'R' relation
@@ -522,12 +526,13 @@ class PgOutputDecoder:
         if kind == 84:  # 'T' truncate
             (count,) = _I32(data, 1)
             pos = 6  # after the options byte (CASCADE / RESTART IDENTITY: the message lists every table)
-            target = self._require(pending, lsn)
+            if pending is None:
+                raise DecodeError(f"a change outside a transaction at {format_lsn(lsn)}")
             for _ in range(count):
                 (oid,) = _U32(data, pos)
                 pos += 4
                 rel = self._known(oid)
-                target.append((_TRUNCATE, rel.table, rel.names, None, None, lsn))
+                pending.append((_TRUNCATE, rel.table, rel.names, None, None, lsn))
             return None
         if kind == 89:  # 'Y' type
             (oid,) = _U32(data, 1)
@@ -553,28 +558,13 @@ class PgOutputDecoder:
         raise DecodeError(f"unknown pgoutput message {chr(kind)!r} at {format_lsn(lsn)}")
 
     # ------------------------------------------------------------------ parts
-    def _part(self) -> Transaction | None:
-        """The changes so far of a transaction that grew past ``part_changes``, handed out early."""
-        pending = self._pending
-        if self.part_changes is None or pending is None or len(pending) < self.part_changes:
-            return None
+    def _part(self, pending: list[tuple[Any, ...]]) -> Transaction:
+        """The changes so far (``pending``) of a transaction that grew to ``part_changes``, handed out early."""
         xid, commit_ts = self._xid, self._commit_ts
-        changes = [
-            Change(op, table, columns, before, after, position, None, commit_ts, xid)
-            for op, table, columns, before, after, position in pending
-        ]
+        tail = (None, commit_ts, xid)
+        changes = [_change(p + tail) for p in pending]
         self._pending = []
         return Transaction(xid, None, commit_ts, changes, partial=True)
-
-    @staticmethod
-    def _require(pending: list[tuple[Any, ...]] | None, lsn: int) -> list[tuple[Any, ...]]:
-        if pending is None:
-            raise DecodeError(f"a change outside a transaction at {format_lsn(lsn)}")
-        return pending
-
-    def _state(self, data: bytes) -> _RelationState:
-        state = self._relations.get(_U32(data, 1)[0])
-        return state if state is not None else self._known(_U32(data, 1)[0])
 
     def _known(self, oid: int) -> _RelationState:
         state = self._relations.get(oid)
@@ -591,12 +581,13 @@ class PgOutputDecoder:
         raw: list[Any] = [None] * ncols
         unchanged: list[int] | None = None
         i32 = _I32
+        text = rel.text
         for i in range(ncols):
             kind = data[pos]
             if kind == 116:  # 't' text
                 start = pos + 5
                 pos = start + i32(data, pos + 1)[0]
-                raw[i] = data[start:pos]
+                raw[i] = data[start:pos].decode() if text else data[start:pos]
             elif kind == 110:  # 'n' NULL
                 pos += 1
             elif kind == 117:  # 'u' unchanged TOAST
@@ -606,8 +597,8 @@ class PgOutputDecoder:
                 unchanged.append(i)
             else:
                 raise DecodeError(f"tuple column kind {chr(kind)!r} in {rel.table} (binary mode is not requested)")
-        if rel.text:
-            row = tuple([None if v is None else v.decode() for v in raw])
+        if text:
+            row = tuple(raw)
         else:
             try:
                 row = rel.load(raw)

@@ -20,7 +20,8 @@ import re
 import selectors
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import psycopg
@@ -90,6 +91,11 @@ class XLogData(NamedTuple):
     wal_start: int
     wal_end: int
     payload: bytes
+
+
+#: an XLogData from a tuple of its fields: what its constructor does, without that Python-level ``__new__``
+#: (one per message)
+_xlog_data: Callable[[tuple[int, int, bytes]], XLogData] = partial(tuple.__new__, XLogData)
 
 
 class CreatedSlot:
@@ -351,23 +357,38 @@ class ReplicationConnection:
 
     def read_many(self, timeout: float, limit: int = 500) -> list[XLogData]:
         """``read(timeout)``, then up to ``limit`` - 1 more XLogData messages the connection already
-        holds: the per-message bookkeeping (clock, feedback) once per batch. Empty when nothing came."""
+        holds or the socket has ready: the per-message bookkeeping (clock, feedback) once per batch.
+        Empty when nothing came.
+
+        libpq reads one TLS record per ``consume_input``, and the walsender flushes each message as it
+        goes: over TLS a record is often one message, so the socket is read on here until it is empty."""
         first = self.read(timeout)
         if first is None:
             return []
         batch = [first]
-        get_copy_data = self.pgconn.get_copy_data
+        pgconn = self.pgconn
+        get_copy_data = pgconn.get_copy_data
         unpack = _XLOG_HEADER.unpack_from
+        polled = False
         while len(batch) < limit:
             nbytes, data = get_copy_data(1)
             if nbytes <= 0:
                 if nbytes < 0:
                     self._ended = True  # raised by the next read(), after this batch is delivered
-                break
+                    break
+                if polled:
+                    break  # the socket had nothing more
+                try:
+                    pgconn.consume_input()
+                except psycopg.OperationalError:
+                    break  # the next read() meets it, after this batch is delivered
+                polled = True
+                continue
+            polled = False
             kind = data[0]
             if kind == _W:
                 start, end, _ = unpack(data, 1)
-                batch.append(XLogData(start, end, bytes(data[25:])))
+                batch.append(_xlog_data((start, end, bytes(data[25:]))))
             elif kind == _K:
                 self._keepalive(data)
             else:

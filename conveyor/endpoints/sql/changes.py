@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from conveyor.endpoints.base import Encoder, RejectedRow
@@ -426,9 +427,14 @@ class ChangeApplier:
         statements where the engine takes array parameters. Uses no connection, so it may run on another
         thread than the one applying (the stream's, while the target commits the batch before)."""
         by_table: dict[TableId, list[Change]] = {}
+        table: TableId | None = None
+        bucket: list[Change] = []
         for txn in transactions:
             for change in txn.changes:
-                by_table.setdefault(change.table, []).append(change)
+                if change.table is not table:  # runs of one table (the same object) skip the lookup
+                    table = change.table
+                    bucket = by_table.setdefault(table, [])
+                bucket.append(change)
         plan = NetPlan(True)
         for table_id, changes in by_table.items():
             target = self.targets[table_id]
@@ -437,9 +443,8 @@ class ChangeApplier:
                 return NetPlan(False)
             statements = self._net_array_statements(target, net)
             plan.writes.append(statements if statements is not None else (target, net))
-        for changes in by_table.values():
-            for change in changes:
-                _count(plan.result, change)
+        for table_id, changes in by_table.items():
+            _count_table(plan.result, table_id, changes)
         return plan
 
     def _run_net(self, plan: NetPlan) -> ApplyResult | None:
@@ -518,12 +523,14 @@ class ChangeApplier:
             return " AND ".join(f"t.{a.quote(k)} = {alias}.{a.quote(k)}" for k in net.key)
 
         def arrays(rows: Sequence[Sequence[Any]], columns: Sequence[int]) -> list[Any]:
-            values: list[list[Any]] = [[] for _ in columns]
-            for row in rows:
-                for out, i, value in zip(values, columns, row, strict=True):
-                    encode = encoders[i]
-                    out.append(value if value is None or encode is None else encode(value))
-            return [a.array_param(v) for v in values]
+            """One array per column of ``rows`` (never empty): ``zip(*rows)`` transposes them in C, and
+            only the columns with an encoder are walked value by value."""
+            out = []
+            for i, column in zip(columns, zip(*rows, strict=True), strict=True):
+                encode = encoders[i]
+                values = list(column) if encode is None else [v if v is None else encode(v) for v in column]
+                out.append(a.array_param(values))
+            return out
 
         if (net.deletes or net.updates) and a.index_joins_sql:
             statements.append((a.index_joins_sql, [], None))
@@ -546,7 +553,7 @@ class ChangeApplier:
             )
         groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
         for key, indexes, values in net.updates:
-            groups.setdefault(indexes, []).append((*key, *values))
+            groups.setdefault(indexes, []).append(key + values)
         for indexes, rows in groups.items():
             columns = [*key_at, *indexes]
             sets = ", ".join(f"{a.quote(net.columns[i])} = u.{a.quote(net.columns[i])}" for i in indexes)
@@ -670,6 +677,20 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
 
 class _NeedsCareful(Exception):
     """An UPDATE or DELETE touched a different number of rows than expected."""
+
+
+def _count_table(result: ApplyResult, table: TableId, changes: Sequence[Change]) -> None:
+    """``_count`` of every change in ``changes`` (all to ``table``), counted by ``list.count`` in C."""
+    ops = list(map(itemgetter(0), changes))
+    inserts, updates, deletes = ops.count(Op.INSERT), ops.count(Op.UPDATE), ops.count(Op.DELETE)
+    truncates = len(ops) - inserts - updates - deletes
+    for op, count in ((Op.INSERT, inserts), (Op.UPDATE, updates), (Op.DELETE, deletes), (Op.TRUNCATE, truncates)):
+        if count:
+            result.by_table[table, op] += count
+    result.inserts += inserts
+    result.updates += updates
+    result.deletes += deletes
+    result.truncates += truncates
 
 
 def _count(result: ApplyResult, change: Change) -> None:
