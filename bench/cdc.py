@@ -10,16 +10,16 @@ bottleneck. Its last change inserts a marker row (key -1): the target has applie
 marker is there (both tools apply whole transactions in commit order).
 
 * ``pg2pg``: apply capacity, draining a backlog. Source and target are two throwaway PostgreSQL servers
-  (tests/servers.py) on this machine; each run starts both from the same template databases (the target
-  a pg_dump copy of the source). Native: CREATE PUBLICATION, CREATE SUBSCRIPTION ... WITH (copy_data =
-  false, enabled = false) (its slot exists before the backlog), the changes, then ALTER SUBSCRIPTION
-  ENABLE and the clock runs until the marker is on the target. Conveyor (``migration_type: cdc``,
-  ``BatchApplyEnabled`` false and true): a first short run creates its slot and is stopped (SIGTERM), the
-  changes are written, then ``conveyor run TASK --no-progress --json`` is timed from process start until
-  the marker is on the target (startup included; ``stream changes/s`` leaves it out), and stopped with
-  SIGTERM. Every run ends with the target compared with the source (row count and a hash of every row).
-  A drain still running after ``--drain-timeout`` seconds is stopped and counted with the rate it reached
-  (changes it applied / seconds); the table then shows how many runs finished.
+  (tests/servers.py) on this machine; each run starts both from the same template databases (the target a
+  pg_dump copy of the source); neither tool uses TLS (``TLS_MODE``). Native: CREATE PUBLICATION, CREATE
+  SUBSCRIPTION ... WITH (copy_data = false, enabled = false) (its slot exists before the backlog), the
+  changes, then ALTER SUBSCRIPTION ENABLE and the clock runs until the marker is on the target. Conveyor
+  (``migration_type: cdc``, ``BatchApplyEnabled`` false and true): a first short run creates its slot and is
+  stopped (SIGTERM), the changes are written, then ``conveyor run TASK --no-progress --json`` is timed from
+  process start until the marker is on the target (startup included; ``stream changes/s`` leaves it out),
+  and stopped with SIGTERM. Every run ends with the target compared with the source (row count and a hash of
+  every row). A drain still running after ``--drain-timeout`` seconds is stopped and counted with the rate
+  it reached (changes it applied / seconds); the table then shows how many runs finished.
 * ``latency``: a steady writer at ``--latency-rate`` changes/s (transactions of ``--txn``) for
   ``--latency-seconds`` into ``ticks (id, sent_at = clock_timestamp() at the source, ...)``; the target's
   table has one more column, ``arrived_at DEFAULT clock_timestamp()``, stamped by the target as the row
@@ -58,6 +58,10 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+#: both tools' connections to PostgreSQL: without TLS, alike (a native subscription left to libpq's default
+#: connected without TLS here while Conveyor's default negotiated it, which cost Conveyor's side ~30% more
+#: walsender CPU in libssl and libcrypto: measured with perf)
+TLS_MODE = "disable"
 sys.path.insert(0, str(ROOT / "bench"))
 
 # bench/fullload.py's helpers (importing it also puts tests/ on the path). Imported by name so that mypy
@@ -198,7 +202,7 @@ def clone(pg: PostgresServer, name: str, template: str) -> str:
                 sql.Identifier(name), sql.Identifier(template)
             )
         )
-    return str(pg.url(name))
+    return str(pg.url(name, sslmode=TLS_MODE))
 
 
 def fingerprint(conn: Any, query: str) -> tuple[str, ...]:
@@ -462,7 +466,10 @@ class PgPair:
 
     def subscription_sql(self, database: str) -> str:
         src = self.src
-        conninfo = f"host={src.host} port={src.port} dbname={database} user={src.user} password={src.password}"
+        conninfo = (
+            f"host={src.host} port={src.port} dbname={database} user={src.user} password={src.password} "
+            f"sslmode={TLS_MODE}"
+        )
         return f"CREATE SUBSCRIPTION bench_sub CONNECTION '{conninfo}' PUBLICATION bench_pub WITH (copy_data = false"
 
     def native(self, changes: int, txn: int) -> dict[str, Any]:
