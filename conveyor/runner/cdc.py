@@ -54,8 +54,14 @@ from conveyor.validate.intask import ChangedRows
 BATCH_CHANGES = 5_000
 #: ... and waits at most this long for more transactions to join it (seconds)
 BATCH_SECONDS = 0.02
-#: batch apply: changes per MB of BatchApplyMemoryLimit (a change in memory takes about 500 bytes)
-CHANGES_PER_MB = 2_000
+#: batch apply: changes per MB of BatchApplyMemoryLimit (a change held, decoded and as bulk statement text,
+#: takes about 1.25 KB: measured, 40,000 changes held = ~50 MB) ...
+CHANGES_PER_MB = 800
+#: ... and never more than this many changes per window: on a backlog of distinct rows a bigger window
+#: folds hardly more, while the stream's thread builds one huge statement set with the target idle and
+#: memory grows with the window (bench/cdc.py pg2pg, 1 s windows: ~25k changes/s, ~300 MB; windows of at
+#: most 20,000 changes: ~32k changes/s, ~120 MB)
+BATCH_APPLY_CHANGES = 20_000
 #: a source transaction with more changes comes in parts of this many, applied into one open target
 #: transaction: memory stays bounded whatever the transaction's size
 PART_CHANGES = 10_000
@@ -330,7 +336,9 @@ class ChangeProcessing:
         batch_apply = self.task.settings.TargetMetadata.BatchApplyEnabled
         tuning = self.task.settings.ChangeProcessingTuning
         window = tuning.BatchApplyTimeoutMin if batch_apply else BATCH_SECONDS
-        max_changes = tuning.BatchApplyMemoryLimit * CHANGES_PER_MB if batch_apply else BATCH_CHANGES
+        max_changes = (
+            min(tuning.BatchApplyMemoryLimit * CHANGES_PER_MB, BATCH_APPLY_CHANGES) if batch_apply else BATCH_CHANGES
+        )
 
         def prepare(committing: _Batch) -> NetPlan | None:
             """On this thread, while the target may still be committing the batch before: the batch's

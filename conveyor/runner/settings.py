@@ -190,7 +190,10 @@ class ChangeProcessingTuningSection(BaseModel):
         1, ge=0, description="Batch apply: seconds a window collects changes (less when the source goes quiet)."
     )
     BatchApplyMemoryLimit: int = Field(
-        500, ge=1, description="Batch apply: MB of changes a window holds at most (about 500 bytes per change)."
+        500,
+        ge=1,
+        description="Batch apply: MB of changes a window holds at most (about 1.25 KB per change; a window "
+        "never holds more than 20,000 changes).",
     )
 
 
