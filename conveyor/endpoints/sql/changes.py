@@ -680,7 +680,7 @@ class _NeedsCareful(Exception):
 
 
 def _count_table(result: ApplyResult, table: TableId, changes: Sequence[Change]) -> None:
-    """``_count`` of every change in ``changes`` (all to ``table``), counted by ``list.count`` in C."""
+    """Count ``changes`` (all to ``table``) in ``result``, by ``list.count`` in C."""
     ops = list(map(itemgetter(0), changes))
     inserts, updates, deletes = ops.count(Op.INSERT), ops.count(Op.UPDATE), ops.count(Op.DELETE)
     truncates = len(ops) - inserts - updates - deletes
@@ -694,13 +694,4 @@ def _count_table(result: ApplyResult, table: TableId, changes: Sequence[Change])
 
 
 def _count(result: ApplyResult, change: Change) -> None:
-    op = change.op
-    result.by_table[change.table, op] += 1
-    if op is Op.INSERT:
-        result.inserts += 1
-    elif op is Op.UPDATE:
-        result.updates += 1
-    elif op is Op.DELETE:
-        result.deletes += 1
-    else:
-        result.truncates += 1
+    _count_table(result, change.table, (change,))
