@@ -1,13 +1,17 @@
 """Binlog reading speed: Conveyor's MySQL capture side by side with python-mysql-replication.
 
-    .venv/bin/python bench/binlog_decode.py [--changes 200000] [--url mysql://user:pass@host:port/]
+    .venv/bin/python bench/binlog_decode.py [--changes 200000] [--workload bulk|single] [--url mysql://...]
 
-Writes ``--changes`` row changes (inserts in 1,000-row transactions, then updates of a quarter of
-the rows) to an ``orders`` table (bigint key, int, decimal(12,2), varchar, datetime, ~100-byte text,
-boolean, ~60-byte JSON) on a throwaway MariaDB (tests/servers.py) or on ``--url``, then reads them back
-from the binlog and reports changes/s: Conveyor's ``MySQLCapture.stream`` (whole transactions of
-``Change``s, values as the snapshot reads them) and, when it is installed, python-mysql-replication's
+Writes ``--changes`` row changes on a throwaway MariaDB (tests/servers.py) or on ``--url``, then reads
+them back from the binlog and reports changes/s: Conveyor's ``MySQLCapture.stream`` (whole transactions
+of ``Change``s, values as the snapshot reads them) and, when it is installed, python-mysql-replication's
 ``BinLogStreamReader`` (rows as dicts). Both read over the network from the same server.
+
+* ``bulk``: an ``orders`` table (bigint key, int, decimal(12,2), varchar, datetime, ~100-byte text,
+  boolean, ~60-byte JSON); inserts in 1,000-row transactions, then updates of a quarter of the rows
+  (few, big rows events).
+* ``single``: bench/cdc.py's mysql2pg workload: its ``orders`` table with ``--changes`` rows, then its
+  single-row inserts, updates and deletes in transactions of 100 (a TABLE_MAP and a rows event per change).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import MariaDBServer  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import cdc  # noqa: E402
 
 from conveyor.endpoints.config import MySQLConfig, parse_endpoint  # noqa: E402
 from conveyor.endpoints.mysql.capture import BinlogPosition, MySQLCapture  # noqa: E402
@@ -41,12 +48,13 @@ UPDATE = "UPDATE orders SET amount = amount + 1, status = 'changed' WHERE id BET
 
 
 def _config(url: str, database: str) -> MySQLConfig:
-    config = parse_endpoint(url.rstrip("/") + "/" + database, "source")
+    # without TLS, as python-mysql-replication reads here (and as bench/cdc.py runs)
+    config = parse_endpoint(url.rstrip("/") + "/" + database + "?ssl-mode=DISABLED", "source")
     assert isinstance(config, MySQLConfig), "a mysql:// URL"
     return config
 
 
-def generate(url: str, changes: int) -> tuple[MySQLCapture, BinlogPosition]:
+def generate(url: str, changes: int, workload: str) -> tuple[MySQLCapture, BinlogPosition]:
     """Writes the changes; returns the capture and the position before them."""
     import pymysql
 
@@ -62,7 +70,12 @@ def generate(url: str, changes: int) -> tuple[MySQLCapture, BinlogPosition]:
         cur.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
         cur.execute(f"CREATE DATABASE {DATABASE}")
         cur.execute(f"USE {DATABASE}")
-        cur.execute(TABLE)
+        if workload == "single":  # bench/cdc.py's table, rows and generator
+            for stmt in cdc.MYSQL_ORDERS:
+                cur.execute(stmt.format(orders=changes, customers=max(1, changes // 10)))
+            cur.execute(cdc.MYSQL_GENERATOR)
+        else:
+            cur.execute(TABLE)
     config = _config(url, DATABASE)
     introspector = ENGINE.open_introspector(config)
     tables = [introspector.table(t) for t in introspector.table_ids(DATABASE)]
@@ -70,6 +83,10 @@ def generate(url: str, changes: int) -> tuple[MySQLCapture, BinlogPosition]:
     start = capture.begin()
     inserts = changes * 4 // 5
     with admin.cursor() as cur:
+        if workload == "single":
+            cur.execute("CALL bench_changes(0, %s, 100, %s, -1)", (changes, changes))
+            admin.close()
+            return capture, start
         for lo in range(1, inserts + 1, 1000):
             cur.execute("BEGIN")
             cur.execute(INSERT.format(lo=lo, hi=min(lo + 999, inserts)))
@@ -96,7 +113,7 @@ def conveyor_rate(capture: MySQLCapture, start: BinlogPosition) -> tuple[int, fl
 def replication_rate(url: str, start: BinlogPosition, expected: int) -> tuple[int, float] | None:
     try:
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
     except ImportError:
         return None
     config = _config(url, "mysql")
@@ -112,7 +129,7 @@ def replication_rate(url: str, start: BinlogPosition, expected: int) -> tuple[in
         log_pos=start.pos,
         resume_stream=True,
         blocking=False,
-        only_events=[WriteRowsEvent, UpdateRowsEvent],
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
         is_mariadb=True,
         only_schemas=[DATABASE],
     )
@@ -130,6 +147,7 @@ def replication_rate(url: str, start: BinlogPosition, expected: int) -> tuple[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--changes", type=int, default=200_000)
+    parser.add_argument("--workload", choices=("bulk", "single"), default="bulk")
     parser.add_argument(
         "--url", help="an existing server, without a database (user with REPLICATION SLAVE); default: a throwaway one"
     )
@@ -137,7 +155,7 @@ def main() -> None:
     server = None if args.url else MariaDBServer.launch()
     url = args.url or (server.url() if server else "")
     try:
-        capture, start = generate(url, args.changes)
+        capture, start = generate(url, args.changes, args.workload)
         count, seconds = conveyor_rate(capture, start)
         print(f"conveyor MySQLCapture.stream: {count:,} changes in {seconds:.2f} s = {count / seconds:,.0f} changes/s")
         other = replication_rate(url, start, count)

@@ -62,6 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: connected without TLS here while Conveyor's default negotiated it, which cost Conveyor's side ~30% more
 #: walsender CPU in libssl and libcrypto: measured with perf)
 TLS_MODE = "disable"
+#: the same choice for the MariaDB source of ``mysql2pg`` (its URL parameter)
+MYSQL_TLS = {"ssl-mode": "DISABLED" if TLS_MODE == "disable" else "REQUIRED"}
 sys.path.insert(0, str(ROOT / "bench"))
 
 # bench/fullload.py's helpers (importing it also puts tests/ on the path). Imported by name so that mypy
@@ -590,7 +592,8 @@ def mysql2pg(dst: PostgresServer, args: argparse.Namespace, runs: dict[str, list
     my = MariaDBServer.launch()
     try:
         start = time.perf_counter()
-        my_url = my.create_database("bench_src")
+        my.create_database("bench_src")
+        my_url = my.url("bench_src", **MYSQL_TLS)
         with my.connect("bench_src") as conn, conn.cursor() as cur:
             for stmt in MYSQL_ORDERS:
                 cur.execute(stmt.format(orders=args.rows, customers=max(1, args.rows // 10)))
@@ -600,7 +603,8 @@ def mysql2pg(dst: PostgresServer, args: argparse.Namespace, runs: dict[str, list
         first = 0  # the source is loaded once: each run's changes follow the previous run's
         for i in range(args.runs):
             for tool, batch in VARIANTS.items():
-                dst_url = dst.create_database("bench_my")
+                dst.create_database("bench_my")
+                dst_url = str(dst.url("bench_my", sslmode=TLS_MODE))
                 with workdir() as tmp:
                     doc = cdc_task("bench_my", my_url, dst_url, batch, "full-load-and-cdc", ["orders"])
                     task = write_task(tmp / "task.json", doc)

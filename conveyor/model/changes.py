@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 from conveyor.model.rows import Row
@@ -60,6 +62,11 @@ class Change(NamedTuple):
     commit_position: Any = None
     commit_ts: datetime | None = None
     txid: int | str | None = None
+
+
+#: a Change from a tuple of its fields, without the Python-level ``__new__`` a named tuple's constructor runs
+#: (one per change, at every commit: the decoders' hot path)
+change_from_fields: Callable[[tuple[Any, ...]], Change] = partial(tuple.__new__, Change)
 
 
 @dataclass(slots=True)

@@ -86,6 +86,7 @@ ROWS_EVENTS: dict[int, tuple[str, bool, bool, bool]] = {
 
 HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server id, event size, end position, flags
 HEADER_SIZE = HEADER.size
+_U32 = struct.Struct("<I").unpack_from
 #: the event is made up by the server for this connection (the first ROTATE), not read from a file
 ARTIFICIAL = 0x20
 #: MariaDB GTID event flag: a statement of its own (DDL), with no BEGIN / COMMIT around it
@@ -105,10 +106,11 @@ class ConnectionLost(Exception):
     """The stream's connection broke (closed by the server, reset, or a TLS failure)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One binlog event: its header fields and its bytes (``data``, without the checksum);
-    the body starts at ``HEADER_SIZE``."""
+    the body starts at ``HEADER_SIZE``. Not frozen: one is made per event, and a frozen
+    dataclass's ``__init__`` costs four times as much; nothing changes one once made."""
 
     timestamp: int
     type: int
@@ -246,9 +248,9 @@ class BinlogStream:
         stayed silent (no event, no heartbeat) for ``silence_timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            packet = self._packet()
-            if packet is not None:
-                return self._event(packet)
+            event = self._next_event()
+            if event is not None:
+                return event
             now = time.monotonic()
             if now - self.last_received > self.silence_timeout:
                 raise TransientError(
@@ -258,6 +260,40 @@ class BinlogStream:
             wait = min(deadline, self.last_received + self.silence_timeout) - now
             if not self._fill(wait) and time.monotonic() >= deadline:
                 return None
+
+    def read_many(self, timeout: float) -> list[Event]:
+        """``read``, then every further event already received, in order ([] when none came within
+        ``timeout``): one call per socket read rather than per event. An error raised for a later
+        event drops the ones before it, which were not handed out, so their position was not passed."""
+        event = self.read(timeout)
+        if event is None:
+            return []
+        events = [event]
+        while (event := self._next_event()) is not None:
+            events.append(event)
+        return events
+
+    def _next_event(self) -> Event | None:
+        """The next event in the buffer, or None while part of it is still to come. An event in one
+        packet (nearly all) is cut straight out of the buffer: one copy, its checksum over that copy."""
+        buf, p = self._buf, self._start
+        n = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16 if len(buf) - p > 4 else 0
+        end = p + 4 + n
+        if not 1 + HEADER_SIZE <= n < 0xFFFFFF or end > len(buf) or buf[p + 4] != 0:
+            # an error or end packet, an event in several packets, or one still coming
+            packet = self._packet()
+            return None if packet is None else self._event(packet)
+        timestamp, kind, server_id, size, position, flags = HEADER.unpack_from(buf, p + 5)
+        if size != n - 1:
+            raise ConnectionLost(f"a binlog event of type {kind} has {n - 1} bytes, its header says {size}")
+        self._start = end
+        with memoryview(buf) as view:
+            if not self.checksum:
+                return Event(timestamp, kind, server_id, position, flags, bytes(view[p + 5 : end]))
+            data = bytes(view[p + 5 : end - 4])
+        if zlib.crc32(data) != _U32(buf, end - 4)[0]:
+            raise ConnectionLost(f"the binlog event of type {kind} ending at {position} fails its CRC32 checksum")
+        return Event(timestamp, kind, server_id, position, flags, data)
 
     def _event(self, packet: bytes) -> Event:
         first = packet[0] if packet else 0xFF

@@ -88,7 +88,7 @@ from conveyor.endpoints.mysql.rowevents import (
 from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
 from conveyor.endpoints.sql.changes import shared_part
 from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
-from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction
+from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction, change_from_fields
 from conveyor.model.findings import Finding, enforce
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import LogicalType as L
@@ -176,11 +176,14 @@ _OPS = {"i": _INSERT, "u": _UPDATE, "d": _DELETE}
 
 # --------------------------------------------------------------------------- positions
 @total_ordering
-@dataclass(frozen=True, eq=False, slots=True)
+@dataclass(eq=False, slots=True)
 class BinlogPosition:
     """A place in the source's binlog: file and offset, and the GTID state there where the server
     has GTIDs (MariaDB ``domain-server-seq`` per domain; MySQL's executed GTID set). Ordered and
-    equal by file and offset: the GTID is what the same place is called, not another place."""
+    equal by file and offset: the GTID is what the same place is called, not another place.
+
+    Never changed once made (it is hashed), but not frozen: one is made per rows event, and a frozen
+    dataclass's ``__init__`` cost four times as much."""
 
     file: str
     pos: int
@@ -345,9 +348,12 @@ def describe_change(old: Sequence[Column], new: Sequence[Column]) -> str:
 class _Mapped:
     """A TABLE_MAP's table_id, resolved: the table and the decoder for its layout (None: not selected)."""
 
+    table_id: int
     table: TableId
     schema: TableSchema | None
     decoder: RowsDecoder | None
+    #: the table's column names (the rows' order), when it is selected
+    names: tuple[str, ...]
 
 
 # --------------------------------------------------------------------------- the role
@@ -946,8 +952,9 @@ class _Reader:
         self.maps: dict[int, _Mapped] = {}
         self.versions = itertools.count(1)
         self.decoders: dict[tuple[TableId, int, bytes], RowsDecoder] = {}
-        #: TABLE_MAP event bodies already parsed (the id size is fixed per server)
-        self.table_maps: dict[bytes, TableMap] = {}
+        #: TABLE_MAP event bodies already resolved (the id size is fixed per server; emptied when a
+        #: definition changes): every transaction maps its tables again, with the same bytes
+        self.table_maps: dict[bytes, _Mapped] = {}
         self.id_size = 6
         # the open transaction
         self.in_group = False  # a GTID event or BEGIN opened a group not yet committed
@@ -968,12 +975,10 @@ class _Reader:
             if now - last_yield >= idle:
                 yield Idle(self.boundary)
                 last_yield = now = time.monotonic()
-            event = stream.read(idle - (now - last_yield))
-            if event is None:
-                continue
-            for out in self.feed(event):
-                yield out
-                last_yield = time.monotonic()
+            for event in stream.read_many(idle - (now - last_yield)):
+                for out in self.feed(event):
+                    yield out
+                    last_yield = time.monotonic()
 
     def position(self) -> BinlogPosition:
         return BinlogPosition(self.file, self.pos, self.gtid.text(), self.history)
@@ -1060,14 +1065,16 @@ class _Reader:
         self.gtid = state
 
     def _table_map(self, event: Event) -> None:
-        # every transaction maps its tables again, with the same bytes: parse each distinct one once
         body = event.data[bl.HEADER_SIZE :]
-        table_map = self.table_maps.get(body)
-        if table_map is None:
-            table_map = parse_table_map(event.data, bl.HEADER_SIZE, self.id_size)
+        mapped = self.table_maps.get(body)
+        if mapped is None:
+            mapped = self._resolve(parse_table_map(event.data, bl.HEADER_SIZE, self.id_size))
             if len(self.table_maps) >= TABLE_MAP_CACHE:
                 self.table_maps.clear()
-            self.table_maps[body] = table_map
+            self.table_maps[body] = mapped
+        self.maps[mapped.table_id] = mapped
+
+    def _resolve(self, table_map: TableMap) -> _Mapped:
         table = TableId(table_map.schema, table_map.name)
         schema = self.schemas.get(table)
         decoder = None
@@ -1091,7 +1098,8 @@ class _Reader:
                         "the task restarted from before the change; reload the table"
                     ) from None
                 self.decoders[key] = decoder
-        self.maps[table_map.table_id] = _Mapped(table, schema, decoder)
+        names = schema.table.column_names if schema is not None else ()
+        return _Mapped(table_map.table_id, table, schema, decoder, names)
 
     def _rows(self, event: Event, start: int) -> None:
         op_code, update, compressed, v2 = bl.ROWS_EVENTS[event.type]
@@ -1126,7 +1134,7 @@ class _Reader:
             rows = mapped.decoder.rows(data, p, len(data))
         except (ValueError, IndexError, struct.error) as exc:
             raise TerminalError(f"cannot decode the rows of {mapped.table} at {self.file}:{start}: {exc}") from None
-        names = mapped.schema.table.column_names
+        names = mapped.names
         table = mapped.table
         position = BinlogPosition(self.file, start)
         op = _OPS[op_code]
@@ -1212,10 +1220,8 @@ class _Reader:
         if not pending and not parted:
             return []
         commit_ts = datetime.fromtimestamp(event.timestamp, UTC)
-        changes = [
-            Change(op, table, names, before, after, at, position, commit_ts, txid)
-            for op, table, names, before, after, at in pending
-        ]
+        tail = (position, commit_ts, txid)
+        changes = [change_from_fields(p + tail) for p in pending]
         return [Transaction(txid, position, commit_ts, changes)]
 
     def _part(self, event: Event) -> list[Transaction | SchemaChanged]:
@@ -1225,10 +1231,8 @@ class _Reader:
             return []
         txid: int | str | None = self.group_gtid or None
         ts = datetime.fromtimestamp(event.timestamp, UTC)
-        changes = [
-            Change(op, table, names, before, after, at, None, ts, txid)
-            for op, table, names, before, after, at in self.pending
-        ]
+        tail = (None, ts, txid)
+        changes = [change_from_fields(p + tail) for p in self.pending]
         self.pending = []
         self.parted = True
         return [Transaction(txid, None, ts, changes, partial=True)]
@@ -1277,6 +1281,7 @@ class _Reader:
             out.append(SchemaChanged(new, old, fresh.table.columns, position, description, sql))
         if changed:  # the positions from here on carry the new definitions
             self.history = history_json(self.schemas)
+            self.table_maps.clear()
             position = self.position()
             out = [replace(e, position=position) if isinstance(e, SchemaChanged) else e for e in out]
         return out

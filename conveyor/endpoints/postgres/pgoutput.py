@@ -26,7 +26,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 from psycopg import DataError, postgres, pq
@@ -34,7 +33,7 @@ from psycopg.adapt import AdaptersMap, Loader, Transformer
 
 from conveyor.endpoints.postgres.types import ARRAY_CASTS, NATIVE_TO_LOGICAL, SELECT_CASTS, extra_value
 from conveyor.errors import TerminalError
-from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
+from conveyor.model.changes import UNCHANGED, Op, Transaction, change_from_fields
 from conveyor.model.rows import Row
 from conveyor.model.schema import TableId
 from conveyor.model.types import ColumnType
@@ -405,9 +404,6 @@ class _RelationState:
 
 # --------------------------------------------------------------------------- the decoder
 _INSERT, _UPDATE, _DELETE, _TRUNCATE = Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE
-#: a Change from a tuple of its fields, without the Python-level ``__new__`` a named tuple's constructor runs
-#: (one per change, at every commit)
-_change: Callable[[tuple[Any, ...]], Change] = partial(tuple.__new__, Change)
 
 
 class PgOutputDecoder:
@@ -518,7 +514,7 @@ class PgOutputDecoder:
             commit_ts = pg_timestamp(ts)
             xid = self._xid
             tail = (end_lsn, commit_ts, xid)
-            changes = [_change(p + tail) for p in pending]
+            changes = [change_from_fields(p + tail) for p in pending]
             self._pending = None
             return Transaction(xid, end_lsn, commit_ts, changes)
         if kind == 82:  # 'R' relation
@@ -562,7 +558,7 @@ class PgOutputDecoder:
         """The changes so far (``pending``) of a transaction that grew to ``part_changes``, handed out early."""
         xid, commit_ts = self._xid, self._commit_ts
         tail = (None, commit_ts, xid)
-        changes = [_change(p + tail) for p in pending]
+        changes = [change_from_fields(p + tail) for p in pending]
         self._pending = []
         return Transaction(xid, None, commit_ts, changes, partial=True)
 
