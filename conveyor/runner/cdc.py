@@ -26,7 +26,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.convert.plan import TablePlan
 from conveyor.endpoints.base import Capture, PrepMode, Snapshot
@@ -47,7 +47,9 @@ from conveyor.runner.state import StateStore
 from conveyor.runner.task import StopPoint, Task
 from conveyor.transform.lobs import truncation_warning
 from conveyor.transform.mapping import RowMapping
-from conveyor.validate.intask import ChangedRows
+
+if TYPE_CHECKING:
+    from conveyor.validate.intask import ChangedRows
 
 #: a target transaction holds at most this many changes (whole source transactions: one bigger
 #: source transaction is applied whole) ...
@@ -158,6 +160,8 @@ class ChangeProcessing:
                     self.schema.reconcile(applier, self.capture, set(known))
             self.schema.record_columns(applier, self.plans)
             if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
+                from conveyor.validate.intask import ChangedRows  # only here: ~50 ms of imports (validation's dialects)
+
                 self.validating = ChangedRows(
                     self.task, self.plans, self._table_stats, self.listener.table_changed, self._warn
                 )

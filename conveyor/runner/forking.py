@@ -12,8 +12,10 @@ Where there is no fork server (Windows) workers are spawned.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sys
+from pathlib import Path
 from typing import Any
 
 #: what the fork server imports once: the workers' code and every engine's driver
@@ -53,24 +55,59 @@ def engine_of(endpoint: Any) -> str | None:
 def wanted(argv: list[str], main_module: str) -> bool:
     """``conveyor run TASK_FILE`` whose task may load in worker processes (not in a worker process
     itself, which re-imports the main module as ``__mp_main__``)."""
-    return argv[1:2] == ["run"] and main_module != "__mp_main__" and needed_for(argv[2] if len(argv) > 2 else "")
+    if argv[1:2] != ["run"] or main_module == "__mp_main__":
+        return False
+    return needed_for(argv[2] if len(argv) > 2 else "", _option(argv, "--state-dir") or ".conveyor")
 
 
-def needed_for(task_file: str) -> bool:
+def _option(argv: list[str], name: str) -> str | None:
+    """A command-line option's value, as ``--name VALUE`` or ``--name=VALUE`` (the last one given)."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def needed_for(task_file: str, state_dir: str = ".conveyor") -> bool:
     """Whether a task may load in worker processes, read cheaply from its file before the heavy imports:
-    not between two PostgreSQL databases (raw COPY on threads) nor into SQLite (one writer). When in
-    doubt, yes: the runner decides for good (``fullload.uses_worker_processes``)."""
+    not between two PostgreSQL databases (raw COPY on threads) nor into SQLite (one writer), not for
+    change processing only (``cdc``, or a ``full-load-and-cdc`` whose full load ``state_dir`` records
+    as finished: a restart resumes its stream). When in doubt, yes: the runner decides for good
+    (``fullload.uses_worker_processes``; without the fork server it starts workers when it needs them)."""
     try:
-        import yaml
-
         with open(task_file, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)  # JSON is YAML
+            if task_file.lower().endswith(".json"):
+                doc = json.load(f)
+            else:
+                import yaml  # YAML task files only: ~20 ms that a JSON task file's start-up does without
+
+                doc = yaml.safe_load(f)
         source, target = engine_of(doc["source"]), engine_of(doc["target"])
+        migration_type = doc.get("migration_type")
+        if migration_type == "full-load-and-cdc" and _full_load_finished(state_dir, str(doc.get("name"))):
+            return False
     except Exception:
         return True
-    if doc.get("migration_type") == "cdc":
+    if migration_type == "cdc":
         return False
     return not ((source == target == "postgresql") or target == "sqlite")
+
+
+def _full_load_finished(state_dir: str, task_name: str) -> bool:
+    """Whether the local state store records the task's full load as finished (read only; no store: no)."""
+    from conveyor.runner.state import StateStore
+
+    if not (Path(state_dir) / StateStore.FILE).is_file():
+        return False
+    store = StateStore(state_dir)
+    try:
+        saved = store.load(task_name)
+    finally:
+        store.close()
+    return saved is not None and saved["status"] == "finished"
 
 
 def start() -> None:

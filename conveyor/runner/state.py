@@ -16,12 +16,15 @@ from conveyor.errors import UserActionError
 
 
 class StateStore:
+    #: the store's file in the state directory
+    FILE = "state.db"
+
     def __init__(self, state_dir: str | Path) -> None:
         directory = Path(state_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(
-                directory / "state.db", isolation_level=None, check_same_thread=False, timeout=30
+                directory / self.FILE, isolation_level=None, check_same_thread=False, timeout=30
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(
