@@ -184,14 +184,15 @@ def _json(doc: Any) -> str:
 
 # --------------------------------------------------------------------------- rows -> hash
 def row_text(texts: Sequence[str | None], delimited: Sequence[bool] = ()) -> str:
-    """Each value as ``<length>:<text>``, NULL as ``-``; a value of a ``delimited`` column (its text never
-    holds ``,``, is never empty nor ``~``: numbers, dates, times) as ``<text>,``, NULL as ``~,``. Read from
-    the left, the columns' flags known, every token ends in one place only, so NULL differs from '' and no
-    two rows join into the same text; the engines build the same string in SQL (the delimited form
-    without the length is cheaper for them)."""
+    """Each value as ``<length>:<text>`` (the length in UTF-8 bytes: the engines read it from their
+    values' headers, where counting characters scans the text), NULL as ``-``; a value of a ``delimited``
+    column (its text never holds ``,``, is never empty nor ``~``: numbers, dates, times) as ``<text>,``,
+    NULL as ``~,``. Read from the left, the columns' flags known, every token ends in one place only, so
+    NULL differs from '' and no two rows join into the same text; the engines build the same string in SQL
+    (the delimited form without the length is cheaper for them)."""
     flags = delimited or (False,) * len(texts)
     return "".join(
-        ("~," if t is None else f"{t},") if d else ("-" if t is None else f"{len(t)}:{t}")
+        ("~," if t is None else f"{t},") if d else ("-" if t is None else f"{len(t.encode())}:{t}")
         for t, d in zip(texts, flags, strict=True)
     )
 

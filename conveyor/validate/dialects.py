@@ -36,6 +36,9 @@ class Column:
     jsonb: str | None = None
     #: the text never holds ``,``, is never empty nor ``~``: its row token is ``<text>,`` (``canonical.row_text``)
     delimited: bool = False
+    #: the engine types the SQL's text as UTF-8 already (MariaDB/MySQL: utf8mb4, utf8mb3): its token takes
+    #: the engine's byte length with no conversion (``TableSide.mark_utf8``)
+    utf8: bool = False
 
 
 #: kinds whose text every engine builds with a function of a fixed alphabet (digits, ``-.:e`` and the like)
@@ -60,10 +63,18 @@ class Dialect:
     def _column(self, quoted: str, t: ColumnType, kind: Kind, native_json: bool) -> Column:
         raise NotImplementedError
 
-    def token(self, expr: str, delimited: bool = False) -> str:
-        """``<length>:<text>`` or ``-`` for NULL; ``<text>,`` or ``~,`` where ``delimited``
-        (``canonical.row_text``)."""
+    def token(self, expr: str, delimited: bool = False, utf8: bool = False) -> str:
+        """``<length>:<text>`` (the length in UTF-8 bytes) or ``-`` for NULL; ``<text>,`` or ``~,`` where
+        ``delimited`` (``canonical.row_text``); ``utf8``: the text is UTF-8 already (``Column.utf8``)."""
         raise NotImplementedError
+
+    #: names ``charset`` gives to character sets whose texts are UTF-8 bytes
+    utf8_charsets: frozenset[str] = frozenset()
+
+    def charset(self, expr: str) -> str | None:
+        """SQL of the name of the character set of ``expr``'s text, where an engine's texts have one of
+        their own (None: they are in the database's encoding)."""
+        return None
 
     def concat(self, parts: Sequence[str]) -> str:
         raise NotImplementedError
@@ -153,10 +164,12 @@ class PostgresDialect(Dialect):
                 return Column(f"lower(({c})::text)")
         return Column(f"({select_expression(t, c)})::text")
 
-    def token(self, expr: str, delimited: bool = False) -> str:
+    def token(self, expr: str, delimited: bool = False, utf8: bool = False) -> str:
         if delimited:
             return f"COALESCE(({expr}) || ',', '~,')"
-        return f"COALESCE(length({expr})::text || ':' || {expr}, '-')"
+        # octet_length: the UTF-8 byte length in a UTF8 database, read from the value's header (length
+        # counts characters); in another encoding MD5 hashes other bytes than UTF-8's anyway
+        return f"COALESCE(octet_length({expr})::text || ':' || {expr}, '-')"
 
     def token_once(self, expr: str) -> str:
         return f"(SELECT {self.token('t.v')} FROM (SELECT {expr} AS v) t)"
@@ -241,11 +254,16 @@ class MySQLDialect(Dialect):
             return Column(c)
         return Column(f"CAST({c} AS CHAR)")
 
-    def token(self, expr: str, delimited: bool = False) -> str:
+    def token(self, expr: str, delimited: bool = False, utf8: bool = False) -> str:
         if delimited:
             return f"COALESCE(CONCAT({expr}, ','), '~,')"
-        value = f"CONVERT({expr} USING utf8mb4)"
-        return f"COALESCE(CONCAT(CHAR_LENGTH({value}), ':', {value}), '-')"
+        value = expr if utf8 else f"CONVERT({expr} USING utf8mb4)"
+        return f"COALESCE(CONCAT(LENGTH({value}), ':', {value}), '-')"
+
+    utf8_charsets = frozenset({"utf8mb4", "utf8mb3", "utf8"})
+
+    def charset(self, expr: str) -> str | None:
+        return f"CHARSET({expr})"
 
     def concat(self, parts: Sequence[str]) -> str:
         return f"CONCAT({', '.join(parts)})" if parts else "''"

@@ -292,6 +292,7 @@ class Validation:
                     key_columns=tuple(quote(columns[i].name) for i in key),
                 )
             )
+            sides[-1].mark_utf8()
         hashed = sides[0].native_hash
         if hashed is not None and not all(side.evaluates(hashed) for side in sides):
             for side in sides:

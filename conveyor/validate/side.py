@@ -94,7 +94,7 @@ class TableSide:
         d = self.dialect
         columns = [self.columns[i] for i in positions]
         return d.concat(
-            [d.token(c.sql, c.delimited) if c.checksum is None else d.token_once(c.checksum) for c in columns]
+            [d.token(c.sql, c.delimited, c.utf8) if c.checksum is None else d.token_once(c.checksum) for c in columns]
         )
 
     def without_jsonb(self) -> None:
@@ -107,6 +107,20 @@ class TableSide:
         both = [a.delimited and b.delimited for a, b in zip(self.columns, other.columns, strict=True)]
         for side in (self, other):
             side.columns = [replace(c, delimited=d) for c, d in zip(side.columns, both, strict=True)]
+
+    def mark_utf8(self) -> None:
+        """Mark the columns whose SQL text the engine types as UTF-8 (``Column.utf8``): one query, which
+        returns a row from an empty table too (a character set is the expression's, not a value's)."""
+        d = self.dialect
+        probes = [(i, d.charset(c.sql)) for i, c in enumerate(self.columns) if c.finish is None]
+        asked = [(i, sql) for i, sql in probes if sql is not None]
+        if not asked:
+            return
+        names = self._fetchone(
+            f"SELECT {', '.join(sql for _, sql in asked)} FROM (SELECT 1) AS one LEFT JOIN {self.table} ON FALSE"
+        )
+        utf8 = {i for (i, _), name in zip(asked, names, strict=True) if str(name).lower() in d.utf8_charsets}
+        self.columns = [replace(c, utf8=i in utf8) for i, c in enumerate(self.columns)]
 
     def without_checksums(self) -> None:
         """Checksums over the canonical texts (the other side cannot compute the columns' ``checksum``)."""

@@ -103,6 +103,7 @@ def test_row_text_tells_null_from_empty_and_never_joins_two_rows_alike() -> None
     assert row_text([None]) != row_text([""])
     assert row_text(["ab", "c"]) != row_text(["a", "bc"])
     assert row_text(["ab", None]) == "2:ab-"
+    assert row_text(["é", "€😀"]) == "2:é7:€😀"  # lengths in UTF-8 bytes
     h = hash60(row_text(["x"]))
     assert 0 <= h < 2**60 and h == hash60("1:x")
 
