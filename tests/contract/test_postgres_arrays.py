@@ -32,6 +32,12 @@ CASES: list[tuple[str, list[Any]]] = [
     ),
     ("date", [date(2024, 2, 29), date(1, 1, 1)]),
     ("time", [time(0, 0), time(23, 59, 59, 999999)]),
+    # columns of one non-text kind with NULLs (each kind's own path)
+    ("numeric", [Decimal(1), None, Decimal("-2.50"), Decimal("0.0"), None]),
+    ("bool", [None, True, None]),
+    ("timestamp", [None, datetime(2021, 1, 2, 3, 4, 5, 678901), None]),
+    ("date", [None, date(2024, 2, 29)]),
+    ("time", [time(1, 2, 3, 4), None]),
 ]
 
 

@@ -77,10 +77,36 @@ def _text_array(values: Sequence[Any]) -> str | None:
     return literal.replace('"' + _NULL + '"', "NULL") if nulls else literal
 
 
+#: types whose ``str`` is an array element as it is (never quoted): integers and decimals
+_BARE = frozenset({int, Decimal, type(None)})
+_BOOLEAN = frozenset({bool, type(None)})
+#: types whose ``isoformat`` is an element once quoted (digits and ``-:.T+``, never a quote or backslash)
+_ISO = frozenset({datetime, date, time, type(None)})
+
+
+def _typed_array(values: Sequence[Any]) -> str | None:
+    """A column whose values are all of one of the common non-text kinds (with NULLs), converted by C
+    loops; None for any other column."""
+    kinds = set(map(type, values))
+    nulls = type(None) in kinds
+    if kinds <= _BARE:
+        parts: Any = ["NULL" if v is None else str(v) for v in values] if nulls else map(str, values)
+        return "{" + ",".join(parts) + "}"
+    if kinds <= _BOOLEAN:
+        return "{" + ",".join(["NULL" if v is None else "t" if v else "f" for v in values]) + "}"
+    if kinds <= _ISO:
+        if nulls:
+            return "{" + ",".join("NULL" if v is None else '"' + v.isoformat() + '"' for v in values) + "}"
+        return '{"' + '","'.join(v.isoformat() for v in values) + '"}'
+    return None
+
+
 def array_literal(values: Sequence[Any]) -> str | Sequence[Any]:
     """``values`` as a PostgreSQL array literal, or ``values`` unchanged where an element's type is
     not covered (psycopg adapts those)."""
     text = _text_array(values)
+    if text is None:
+        text = _typed_array(values)
     if text is not None:
         return text
     parts = []
