@@ -557,7 +557,7 @@ class MySQLCapture:
         registering as a replica as the stream will."""
         missing = []
         try:
-            self.binlog_end()
+            self.binlog_end(gtid=False)
         except pymysql.err.MySQLError as exc:
             if error_code(exc) not in (1227, 1044, 1045, 1142):
                 raise
@@ -595,9 +595,11 @@ class MySQLCapture:
         return []
 
     # ------------------------------------------------------------------ positions
-    def binlog_end(self) -> BinlogPosition:
-        """The end of the binlog now, with the GTID state there: MySQL prints its executed set beside
-        the position, MariaDB's ``BINLOG_GTID_POS()`` gives the state at a file and offset."""
+    def binlog_end(self, gtid: bool = True) -> BinlogPosition:
+        """The end of the binlog now, with the GTID state there (``gtid``): MySQL prints its executed set
+        beside the position, MariaDB's ``BINLOG_GTID_POS()`` gives the state at a file and offset, which
+        it finds by reading the binlog file up to it (a big file: a fraction of a second), so callers
+        that only compare places leave it out."""
         try:
             rows = self._query("SHOW MASTER STATUS")
         except pymysql.err.MySQLError as exc:
@@ -607,11 +609,13 @@ class MySQLCapture:
         if not rows:
             raise UserActionError(f"binary logging is off on {self.where}; change data capture reads the binlog")
         file, pos = str(rows[0][0]), int(rows[0][1])
-        if is_mariadb(self.conn):
-            gtid = self._query("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))[0][0]
+        if not gtid:
+            state = ""
+        elif is_mariadb(self.conn):
+            state = self._query("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))[0][0]
         else:
-            gtid = rows[0][4] if len(rows[0]) > 4 else ""
-        return BinlogPosition(file, pos, str(gtid or "").replace("\n", ""))
+            state = rows[0][4] if len(rows[0]) > 4 else ""
+        return BinlogPosition(file, pos, str(state or "").replace("\n", ""))
 
     def position_at(self, at: datetime) -> BinlogPosition:
         """The first transaction boundary in the binlog written at or after ``at`` (DMS CdcStartTime;
@@ -619,7 +623,7 @@ class MySQLCapture:
         first transaction that began at or after it; the end of the binlog when none did."""
         try:
             files = self.binlog_files()
-            end = self.binlog_end()
+            end = self.binlog_end()  # the answer when no transaction began since: with its GTID state
             since = at.timestamp()
             server_id = self.server_id + 2  # not the stream's: the server drops a replica that registers twice
             start = files[0][0]
@@ -674,7 +678,7 @@ class MySQLCapture:
         snapshot = MySQLSnapshot(self.config, workers, hold)
         if snapshot.position is None:
             snapshot.close()
-            self.binlog_end()  # raises when the position is what cannot be read
+            self.binlog_end(gtid=False)  # raises when the position is what cannot be read
             account = self._account()
             raise UserActionError(
                 f"user {account} may not take FLUSH TABLES WITH READ LOCK on {self.where}, so the full load would "
@@ -704,7 +708,7 @@ class MySQLCapture:
     def clock(self) -> tuple[datetime, BinlogPosition]:
         """The server's UTC clock, then the binlog end: a commit stamped before the clock is before the end."""
         now = self._query("SELECT UTC_TIMESTAMP(6)")[0][0]
-        return now.replace(tzinfo=UTC), self.binlog_end()
+        return now.replace(tzinfo=UTC), self.binlog_end(gtid=False)
 
     def binlog_files(self) -> list[tuple[str, int]]:
         """SHOW BINARY LOGS: (file, size) from the oldest the server still has."""
