@@ -275,7 +275,7 @@ class BinlogStream:
 
     def _next_event(self) -> Event | None:
         """The next event in the buffer, or None while part of it is still to come. An event in one
-        packet (nearly all) is cut straight out of the buffer: one copy, its checksum over that copy."""
+        packet (nearly all) is cut straight out of the buffer, its checksum computed over that copy."""
         buf, p = self._buf, self._start
         n = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16 if len(buf) - p > 4 else 0
         end = p + 4 + n
@@ -287,10 +287,10 @@ class BinlogStream:
         if size != n - 1:
             raise ConnectionLost(f"a binlog event of type {kind} has {n - 1} bytes, its header says {size}")
         self._start = end
-        with memoryview(buf) as view:
-            if not self.checksum:
-                return Event(timestamp, kind, server_id, position, flags, bytes(view[p + 5 : end]))
-            data = bytes(view[p + 5 : end - 4])
+        # bytes of a bytearray slice: quicker than through a memoryview for events this small
+        if not self.checksum:
+            return Event(timestamp, kind, server_id, position, flags, bytes(buf[p + 5 : end]))
+        data = bytes(buf[p + 5 : end - 4])
         if zlib.crc32(data) != _U32(buf, end - 4)[0]:
             raise ConnectionLost(f"the binlog event of type {kind} ending at {position} fails its CRC32 checksum")
         return Event(timestamp, kind, server_id, position, flags, data)
