@@ -27,10 +27,12 @@ Key = tuple[Any, ...]
 class _Entry:
     #: the row existed on the target before the window (its first change was not an insert)
     existed: bool
-    #: the final row (every column), or None when the row ends deleted / only partly known
-    row: list[Any] | None = None
-    #: for a row that existed and was only updated: column index -> new value (None: none yet)
-    updates: dict[int, Any] | None = None
+    #: the final row (every column), or None when the row ends deleted / only partly known; the change's
+    #: own tuple until a partial update merges into it
+    row: Sequence[Any] | None = None
+    #: for a row that existed and was only updated: column index -> new value (None: none yet); a list
+    #: (every column, by index) once an update sent the whole row, which is the common case and cheaper
+    updates: dict[int, Any] | list[Any] | None = None
     deleted: bool = False
 
 
@@ -70,9 +72,9 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             new_key = key_of(after)
             entry = entries.get(new_key)
             if entry is None:
-                entries[new_key] = _Entry(False, list(after))
+                entries[new_key] = _Entry(False, after)
             else:  # after a delete in this window: the row is replaced
-                entry.row, entry.updates, entry.deleted = list(after), None, False
+                entry.row, entry.updates, entry.deleted = after, None, False
             continue
         image = change.before if change.before is not None else after
         assert image is not None
@@ -95,7 +97,7 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             _merge(entry, after)
             continue
         # the row moves to another key: delete it here, insert it there, whole
-        moved = list(after)
+        moved: Sequence[Any] = after
         if UNCHANGED in moved:
             if entry.row is None:
                 return None  # columns not sent, and the window never saw them
@@ -118,7 +120,8 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             inserts.append(tuple(row))
         elif not entry.deleted and entry.updates:
             changed = entry.updates
-            indexes = non_key if len(changed) == len(columns) else tuple(i for i in non_key if i in changed)
+            whole = isinstance(changed, list) or len(changed) == len(columns)
+            indexes = non_key if whole else tuple(i for i in non_key if i in changed)
             if indexes:
                 updates.append((k, indexes, tuple([changed[i] for i in indexes])))
     return net
@@ -138,16 +141,14 @@ def _merge(entry: _Entry, after: Sequence[Any]) -> None:
     row = entry.row
     if row is not None:
         if UNCHANGED not in after:
-            row[:] = after
-            return
-        for i, value in enumerate(after):
-            if value is not UNCHANGED:
-                row[i] = value
+            entry.row = after
+        else:
+            entry.row = [old if new is UNCHANGED else new for old, new in zip(row, after, strict=True)]
         return
     if entry.updates is None and UNCHANGED not in after:
-        entry.updates = dict(enumerate(after))
+        entry.updates = list(after)
         return
-    updates = entry.updates if entry.updates is not None else {}
+    updates: dict[int, Any] | list[Any] = entry.updates if entry.updates is not None else {}
     entry.updates = updates
     for i, value in enumerate(after):
         if value is not UNCHANGED:
