@@ -498,22 +498,25 @@ class ChangeProcessing:
     def _route(self, txn: Transaction) -> Transaction | None:
         """The transaction's changes to tables that are still replicated; statistics per table."""
         kept = []
+        table: TableId | None = None
+        suspended, mapping, stats = self.suspended, None, None
         for change in txn.changes:
-            if change.table in self.suspended:
+            if change.table is not table:  # runs of one table (the same object) skip the lookups
+                table = change.table
+                mapping = self._mappings.get(table) if self._mappings else None
+                stats = None if table in suspended else self._table_stats(table)
+            if stats is None:  # suspended, or not replicated
                 continue
             if (
                 change.op is Op.TRUNCATE
                 and not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated
             ):
                 continue
-            if self._mappings and (mapping := self._mappings.get(change.table)) is not None:
+            if mapping is not None:
                 mapped = mapping.change(change)  # table-mapping rules and filters (``transform.mapping``)
                 if mapped is None:
                     continue
                 change = mapped
-            stats = self._table_stats(change.table)
-            if stats is None:
-                continue
             if change.op is Op.INSERT:
                 stats.inserts += 1
             elif change.op is Op.UPDATE:
