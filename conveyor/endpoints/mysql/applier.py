@@ -41,6 +41,10 @@ TABLE_OPTIONS = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 #: first versions with ``RENAME COLUMN``; older servers rename with CHANGE and the whole definition
 RENAME_COLUMN_SINCE = {True: (10, 5), False: (8, 0)}  # keyed by is MariaDB
 CHANGE_COLUMN_SQL = "ALTER TABLE {table} CHANGE COLUMN {column} {definition}"
+#: first versions with table value constructors, and how each writes a row of one. Measured on 20k net
+#: updates (MariaDB 10.11): 0.4-0.55 s of server CPU against 0.7-0.8 s as a UNION ALL of one-row SELECTs.
+VALUES_SINCE = {True: (10, 3, 3), False: (8, 0, 19)}  # keyed by is MariaDB
+VALUES_ROW = {True: "({})", False: "ROW({})"}
 
 
 class LoadWarning(pymysql.err.DataError):
@@ -82,9 +86,11 @@ class MySQLApplier(SqlApplier):
         self.mariadb = is_mariadb(connection)
         # MariaDB before 11 reports itself as "5.5.5-10.11.6-MariaDB" to old clients
         info = str(connection.get_server_info()).removeprefix("5.5.5-")
-        version = tuple(int(n) for n in re.findall(r"\d+", info)[:2])
+        version = tuple(int(n) for n in re.findall(r"\d+", info)[:3])
         if version < RENAME_COLUMN_SINCE[self.mariadb]:
             self.rename_column_sql = CHANGE_COLUMN_SQL
+        #: one row of a table value constructor (``update_rows_sql``); None: the server has none
+        self.values_row: str | None = VALUES_ROW[self.mariadb] if version >= VALUES_SINCE[self.mariadb] else None
         self._statements: dict[tuple[Any, ...], tuple[str, list[int]]] = {}
         if self.mariadb:  # MariaDB 10.3+ has sequences (signed BIGINT, one short of each bound); MySQL none
             self.no_cycle = "NOCYCLE"
@@ -105,6 +111,25 @@ class MySQLApplier(SqlApplier):
 
     def control_ddl(self) -> list[str]:
         return [ddl + TABLE_OPTIONS for ddl in super().control_ddl()]
+
+    def update_rows_sql(self, table: str, key: Sequence[str], columns: Sequence[str], rows: int) -> str | None:
+        """A multi-table UPDATE joining the rows as a derived table (PyMySQL's ``executemany`` would send
+        one UPDATE a row). Its first, empty, SELECT reads the table itself: the derived columns' types
+        then merge the target columns' with the literals', so a key compares under the column's own
+        collation (and its index serves the join), and each value is assigned as a one-row UPDATE
+        assigns it. With CLIENT.FOUND_ROWS the count is the rows matched; keys are distinct, one each."""
+        names = [*columns, *key]
+        sets = ", ".join(f"t.{quote(c)} = u.{quote(c)}" for c in columns)
+        match = " AND ".join(f"t.{quote(k)} = u.{quote(k)}" for k in key)
+        params = self.params(len(names))
+        if self.values_row is None:
+            values = " UNION ALL ".join([f"SELECT {params}"] * rows)
+        else:
+            values = "VALUES " + ", ".join([self.values_row.format(params)] * rows)
+        return (
+            f"UPDATE {table} AS t JOIN (SELECT {self.column_list(names)} FROM {table} WHERE FALSE "
+            f"UNION ALL {values}) AS u ON {match} SET {sets}"
+        )
 
     def column_sql(self, table: Table, index: int, native: str) -> str:
         column = table.columns[index]

@@ -228,6 +228,12 @@ class SqlApplier:
         (batch apply's bulk statements), or None where the engine has none."""
         return None
 
+    def update_rows_sql(self, table: str, key: Sequence[str], columns: Sequence[str], rows: int) -> str | None:
+        """One statement setting ``columns`` of ``rows`` rows of ``table`` (qualified), each found by
+        ``key``, whose row count is the rows it matched (batch apply's net updates); bound per row: the
+        new values in ``columns``' order, then the key. None where the engine has none: one UPDATE a row."""
+        return None
+
     def pipeline(self) -> contextlib.AbstractContextManager[Any]:
         """Statements inside are sent without waiting for each other's results, where the driver can
         (their cursors' results are in when the block ends); errors surface by the block's end."""

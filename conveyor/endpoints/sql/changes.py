@@ -494,8 +494,15 @@ class ChangeApplier:
             encoded = _encode([encoders[i] for i in indexes], values)
             groups.setdefault(indexes, []).append((*encoded, *_encode(key_encoders, key)))
         for indexes, rows in groups.items():
-            sets = ", ".join(f"{a.quote(net.columns[i])} = {a.param}" for i in indexes)
-            checks.append((a.executemany(f"UPDATE {name} SET {sets} WHERE {where}", rows), len(rows)))
+            names = [net.columns[i] for i in indexes]
+            sets = ", ".join(f"{a.quote(c)} = {a.param}" for c in names)
+            for chunk in _chunks(rows, max(1, min(BULK_ROWS, BULK_PARAMS // (len(names) + width)))):
+                sql = a.update_rows_sql(name, net.key, names, len(chunk))
+                if sql is None:
+                    cur = a.executemany(f"UPDATE {name} SET {sets} WHERE {where}", chunk)
+                else:
+                    cur = a.execute(sql, [v for row in chunk for v in row])
+                checks.append((cur, len(chunk)))
         return checks
 
     def _net_array_statements(
