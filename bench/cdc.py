@@ -27,7 +27,8 @@ marker is there (both tools apply whole transactions in commit order).
   default to off, which holds WAL back from both tools for up to 200 ms). p50 / p99 / max of
   arrived_at - sent_at, Conveyor (transactional apply) and native.
 * ``mysql2pg``: MariaDB -> PostgreSQL drain, Conveyor only (``full-load-and-cdc``, stopped once streaming,
-  then the backlog as above). Skipped when MySQL capture is not available.
+  then the backlog as above), without TLS to either server as in pg2pg (``MYSQL_TLS``). Skipped when MySQL
+  capture is not available.
 
 Medians of ``--runs`` runs; peak memory is PSS summed over Conveyor's whole process tree, sampled every
 50 ms (bench/fullload.py's ``tree_pss_mb``). Results also go to bench/results/cdc.json. ``--profile``
