@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conveyor.runner.state import DEFAULT_STATE_DIR, StateStore
+
 #: what the fork server imports once: the workers' code and every engine's driver
 PRELOAD = (
     "conveyor.runner.executor",
@@ -57,7 +59,7 @@ def wanted(argv: list[str], main_module: str) -> bool:
     itself, which re-imports the main module as ``__mp_main__``)."""
     if argv[1:2] != ["run"] or main_module == "__mp_main__":
         return False
-    return needed_for(argv[2] if len(argv) > 2 else "", _option(argv, "--state-dir") or ".conveyor")
+    return needed_for(argv[2] if len(argv) > 2 else "", _option(argv, "--state-dir") or DEFAULT_STATE_DIR)
 
 
 def _option(argv: list[str], name: str) -> str | None:
@@ -71,7 +73,7 @@ def _option(argv: list[str], name: str) -> str | None:
     return found
 
 
-def needed_for(task_file: str, state_dir: str = ".conveyor") -> bool:
+def needed_for(task_file: str, state_dir: str = DEFAULT_STATE_DIR) -> bool:
     """Whether a task may load in worker processes, read cheaply from its file before the heavy imports:
     not between two PostgreSQL databases (raw COPY on threads) nor into SQLite (one writer), not for
     change processing only (``cdc``, or a ``full-load-and-cdc`` whose full load ``state_dir`` records
@@ -98,8 +100,6 @@ def needed_for(task_file: str, state_dir: str = ".conveyor") -> bool:
 
 def _full_load_finished(state_dir: str, task_name: str) -> bool:
     """Whether the local state store records the task's full load as finished (read only; no store: no)."""
-    from conveyor.runner.state import StateStore
-
     if not (Path(state_dir) / StateStore.FILE).is_file():
         return False
     store = StateStore(state_dir)

@@ -14,6 +14,9 @@ from typing import Any
 
 from conveyor.errors import UserActionError
 
+#: where ``conveyor run`` keeps its state store unless ``--state-dir`` says otherwise
+DEFAULT_STATE_DIR = ".conveyor"
+
 
 class StateStore:
     #: the store's file in the state directory

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from conveyor.runner import forking
+from conveyor.runner.state import DEFAULT_STATE_DIR
 
 if forking.wanted(sys.argv, __name__):
     # Worker processes come from a fork server that imports Conveyor and its drivers once (~0.6 s of
@@ -165,7 +166,7 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run (DMS resume-processing).")
     ] = False,
-    state_dir: StateDir = ".conveyor",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print statistics as JSON (DMS field names).")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
     debug: Debug = False,
@@ -204,14 +205,14 @@ def demo(
         encoding="utf-8",
     )
     err.print(f"running {task_path}: {source} -> {target}")
-    code = guarded(debug, lambda: execute_task(str(task_path), str(folder / ".conveyor"), False, False, True))
+    code = guarded(debug, lambda: execute_task(str(task_path), str(folder / DEFAULT_STATE_DIR), False, False, True))
     raise typer.Exit(code)
 
 
 @app.command()
 def cleanup(
     task_file: Annotated[str, typer.Argument(help="Task file (YAML or JSON).")],
-    state_dir: StateDir = ".conveyor",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
     debug: Debug = False,
 ) -> None:
     """Remove what a task keeps between runs: its replication slot and publication on the source (a
