@@ -165,8 +165,9 @@ class Capture(Protocol):
     Positions compare with ``<`` in log order.
     """
 
-    #: seconds with nothing to deliver before ``stream()`` yields ``Idle`` (the runner sets it: its
-    #: latency is bounded by it when a lone transaction waits for company in a batch)
+    #: seconds with nothing to deliver before ``stream()`` yields ``Idle`` (the runner sets it). A stream
+    #: also yields ``Idle`` as soon as the source has nothing more ready after a whole transaction: the
+    #: runner then sends what it holds, so a lone transaction waits for no company
     idle_seconds: float
     #: a transaction with more changes than this is delivered in parts (``Transaction.partial``), so
     #: memory stays bounded whatever its size; None: whole (the runner sets it)

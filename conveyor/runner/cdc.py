@@ -448,7 +448,9 @@ class ChangeProcessing:
                 elif time.monotonic() - batch.opened >= window:
                     flush(busy_ok=True)
             elif isinstance(event, Idle):
-                flush()
+                # caught up: what is held goes now, or, while the target commits the batch before, with
+                # the next event (a transaction or the next Idle, within IDLE_SECONDS)
+                flush(busy_ok=True)
                 now = time.monotonic()
                 if in_parts or inflight is not None:
                     pass  # a checkpoint now would commit half a source transaction, or wait for the target

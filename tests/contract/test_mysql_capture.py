@@ -444,6 +444,26 @@ def test_a_big_transaction_comes_in_parts(mysql_url: str) -> None:
     capture.close()
 
 
+def test_a_caught_up_binlog_stream_says_so_at_once(mysql_url: str) -> None:
+    """Idle follows a transaction as soon as the server has sent nothing more, not after
+    ``idle_seconds``: the runner sends a lone transaction on at once (latency)."""
+    execute(mysql_url, "CREATE TABLE lone (id int PRIMARY KEY)")
+    capture = MySQLCapture(config(mysql_url), "lone", tables(mysql_url, "lone"), idle_seconds=60)
+    stream = capture.stream(capture.begin())
+    try:
+        for i in (1, 2):
+            execute(mysql_url, f"INSERT INTO lone VALUES ({i})")
+            started = time.monotonic()
+            txn = next(stream)
+            assert isinstance(txn, Transaction) and txn.changes[0].after == (i,)
+            idle = next(stream)
+            assert isinstance(idle, Idle) and idle.position == txn.commit_position
+            assert time.monotonic() - started < 10, "Idle waited for idle_seconds"
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+        capture.close()
+
+
 def test_a_restart_from_a_stored_position_delivers_exactly_what_followed(mysql_url: str) -> None:
     execute(mysql_url, "CREATE TABLE steps (id int PRIMARY KEY)")
     capture = capture_for(mysql_url, "steps")

@@ -438,6 +438,27 @@ def test_ack_decides_what_a_reconnect_resends(pg_url: str) -> None:
     again.close()
 
 
+def test_a_caught_up_stream_says_so_at_once(pg_url: str) -> None:
+    """Idle follows a transaction as soon as the server has nothing more ready, not after
+    ``idle_seconds``: the runner sends a lone transaction on at once (latency)."""
+    execute(pg_url, "CREATE TABLE lone (id int PRIMARY KEY)")
+    capture = PostgresCapture(config(pg_url), "lone", tables(pg_url, "lone"), idle_seconds=60)
+    capture.create_slot(export_snapshot=False)
+    stream = capture.stream(None)
+    try:
+        for i in (1, 2):
+            execute(pg_url, "INSERT INTO lone VALUES (%s)", (i,))
+            started = time.monotonic()
+            txn = next(stream)
+            assert isinstance(txn, Transaction) and txn.changes[0].after == (i,)
+            idle = next(stream)
+            assert isinstance(idle, Idle) and idle.position >= txn.commit_position
+            assert time.monotonic() - started < 10, "Idle waited for idle_seconds"
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+        capture.close()
+
+
 # --------------------------------------------------------------------------- big transactions
 def test_a_50k_row_transaction_streams_with_bounded_memory(pg_url: str) -> None:
     execute(pg_url, "CREATE TABLE big (id int PRIMARY KEY, v text, n numeric)")

@@ -791,7 +791,8 @@ class MySQLCapture:
     def stream(self, start: BinlogPosition) -> Iterator[Transaction | SchemaChanged | Idle]:
         """Whole transactions committed after ``start`` on the selected tables, in commit order;
         ``SchemaChanged`` where a DDL statement changed a selected table; ``Idle`` after
-        ``idle_seconds`` with nothing to yield. See the module docstring for what raises."""
+        ``idle_seconds`` with nothing to yield, and at once when the server has sent nothing more after
+        a whole transaction (caught up). See the module docstring for what raises."""
         try:
             self.verify_start(start)
             # the definitions stored with the position are those its rows need, whatever the catalog says now
@@ -973,16 +974,27 @@ class _Reader:
     def run(self) -> Iterator[Transaction | SchemaChanged | Idle]:
         capture, stream = self.capture, self.stream
         idle = capture.idle_seconds
+        caught_up = True  # no whole transaction was yielded since the last Idle
         last_yield = time.monotonic()
         while True:
             now = time.monotonic()
             if now - last_yield >= idle:
                 yield Idle(self.boundary)
                 last_yield = now = time.monotonic()
-            for event in stream.read_many(idle - (now - last_yield)):
+                caught_up = True
+            # after a transaction, only what is already there: none means caught up (Idle at once)
+            events = stream.read_many(0.0 if not caught_up else idle - (now - last_yield))
+            if not events and not caught_up:
+                caught_up = True
+                yield Idle(self.boundary)
+                last_yield = time.monotonic()
+                continue
+            for event in events:
                 for out in self.feed(event):
                     yield out
                     last_yield = time.monotonic()
+                    if isinstance(out, Transaction) and not out.partial:
+                        caught_up = False
 
     def position(self) -> BinlogPosition:
         return BinlogPosition(self.file, self.pos, self.gtid.text(), self.history)

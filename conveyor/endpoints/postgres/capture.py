@@ -690,7 +690,8 @@ class PostgresCapture:
     def stream(self, start_lsn: int | None = None) -> Iterator[Transaction | SchemaChanged | Idle]:
         """Whole transactions committed after ``start_lsn`` (default: the slot's confirmed position),
         in commit order; ``SchemaChanged`` before the transaction holding a schema change; ``Idle``
-        after ``idle_seconds`` with nothing to yield (also while a big transaction is still arriving).
+        after ``idle_seconds`` with nothing to yield (also while a big transaction is still arriving),
+        and at once when the server has nothing more ready after a whole transaction (caught up).
         Transactions without changes to the selected tables are not yielded (``Idle`` moves past them).
 
         Connection trouble raises ``TransientError`` (stream again from the stored position), a lost
@@ -709,6 +710,7 @@ class PostgresCapture:
             self._repl = repl
             delivered = start
             parted = False  # parts of the current transaction were yielded: its end must be too
+            caught_up = True  # no whole transaction was yielded since the last Idle
             last_yield = time.monotonic()
             while True:
                 if self._acked > repl.confirmed:
@@ -719,10 +721,17 @@ class PostgresCapture:
                     # only the last commit is known to be whole
                     yield Idle(delivered if decoder.in_transaction else max(delivered, repl.server_wal_end))
                     last_yield = now = time.monotonic()
+                    caught_up = True
                 try:
-                    messages = repl.read_many(self.idle_seconds - (now - last_yield))
+                    # after a transaction, only what is already there: none means caught up (Idle at once)
+                    messages = repl.read_many(0.0 if not caught_up else self.idle_seconds - (now - last_yield))
                 except psycopg.Error as exc:
                     raise self._stream_error(exc) from None
+                if not messages and not caught_up:
+                    caught_up = True
+                    yield Idle(delivered if decoder.in_transaction else max(delivered, repl.server_wal_end))
+                    last_yield = time.monotonic()
+                    continue
                 for message in messages:
                     event: Transaction | RelationChanged | SchemaChanged | LogicalMessage | None
                     event = feed(message.payload, message.wal_start)
@@ -739,6 +748,8 @@ class PostgresCapture:
                             delivered = event.commit_position
                             if not event.changes and not parted:
                                 event = None  # touched no selected table (PostgreSQL < 15 sends those)
+                            else:
+                                caught_up = False
                             parted = False
                     if event is not None:
                         yield event
