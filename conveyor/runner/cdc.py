@@ -20,6 +20,7 @@ The source's schema changes are followed on the target, or the table suspended (
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections import deque
@@ -67,6 +68,10 @@ BATCH_APPLY_CHANGES = 20_000
 #: a source transaction with more changes comes in parts of this many, applied into one open target
 #: transaction: memory stays bounded whatever the transaction's size
 PART_CHANGES = 10_000
+#: the interpreter's thread switch interval while streaming (Python's default is 5 ms): each target
+#: answer wakes the apply thread, which then waits for this thread (decoding, holding the GIL) to let it
+#: run. With 5 ms, those waits left the target idle ~40% of a PG->PG drain (bench/cdc.py, py-spy)
+GIL_SWITCH_SECONDS = 0.0005
 #: seconds of quiet on the source after which the stream says so (and stop requests are seen)
 IDLE_SECONDS = 0.02
 #: a quiet stream stores its advancing position at most this often (seconds): keeps the source's log short
@@ -310,10 +315,13 @@ class ChangeProcessing:
         # the source: the source's log sender and the target work at the same time instead of in turns.
         # At most one batch is in flight (the target connection is one), so memory stays two windows.
         executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-apply")
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         try:
             self._follow_with(applier, stored, watchdog, executor)
         finally:
             executor.shutdown(wait=True)  # a batch in flight ends (commits or fails) before the connection closes
+            sys.setswitchinterval(switch)
 
     def _follow_with(
         self, applier: SqlApplier, stored: dict[str, Any], watchdog: Watchdog, executor: ThreadPoolExecutor

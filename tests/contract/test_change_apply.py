@@ -187,4 +187,16 @@ def test_batch_apply_lands_the_same_rows_and_falls_back_on_a_missing_one(
     got = {r[0]: r for r in rows(url, "items")}
     assert got[4] == (4, "f", 0, None) and got[-1] == (-1, "new", 1, None)
     assert changes.read_position("cdc") == {"lsn": 2}
+
+    # the lease check travels with the bulk statements: a stale lease commits nothing, not even the position
+    with pytest.raises(StaleLease):
+        changes.apply(
+            "cdc",
+            lease - 1,
+            [Transaction(4, None, None, [change(Op.INSERT, schema, "items", after=(-2, "stale", 2, None))])],
+            {"lsn": 3},
+            net=True,
+        )
+    assert -2 not in {r[0] for r in rows(url, "items")}
+    assert changes.read_position("cdc") == {"lsn": 2}
     applier.close()

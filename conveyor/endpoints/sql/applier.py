@@ -307,13 +307,24 @@ class SqlApplier:
 
     def check_lease(self, task_name: str, lease: int) -> None:
         """Fencing: inside the segment's transaction, lock the lease row and verify it is ours."""
+        self.send_lease_check(task_name, lease)()
+
+    def send_lease_check(self, task_name: str, lease: int) -> Callable[[], None]:
+        """``check_lease`` in two halves: the statement goes now (into an open ``pipeline`` too), the
+        returned call verifies its result once it is in (raises ``StaleLease``)."""
         p = self.param
         cur = self.execute(
             f"UPDATE {self.control(LEASES_TABLE)} SET lease = lease WHERE task_name = {p} AND lease = {p}",
             (task_name, lease),
         )
-        if cur.rowcount != 1:
-            raise StaleLease(f"task {task_name!r} was started again elsewhere (lease {lease} is stale); this run stops")
+
+        def verify() -> None:
+            if cur.rowcount != 1:
+                raise StaleLease(
+                    f"task {task_name!r} was started again elsewhere (lease {lease} is stale); this run stops"
+                )
+
+        return verify
 
     def record_rejects(self, task_name: str, rejects: list[RejectedRow]) -> None:
         if not rejects:

@@ -268,8 +268,22 @@ class ChangeApplier:
             f"INSERT INTO {table} ({a.column_list(names)}) VALUES ({a.params(len(names))})", (*key, *values.values())
         )
 
-    def _save_position(self, task_name: str, lease: int, position: dict[str, Any]) -> frozenset[str]:
-        """Store ``position`` (its shared parts by digest); returns those digests."""
+    def _send_stamp(self, task_name: str, lease: int, position: dict[str, Any]) -> Callable[[], frozenset[str]]:
+        """What every target commit carries besides its changes: the lease check (fencing) and the source
+        position. The statements go now, into an open ``pipeline`` with the changes (one round trip for
+        all); the returned call verifies them once their results are in and gives the stored shared parts."""
+        verify_lease = self.applier.send_lease_check(task_name, lease)
+        verify_position = self._send_position(task_name, lease, position)
+
+        def verify() -> frozenset[str]:
+            verify_lease()
+            return verify_position()
+
+        return verify
+
+    def _send_position(self, task_name: str, lease: int, position: dict[str, Any]) -> Callable[[], frozenset[str]]:
+        """Store ``position`` (its shared parts by digest); the returned call, once the statements'
+        results are in, inserts the task's row the first time and gives those digests."""
         a = self.applier
         now = datetime.now(UTC).replace(tzinfo=None)
         stored: dict[str, Any] = {}
@@ -288,12 +302,16 @@ class ChangeApplier:
             f"WHERE task_name = {a.param}",
             (text, lease, now, task_name),
         )
-        if cur.rowcount == 0:
-            a.execute(
-                f"INSERT INTO {table} (task_name, position, lease, updated_at) VALUES ({a.params(4)})",
-                (task_name, text, lease, now),
-            )
-        return frozenset(parts)
+
+        def verify() -> frozenset[str]:
+            if cur.rowcount == 0:
+                a.execute(
+                    f"INSERT INTO {table} (task_name, position, lease, updated_at) VALUES ({a.params(4)})",
+                    (task_name, text, lease, now),
+                )
+            return frozenset(parts)
+
+        return verify
 
     def _save_parts(self, task_name: str, parts: dict[str, Any]) -> None:
         """Into the open transaction: the parts the target does not hold yet, and the removal of the task's
@@ -330,9 +348,10 @@ class ChangeApplier:
         a = self.applier
         if net and not self._parts:
             try:
-                result = self._run_net(prepared if prepared is not None else self.prepare_net(transactions))
-                if result is not None:
-                    return self._commit(task_name, lease, position, result)
+                plan = prepared if prepared is not None else self.prepare_net(transactions)
+                ran = self._run_net(plan, lambda: self._send_stamp(task_name, lease, position))
+                if ran is not None:
+                    return self._commit(task_name, lease, position, *ran)
             except (_NeedsCareful, RowRejected):
                 a.rollback()
             except Exception as exc:
@@ -371,12 +390,20 @@ class ChangeApplier:
         self._part_failed += result.failed
         return result
 
-    def _commit(self, task_name: str, lease: int, position: dict[str, Any], result: ApplyResult) -> ApplyResult:
+    def _commit(
+        self,
+        task_name: str,
+        lease: int,
+        position: dict[str, Any],
+        result: ApplyResult,
+        stamped: Callable[[], frozenset[str]] | None = None,
+    ) -> ApplyResult:
+        """Commit what the open transaction holds, with ``position``; ``stamped``: the verification
+        ``_send_stamp`` returned where its statements were already sent with the changes."""
         a = self.applier
         suspended = dict(self.suspensions)
         try:
-            a.check_lease(task_name, lease)
-            shared = self._save_position(task_name, lease, position)
+            shared = (stamped or self._send_stamp(task_name, lease, position))()
             self._save_suspensions(task_name, suspended)
             if self._part_failed:
                 a.record_rejects(task_name, self._part_failed)
@@ -447,9 +474,12 @@ class ChangeApplier:
             _count_table(plan.result, table_id, changes)
         return plan
 
-    def _run_net(self, plan: NetPlan) -> ApplyResult | None:
+    def _run_net(
+        self, plan: NetPlan, then: Callable[[], Callable[[], frozenset[str]]]
+    ) -> tuple[ApplyResult, Callable[[], frozenset[str]]] | None:
         """Batch apply's second half: per table, deletes, then inserts, then updates, each as few
-        statements as the driver allows; None when some table's changes do not fold (nothing was
+        statements as the driver allows, then ``then()`` (the commit's stamp, in the same round trip);
+        its result with what ``then`` returned. None when some table's changes do not fold (nothing was
         written then)."""
         if not plan.folds:
             return None
@@ -464,9 +494,10 @@ class ChangeApplier:
                     cur = a.execute(sql, params)
                     if expected is not None:
                         checks.append((cur, expected))
+            stamped = then()
         if any(cur.rowcount != expected for cur, expected in checks):
             raise _NeedsCareful
-        return plan.result
+        return plan.result, stamped
 
     def _write_net(self, target: ChangeTarget, net: NetChanges) -> list[tuple[Any, int]]:
         """Send one table's net changes as multi-row statements (engines without array parameters);
