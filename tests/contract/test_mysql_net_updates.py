@@ -198,3 +198,56 @@ def test_a_missing_row_sends_the_window_the_careful_way(target: Target) -> None:
     ]
     assert "matched 0 target rows" in failed[0][1] and "Data too long" in failed[1][1]
     assert table_rows(url, "bulk") == table_rows(url, "one")
+
+
+def test_wide_rows_are_split_below_max_allowed_packet(mysql_url: str) -> None:
+    """A window of rows whose multi-row statements would exceed the server's ``max_allowed_packet`` is
+    sent as several statements (one too big fails and drops the connection): every row lands, exactly."""
+    execute_sql(mysql_url, ["CREATE TABLE wide (id int PRIMARY KEY, body longtext, raw longblob)"])
+    admin = mysql_connect(mysql_url)
+    with admin.cursor() as cur:
+        cur.execute("SELECT @@global.max_allowed_packet")
+        (packet,) = cur.fetchone()
+        cur.execute("SET GLOBAL max_allowed_packet = 1048576")  # the connection opened next reads it
+    try:
+        config = parse_endpoint(mysql_url, "target")
+        spec = engine_for(config)
+        applier = spec.open_applier(config, spec.default_schema(config))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
+        admin.close()
+    intro = spec.open_introspector(config)
+    table = intro.table(TableId(spec.default_schema(config), "wide"))
+    natives = [applier.map_type(c.type) for c in table.columns]
+    encoders = [applier.encoder(c.type, n) for c, n in zip(table.columns, natives, strict=True)]
+    changes = ChangeApplier(applier, {table.id: ChangeTarget(table, encoders, natives)})
+    lease = applier.start_task("cdc", fresh=True)
+    assert changes.read_position("cdc") is None  # creates the state tables
+    columns = ("id", "body", "raw")
+
+    def body(i: int, version: str) -> str:
+        return f"{version}{i}'\\é😀" * 2000  # ~20 KB, characters the statement escapes or writes in 4 bytes
+
+    inserts = [
+        Change(Op.INSERT, table.id, columns, None, (i, body(i, "a"), bytes([i % 256]) * 20_000), None)
+        for i in range(200)
+    ]
+    changes.apply("cdc", lease, [Transaction(1, None, None, inserts)], {"n": 1}, net=True)
+    updates = [
+        Change(Op.UPDATE, table.id, columns, None, (i, body(i, "b"), b"\0'\\" * 7000), None) for i in range(0, 200, 2)
+    ]
+    deletes = [Change(Op.DELETE, table.id, columns, (i, None, None), None, None) for i in range(1, 200, 4)]
+    result = changes.apply("cdc", lease, [Transaction(2, None, None, [*updates, *deletes])], {"n": 2}, net=True)
+    assert (result.updates, result.deletes, result.failed) == (100, 50, [])
+    expected = {i: (i, body(i, "a"), bytes([i % 256]) * 20_000) for i in range(200)}
+    expected.update({i: (i, body(i, "b"), b"\0'\\" * 7000) for i in range(0, 200, 2)})
+    for i in range(1, 200, 4):
+        del expected[i]
+    conn = mysql_connect(mysql_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, body, raw FROM wide ORDER BY id")
+        assert list(cur.fetchall()) == [expected[i] for i in sorted(expected)]
+    conn.close()
+    assert changes.read_position("cdc") == {"n": 2}
+    applier.close()

@@ -38,6 +38,9 @@ DATA_ERRORS = frozenset(
 #: a foreign key name taken by another table (names are per database in InnoDB)
 DUPLICATE_CONSTRAINT = frozenset({1005, 1022, 1826})
 TABLE_OPTIONS = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+#: bytes of a statement's SQL besides its values (column lists, joins; the separators between values are
+#: counted with them), kept free below ``max_allowed_packet``
+STATEMENT_MARGIN = 64 << 10
 #: first versions with ``RENAME COLUMN``; older servers rename with CHANGE and the whole definition
 RENAME_COLUMN_SINCE = {True: (10, 5), False: (8, 0)}  # keyed by is MariaDB
 CHANGE_COLUMN_SQL = "ALTER TABLE {table} CHANGE COLUMN {column} {definition}"
@@ -92,6 +95,10 @@ class MySQLApplier(SqlApplier):
         #: one row of a table value constructor (``update_rows_sql``); None: the server has none
         self.values_row: str | None = VALUES_ROW[self.mariadb] if version >= VALUES_SINCE[self.mariadb] else None
         self._statements: dict[tuple[Any, ...], tuple[str, list[int]]] = {}
+        with connection.cursor() as cur:
+            cur.execute("SELECT @@max_allowed_packet")
+            # the statement's SQL around the values is below STATEMENT_MARGIN bytes
+            self.statement_bytes = max(int(cur.fetchone()[0]) - STATEMENT_MARGIN, STATEMENT_MARGIN)
         if self.mariadb:  # MariaDB 10.3+ has sequences (signed BIGINT, one short of each bound); MySQL none
             self.no_cycle = "NOCYCLE"
             self.sequence_range = (-(2**63) + 1, 2**63 - 2)

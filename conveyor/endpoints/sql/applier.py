@@ -58,6 +58,9 @@ class SqlApplier:
     engine = ""
     #: placeholder for a bound parameter in the driver's paramstyle
     param = "%s"
+    #: bytes one statement (its SQL with the values written in) may take on the server; None: no limit
+    #: that batch apply's multi-row statements could meet (MySQL's ``max_allowed_packet`` has one)
+    statement_bytes: int | None = None
     #: whether ALTER TABLE can add constraints after creation (SQLite cannot)
     alter_constraints = True
     #: whether index names live per schema (PostgreSQL, SQLite) rather than per table (MySQL)

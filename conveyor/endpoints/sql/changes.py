@@ -510,15 +510,26 @@ class ChangeApplier:
         width = len(net.key)
         key_sql = a.quote(net.key[0]) if width == 1 else f"({a.column_list(net.key)})"
         one_key = a.param if width == 1 else f"({a.params(width)})"
+        limit = a.statement_bytes
+
+        def deleted(keys: list[Any]) -> list[Any]:
+            return [v for k in keys for v in _encode(key_encoders, k)]
+
+        def inserted(rows: list[Any]) -> list[Any]:
+            return [v for row in rows for v in _encode(encoders, row)]
+
+        def updated(rows: list[tuple[Any, ...]]) -> list[Any]:
+            return [v for row in rows for v in row]
+
         for chunk in _chunks(net.deletes, max(1, BULK_PARAMS // width)):
-            params = [v for k in chunk for v in _encode(key_encoders, k)]
-            cur = a.execute(f"DELETE FROM {name} WHERE {key_sql} IN ({', '.join([one_key] * len(chunk))})", params)
-            checks.append((cur, len(chunk)))
+            for keys, params in _fitted(chunk, deleted, limit):
+                cur = a.execute(f"DELETE FROM {name} WHERE {key_sql} IN ({', '.join([one_key] * len(keys))})", params)
+                checks.append((cur, len(keys)))
         row_sql = f"({a.params(len(net.columns))})"
         head = f"INSERT INTO {name} ({a.column_list(net.columns)}) VALUES "
         for chunk in _chunks(net.inserts, max(1, min(BULK_ROWS, BULK_PARAMS // len(net.columns)))):
-            params = [v for row in chunk for v in _encode(encoders, row)]
-            a.execute(head + ", ".join([row_sql] * len(chunk)), params)
+            for rows, params in _fitted(chunk, inserted, limit):
+                a.execute(head + ", ".join([row_sql] * len(rows)), params)
         where = " AND ".join(f"{a.quote(k)} = {a.param}" for k in net.key)
         groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
         for key, indexes, values in net.updates:
@@ -528,12 +539,13 @@ class ChangeApplier:
             names = [net.columns[i] for i in indexes]
             sets = ", ".join(f"{a.quote(c)} = {a.param}" for c in names)
             for chunk in _chunks(rows, max(1, min(BULK_ROWS, BULK_PARAMS // (len(names) + width)))):
-                sql = a.update_rows_sql(name, net.key, names, len(chunk))
-                if sql is None:
-                    cur = a.executemany(f"UPDATE {name} SET {sets} WHERE {where}", chunk)
-                else:
-                    cur = a.execute(sql, [v for row in chunk for v in row])
-                checks.append((cur, len(chunk)))
+                for part, params in _fitted(chunk, updated, limit):
+                    sql = a.update_rows_sql(name, net.key, names, len(part))
+                    if sql is None:
+                        cur = a.executemany(f"UPDATE {name} SET {sets} WHERE {where}", part)
+                    else:
+                        cur = a.execute(sql, params)
+                    checks.append((cur, len(part)))
         return checks
 
     def _net_array_statements(
@@ -711,6 +723,28 @@ def _encode(encoders: Sequence[Encoder | None], values: Sequence[Any]) -> list[A
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _fitted(
+    rows: list[T], params_of: Callable[[list[T]], list[Any]], limit: int | None
+) -> Iterator[tuple[list[T], list[Any]]]:
+    """``rows`` with their statement's parameters, halved until each part's statement stays within
+    ``limit`` bytes on the server (``SqlApplier.statement_bytes``; a lone row goes as it is)."""
+    params = params_of(rows)
+    if limit is None or len(rows) == 1 or _written_bytes(params) <= limit:
+        yield rows, params
+        return
+    half = len(rows) // 2
+    yield from _fitted(rows[:half], params_of, limit)
+    yield from _fitted(rows[half:], params_of, limit)
+
+
+def _written_bytes(params: list[Any]) -> int:
+    """At most the bytes ``params`` take written into a statement: a text escaped, in UTF-8 (4 bytes a
+    character at most), bytes escaped (2 a byte), any other value 64; 8 more each for quotes and separators."""
+    return sum(
+        4 * len(v) if isinstance(v, str) else 2 * len(v) if isinstance(v, bytes | bytearray) else 56 for v in params
+    ) + 8 * len(params)
 
 
 class _NeedsCareful(Exception):
