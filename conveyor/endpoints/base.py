@@ -169,9 +169,11 @@ class Capture(Protocol):
     #: also yields ``Idle`` as soon as the source has nothing more ready after a whole transaction: the
     #: runner then sends what it holds, so a lone transaction waits for no company
     idle_seconds: float
-    #: a transaction with more changes than this is delivered in parts (``Transaction.partial``), so
-    #: memory stays bounded whatever its size; None: whole (the runner sets it)
+    #: a transaction with more changes than this, or more than ``part_bytes`` bytes of them, is delivered
+    #: in parts (``Transaction.partial``), so memory stays bounded whatever its size; None: whole (the
+    #: runner sets both)
     part_changes: int | None
+    part_bytes: int | None
     #: tables whose values the runner wants as the source's own text (str; None for NULL; UNCHANGED as
     #: ever) instead of Python values: a same-engine target reads that text exactly (the runner sets it,
     #: only for engines with ``Capabilities.cdc_text_values``)

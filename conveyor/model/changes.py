@@ -82,6 +82,8 @@ class Transaction:
     commit_ts: datetime | None
     changes: list[Change] = field(default_factory=list)
     partial: bool = False
+    #: bytes the source sent for ``changes`` (row images as logged): what memory bounds are counted in
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

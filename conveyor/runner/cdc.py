@@ -66,8 +66,12 @@ CHANGES_PER_MB = 800
 #: most 20,000 changes: ~32k changes/s, ~120 MB)
 BATCH_APPLY_CHANGES = 20_000
 #: a source transaction with more changes comes in parts of this many, applied into one open target
-#: transaction: memory stays bounded whatever the transaction's size
+#: transaction: memory stays bounded whatever the transaction's size ...
 PART_CHANGES = 10_000
+#: ... and so does one with more bytes of row images (as the source logged them: wide rows, LOBs), and a
+#: window never holds more either, in both apply modes: held decoded and as statement text, a byte the
+#: source sent takes a few in memory (two windows at a time: the one committing and the next)
+PART_BYTES = WINDOW_BYTES = 16 << 20
 #: the interpreter's thread switch interval while streaming (Python's default is 5 ms): each target
 #: answer wakes the apply thread, which then waits for this thread (decoding, holding the GIL) to let it
 #: run. With 5 ms, those waits left the target idle ~40% of a PG->PG drain (bench/cdc.py, py-spy)
@@ -94,6 +98,8 @@ class _Batch:
     changes: int
     opened: float
     position: Any
+    #: bytes the source sent for the changes (``Transaction.size``)
+    size: int = 0
 
 
 class ChangeProcessing:
@@ -204,6 +210,7 @@ class ChangeProcessing:
         self._capture = self.source.open_capture(self.task.source, self.task.name, [p.source for p in self.plans])
         self._capture.idle_seconds = IDLE_SECONDS
         self._capture.part_changes = PART_CHANGES
+        self._capture.part_bytes = PART_BYTES
         for w in self.capture.check():
             self._warn(w)
 
@@ -448,10 +455,11 @@ class ChangeProcessing:
                     batch = _Batch([], 0, time.monotonic(), None)
                 batch.transactions.append(txn)
                 batch.changes += len(txn.changes)
+                batch.size += txn.size
                 batch.position = txn.commit_position
                 self.cdc.incoming_changes += len(txn.changes)
                 self._latency_source(txn)
-                if batch.changes >= max_changes:
+                if batch.changes >= max_changes or batch.size >= WINDOW_BYTES:
                     flush()
                 elif time.monotonic() - batch.opened >= window:
                     flush(busy_ok=True)
@@ -538,7 +546,7 @@ class ChangeProcessing:
             kept.append(change)
         if not kept:
             return None
-        return Transaction(txn.txid, txn.commit_position, txn.commit_ts, kept)
+        return Transaction(txn.txid, txn.commit_position, txn.commit_ts, kept, size=txn.size)
 
     def _applied(self, batch: _Batch, result: ApplyResult) -> None:
         """Statistics after a target commit (``batch.position`` set) or a part sent into the open one."""

@@ -444,6 +444,26 @@ def test_a_big_transaction_comes_in_parts(mysql_url: str) -> None:
     capture.close()
 
 
+def test_a_transaction_of_wide_rows_comes_in_parts_by_bytes(mysql_url: str) -> None:
+    """Few rows, many bytes: parts close at ``part_bytes`` of row images whatever their count."""
+    execute(mysql_url, "CREATE TABLE wide (id int PRIMARY KEY, body longtext)")
+    capture = capture_for(mysql_url, "wide")
+    capture.part_changes, capture.part_bytes = 1000, 1 << 20
+    start = capture.begin()
+    # ~200 KB a row, one rows event each (an event holds rows up to binlog_row_event_max_size, 8 KB)
+    execute(mysql_url, "INSERT INTO wide SELECT seq, REPEAT(MD5(seq), 6400) FROM seq_1_to_20")
+    stream = capture.stream(start)
+    txns = transactions(until_idle(stream))
+    stream.close()  # type: ignore[attr-defined]
+    *parts, last = txns
+    assert len(parts) >= 3 and all(t.partial and len(t.changes) < 20 for t in parts)
+    assert all((1 << 20) <= t.size < (1 << 20) + 210_000 for t in parts), [t.size for t in parts]
+    assert not last.partial and last.size < (1 << 20) and last.commit_position is not None
+    assert [c.after[0] for t in txns for c in t.changes if c.after] == list(range(1, 21))
+    assert all(len(c.after[1]) == 204_800 for t in txns for c in t.changes if c.after)
+    capture.close()
+
+
 def test_a_caught_up_binlog_stream_says_so_at_once(mysql_url: str) -> None:
     """Idle follows a transaction as soon as the server has sent nothing more, not after
     ``idle_seconds``: the runner sends a lone transaction on at once (latency)."""

@@ -476,6 +476,25 @@ def test_a_50k_row_transaction_streams_with_bounded_memory(pg_url: str) -> None:
     capture.close()
 
 
+def test_a_transaction_of_wide_rows_comes_in_parts_by_bytes(pg_url: str) -> None:
+    """Few rows, many bytes: parts close at ``part_bytes`` of change messages whatever their count."""
+    execute(pg_url, "CREATE TABLE wide (id int PRIMARY KEY, body text)")
+    capture = capture_for(pg_url, "wide", "wide")
+    capture.part_changes, capture.part_bytes = 1000, 1 << 20
+    capture.create_slot(export_snapshot=False)
+    # ~200 KB each: pgoutput sends the whole value, however TOAST compressed it
+    execute(pg_url, "INSERT INTO wide SELECT g, repeat(md5(g::text), 6400) FROM generate_series(1, 20) g")
+    txns = transactions(capture, None, 1, timeout=60)
+    *parts, last = txns
+    assert len(parts) >= 3 and all(t.partial and len(t.changes) < 20 for t in parts)
+    # a part closes at the first change that takes it to part_bytes
+    assert all((1 << 20) <= t.size < (1 << 20) + 210_000 for t in parts), [t.size for t in parts]
+    assert not last.partial and last.size < (1 << 20) and last.commit_position is not None
+    assert [c.after[0] for t in txns for c in t.changes if c.after] == list(range(1, 21))
+    assert all(len(c.after[1]) == 204_800 for t in txns for c in t.changes if c.after)
+    capture.close()
+
+
 # --------------------------------------------------------------------------- gaps
 def test_a_dropped_slot_asks_for_a_resync(pg_url: str) -> None:
     execute(pg_url, "CREATE TABLE gone (id int PRIMARY KEY)")

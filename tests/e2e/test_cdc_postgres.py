@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -226,6 +227,49 @@ def test_a_big_transaction_comes_in_parts_and_lands_whole(
     assert set(seen) <= {3000, 14500}, sorted(set(seen))  # never anything in between
     assert 14500 in seen
     assert len(parts) >= 6 and max(parts) <= 2_000, parts
+
+
+@pytest.mark.parametrize("batch_apply", [False, True], ids=["transactional", "batch"])
+def test_wide_rows_come_in_parts_and_windows_bounded_by_bytes(
+    source_url: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_apply: bool
+) -> None:
+    """Few changes, many bytes (LOBs): a transaction comes in parts and a window closes at their byte
+    bounds, far below the change counts; the target still never shows a transaction half applied."""
+    limit = 512 << 10
+    monkeypatch.setattr("conveyor.runner.cdc.PART_BYTES", limit)
+    monkeypatch.setattr("conveyor.runner.cdc.WINDOW_BYTES", limit)
+    parts: list[int] = []
+    windows: list[int] = []
+    apply_part, apply = ChangeApplier.apply_part, ChangeApplier.apply
+
+    def counted_part(self: ChangeApplier, transaction: Transaction) -> ApplyResult:
+        parts.append(transaction.size)
+        return apply_part(self, transaction)
+
+    def counted(self: ChangeApplier, task: str, lease: int, transactions: list[Transaction], *a: Any, **k: Any) -> Any:
+        windows.append(sum(t.size for t in transactions))
+        return apply(self, task, lease, transactions, *a, **k)
+
+    monkeypatch.setattr(ChangeApplier, "apply_part", counted_part)
+    monkeypatch.setattr(ChangeApplier, "apply", counted)
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    doc["settings"] = {"TargetMetadata": {"BatchApplyEnabled": batch_apply}}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url) as conn:  # 40 rows of ~100 KB in one transaction (4 MB)
+        conn.execute(
+            "INSERT INTO items SELECT g, 'wide', 1, 1, repeat(md5(g::text), 3200) "
+            "FROM generate_series(100001, 100040) g"
+        )
+    with psycopg.connect(source_url, autocommit=True) as conn:  # then 60 transactions of one wide row
+        for g in range(100041, 100101):
+            conn.execute("INSERT INTO items VALUES (%s, 'wide', 1, 1, repeat(md5(%s::text), 3200))", (g, g))
+    wait_equal(task, source_url, pg_url)
+    task.finish()
+    wide = 102_400 + 200  # one change message: the value and the rest of the row
+    assert len(parts) >= 6 and all(limit <= p < limit + wide for p in parts), parts
+    assert all(w < limit + wide for w in windows), windows
+    assert sum(windows) + sum(parts) >= 100 * 102_400  # every change was counted
 
 
 def test_foreign_keys_on_the_target_hold_whatever_the_fold(

@@ -376,6 +376,7 @@ class MySQLCapture:
         self.idle_seconds = idle_seconds
         #: transactions with more changes come in parts (``Transaction.partial``); None: whole
         self.part_changes: int | None = None
+        self.part_bytes: int | None = None
         self.text_tables: frozenset[TableId] = frozenset()  # values are always Python values here
         self.silence_timeout = silence_timeout
         self.catalog_timeout = catalog_timeout
@@ -968,6 +969,8 @@ class _Reader:
         self.group_domain = -1
         self.group_mysql: tuple[str, int] | None = None
         self.pending: list[tuple[Op, TableId, tuple[str, ...], Any, Any, BinlogPosition]] = []
+        #: bytes of the row images in ``pending`` (as logged, uncompressed)
+        self.pending_bytes = 0
         #: parts of the current transaction were handed out (``Transaction.partial``)
         self.parted = False
 
@@ -1150,6 +1153,7 @@ class _Reader:
             rows = mapped.decoder.rows(data, p, len(data))
         except (ValueError, IndexError, struct.error) as exc:
             raise TerminalError(f"cannot decode the rows of {mapped.table} at {self.file}:{start}: {exc}") from None
+        self.pending_bytes += len(data) - p
         names = mapped.names
         table = mapped.table
         position = BinlogPosition(self.file, start)
@@ -1228,7 +1232,7 @@ class _Reader:
     def _commit(self, event: Event, xid: int | None) -> list[Transaction | SchemaChanged]:
         self._group_done()
         position = self.position()
-        pending = self.pending
+        pending, size = self.pending, self.pending_bytes
         txid: int | str | None = self.group_gtid or xid
         parted = self.parted
         self._end_group()
@@ -1238,20 +1242,24 @@ class _Reader:
         commit_ts = datetime.fromtimestamp(event.timestamp, UTC)
         tail = (position, commit_ts, txid)
         changes = [change_from_fields(p + tail) for p in pending]
-        return [Transaction(txid, position, commit_ts, changes)]
+        return [Transaction(txid, position, commit_ts, changes, size=size)]
 
     def _part(self, event: Event) -> list[Transaction | SchemaChanged]:
-        """The changes so far of a transaction that grew past ``part_changes``, handed out early."""
-        limit = self.capture.part_changes
-        if limit is None or len(self.pending) < limit:
+        """The changes so far of a transaction that grew past ``part_changes`` or ``part_bytes``, handed
+        out early."""
+        changes_limit, bytes_limit = self.capture.part_changes, self.capture.part_bytes
+        if (changes_limit is None or len(self.pending) < changes_limit) and (
+            bytes_limit is None or self.pending_bytes < bytes_limit
+        ):
             return []
         txid: int | str | None = self.group_gtid or None
         ts = datetime.fromtimestamp(event.timestamp, UTC)
         tail = (None, ts, txid)
         changes = [change_from_fields(p + tail) for p in self.pending]
-        self.pending = []
+        size = self.pending_bytes
+        self.pending, self.pending_bytes = [], 0
         self.parted = True
-        return [Transaction(txid, None, ts, changes, partial=True)]
+        return [Transaction(txid, None, ts, changes, partial=True, size=size)]
 
     def _end_group(self) -> None:
         self.parted = False
@@ -1260,6 +1268,7 @@ class _Reader:
         self.group_domain = -1
         self.group_mysql = None
         self.pending = []
+        self.pending_bytes = 0
 
     def _ddl(self, sql: str, database: str, event: Event) -> list[Transaction | SchemaChanged]:
         """A standalone statement: the schema changes and truncations of selected tables it makes."""

@@ -232,8 +232,9 @@ class PostgresCapture:
         self.tables = list(tables)
         self.slot = self.publication = capture_name(task)
         self.idle_seconds = idle_seconds
-        #: transactions with more changes come in parts (``Transaction.partial``); None: whole
+        #: transactions with more changes, or bytes of them, come in parts (``Transaction.partial``); None: whole
         self.part_changes: int | None = None
+        self.part_bytes: int | None = None
         self.text_tables: frozenset[TableId] = frozenset()
         self.silence_timeout = silence_timeout
         self.catalog_timeout = catalog_timeout
@@ -684,6 +685,7 @@ class PostgresCapture:
             money_scale=self._money_scale(),
             expected=expected,
             part_changes=self.part_changes,
+            part_bytes=self.part_bytes,
             text_tables=self.text_tables,
         )
 

@@ -422,13 +422,16 @@ class PgOutputDecoder:
         money_scale: int = 2,
         expected: Mapping[TableId, Sequence[tuple[str, str]]] | None = None,
         part_changes: int | None = None,
+        part_bytes: int | None = None,
         text_tables: Collection[TableId] = (),
     ) -> None:
         #: tables whose values stay the server's text form (str), for a PostgreSQL target that reads
         #: them as they are: exact by construction, and no parsing into Python values and back
         self.text_tables = frozenset(text_tables)
-        #: a transaction with more changes than this is returned in parts (``Transaction.partial``)
+        #: a transaction with more changes than this, or more bytes of change messages, is returned in
+        #: parts (``Transaction.partial``)
         self.part_changes = part_changes
+        self.part_bytes = part_bytes
         self.resolve_type: TypeResolver = resolve_type or builtin_type
         #: the last known (column, native type) pairs of each table
         self.known: dict[TableId, tuple[tuple[str, str], ...]] = {
@@ -440,6 +443,8 @@ class PgOutputDecoder:
         self.types: dict[int, tuple[str, str]] = {}
         self.origin: str | None = None
         self._pending: list[tuple[Any, ...]] | None = None
+        #: bytes of the change messages in ``_pending``
+        self._pending_bytes = 0
         self._xid = 0
         self._commit_ts: datetime | None = None
         self._final_lsn = 0
@@ -495,7 +500,10 @@ class PgOutputDecoder:
             if pending is None:
                 raise DecodeError(f"a change outside a transaction at {format_lsn(lsn)}")
             pending.append((op, rel.table, rel.names, before, after, lsn))
-            if self.part_changes is not None and len(pending) >= self.part_changes:
+            size = self._pending_bytes = self._pending_bytes + len(data)
+            if (self.part_changes is not None and len(pending) >= self.part_changes) or (
+                self.part_bytes is not None and size >= self.part_bytes
+            ):
                 return self._part(pending)
             return None
         if kind == 66:  # 'B' begin
@@ -505,6 +513,7 @@ class PgOutputDecoder:
             self._begin_lsn = lsn
             self._commit_ts = pg_timestamp(ts)
             self._pending = []
+            self._pending_bytes = 0
             self.origin = None
             return None
         if kind == 67:  # 'C' commit
@@ -516,7 +525,7 @@ class PgOutputDecoder:
             tail = (end_lsn, commit_ts, xid)
             changes = [change_from_fields(p + tail) for p in pending]
             self._pending = None
-            return Transaction(xid, end_lsn, commit_ts, changes)
+            return Transaction(xid, end_lsn, commit_ts, changes, size=self._pending_bytes)
         if kind == 82:  # 'R' relation
             return self._relation(data, lsn)
         if kind == 84:  # 'T' truncate
@@ -555,12 +564,14 @@ class PgOutputDecoder:
 
     # ------------------------------------------------------------------ parts
     def _part(self, pending: list[tuple[Any, ...]]) -> Transaction:
-        """The changes so far (``pending``) of a transaction that grew to ``part_changes``, handed out early."""
+        """The changes so far (``pending``) of a transaction that grew to ``part_changes`` or ``part_bytes``,
+        handed out early."""
         xid, commit_ts = self._xid, self._commit_ts
         tail = (None, commit_ts, xid)
         changes = [change_from_fields(p + tail) for p in pending]
         self._pending = []
-        return Transaction(xid, None, commit_ts, changes, partial=True)
+        size, self._pending_bytes = self._pending_bytes, 0
+        return Transaction(xid, None, commit_ts, changes, partial=True, size=size)
 
     def _known(self, oid: int) -> _RelationState:
         state = self._relations.get(oid)
