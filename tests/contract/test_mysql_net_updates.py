@@ -251,3 +251,52 @@ def test_wide_rows_are_split_below_max_allowed_packet(mysql_url: str) -> None:
     conn.close()
     assert changes.read_position("cdc") == {"n": 2}
     applier.close()
+
+
+def test_a_row_over_max_allowed_packet_is_rejected_with_the_fix(mysql_url: str) -> None:
+    """One row bigger than the server's ``max_allowed_packet`` as a statement: refused before it is sent
+    (the server would drop the connection, and every retry meet it again), recorded as a rejected row
+    naming the setting; the rest of the window lands."""
+    execute_sql(mysql_url, ["CREATE TABLE huge (id int PRIMARY KEY, body longtext)"])
+    admin = mysql_connect(mysql_url)
+    with admin.cursor() as cur:
+        cur.execute("SELECT @@global.max_allowed_packet")
+        (packet,) = cur.fetchone()
+        cur.execute("SET GLOBAL max_allowed_packet = 1048576")
+    try:
+        config = parse_endpoint(mysql_url, "target")
+        spec = engine_for(config)
+        applier = spec.open_applier(config, spec.default_schema(config))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
+        admin.close()
+    intro = spec.open_introspector(config)
+    table = intro.table(TableId(spec.default_schema(config), "huge"))
+    natives = [applier.map_type(c.type) for c in table.columns]
+    encoders = [applier.encoder(c.type, n) for c, n in zip(table.columns, natives, strict=True)]
+    changes = ChangeApplier(applier, {table.id: ChangeTarget(table, encoders, natives)})
+    lease = applier.start_task("cdc", fresh=True)
+    assert changes.read_position("cdc") is None  # creates the state tables
+    columns = ("id", "body")
+    fits = "x" * 600_000  # 600 KB: over the pessimistic bound (4 bytes a character), within the packet
+    window = [
+        Change(Op.INSERT, table.id, columns, None, (1, fits), None),
+        Change(Op.INSERT, table.id, columns, None, (2, "y" * 1_100_000), None),
+        Change(Op.INSERT, table.id, columns, None, (3, "small"), None),
+    ]
+    for net in (True, False):
+        result = changes.apply("cdc", lease, [Transaction(1, None, None, window)], {"n": int(net)}, net=net)
+        assert result.inserts == 2 and [f.key for f in result.failed] == [{"id": 2}]
+        assert "max_allowed_packet (1,048,576)" in result.failed[0].reason
+        conn = mysql_connect(mysql_url)
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, body FROM huge ORDER BY id")
+            assert list(cur.fetchall()) == [(1, fits), (3, "small")]
+            cur.execute("DELETE FROM huge")
+            cur.execute("SELECT statement FROM conveyor_apply_exceptions WHERE table_name = 'huge'")
+            (recorded,) = cur.fetchall()[-1]  # the row's first 64k characters, for people
+            assert recorded.startswith('{"id": 2, "body": "yyy') and recorded.endswith("(1,100,021 characters in all)")
+        conn.commit()
+        conn.close()
+    applier.close()

@@ -24,7 +24,7 @@ from conveyor.endpoints.mysql import types
 from conveyor.endpoints.mysql.connect import is_mariadb, quote, quote_literal
 from conveyor.endpoints.mysql.errors import error_code
 from conveyor.endpoints.mysql.protocol import LOCAL_NAME, tsv_payload
-from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, first_line, shutdown_socket
+from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, first_line, shutdown_socket, written_bytes
 from conveyor.errors import TerminalError
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Column, Table, TableId
@@ -38,6 +38,9 @@ DATA_ERRORS = frozenset(
 #: a foreign key name taken by another table (names are per database in InnoDB)
 DUPLICATE_CONSTRAINT = frozenset({1005, 1022, 1826})
 TABLE_OPTIONS = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+#: statements with at most this many parameters are one row's (checked against ``max_allowed_packet``
+#: one by one; bulk statements are sized to fit, ``ChangeApplier._write_net``)
+ROW_PARAMS = 256
 #: bytes of a statement's SQL besides its values (column lists, joins; the separators between values are
 #: counted with them), kept free below ``max_allowed_packet``
 STATEMENT_MARGIN = 64 << 10
@@ -48,6 +51,12 @@ CHANGE_COLUMN_SQL = "ALTER TABLE {table} CHANGE COLUMN {column} {definition}"
 #: updates (MariaDB 10.11): 0.4-0.55 s of server CPU against 0.7-0.8 s as a UNION ALL of one-row SELECTs.
 VALUES_SINCE = {True: (10, 3, 3), False: (8, 0, 19)}  # keyed by is MariaDB
 VALUES_ROW = {True: "({})", False: "ROW({})"}
+
+
+class StatementTooBig(pymysql.err.DataError):
+    """A row that would not fit in one statement below the server's ``max_allowed_packet``: the server
+    would drop the connection, and the retry meet it again. Refused before it is sent, as a value the
+    target rejects."""
 
 
 class LoadWarning(pymysql.err.DataError):
@@ -97,8 +106,9 @@ class MySQLApplier(SqlApplier):
         self._statements: dict[tuple[Any, ...], tuple[str, list[int]]] = {}
         with connection.cursor() as cur:
             cur.execute("SELECT @@max_allowed_packet")
-            # the statement's SQL around the values is below STATEMENT_MARGIN bytes
-            self.statement_bytes = max(int(cur.fetchone()[0]) - STATEMENT_MARGIN, STATEMENT_MARGIN)
+            self.max_packet = int(cur.fetchone()[0])
+        # the statement's SQL around the values is below STATEMENT_MARGIN bytes
+        self.statement_bytes = max(self.max_packet - STATEMENT_MARGIN, STATEMENT_MARGIN)
         if self.mariadb:  # MariaDB 10.3+ has sequences (signed BIGINT, one short of each bound); MySQL none
             self.no_cycle = "NOCYCLE"
             self.sequence_range = (-(2**63) + 1, 2**63 - 2)
@@ -190,6 +200,31 @@ class MySQLApplier(SqlApplier):
             "rows_loaded = VALUES(rows_loaded), rows_rejected = VALUES(rows_rejected), lease = VALUES(lease), "
             "finished_at = VALUES(finished_at)"
         )
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if params and len(params) <= ROW_PARAMS:
+            self._fits(sql, params)
+        return super().execute(sql, params)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        for row in params:
+            self._fits(sql, row)
+        return super().executemany(sql, params)
+
+    def _fits(self, sql: str, params: Sequence[Any]) -> None:
+        """Raise ``StatementTooBig`` for a one-row statement the server would refuse for its size (the
+        upper bound first, the statement as written only when that bound is over the limit)."""
+        if written_bytes(params) + len(sql) < self.max_packet - STATEMENT_MARGIN:
+            return
+        with self.conn.cursor() as cur:
+            size = len(cur.mogrify(sql, params).encode(self.conn.encoding, "surrogateescape"))
+        if size >= self.max_packet:
+            raise StatementTooBig(
+                0,
+                f"the row takes {size:,} bytes as a statement, over the target's max_allowed_packet "
+                f"({self.max_packet:,}): raise it on the target (SET GLOBAL max_allowed_packet = {1 << 30}; "
+                "and in its configuration file)",
+            )
 
     def is_data_error(self, exc: BaseException) -> bool:
         if isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError | UnicodeEncodeError):

@@ -45,6 +45,8 @@ from conveyor.model.types import ColumnType
 SEGMENTS_TABLE = "conveyor_segments"
 LEASES_TABLE = "conveyor_leases"
 EXCEPTIONS_TABLE = "conveyor_apply_exceptions"
+#: characters of a rejected row kept in the exceptions table's ``statement`` column
+RECORDED_ROW_CHARS = 64 << 10
 
 
 class StaleLease(TerminalError):
@@ -338,7 +340,7 @@ class SqlApplier:
             f"INSERT INTO {self.control(EXCEPTIONS_TABLE)} (task_name, table_owner, table_name, error_time, "
             f"row_key, column_name, error, statement) VALUES ({self.params(8)})",
             [
-                (task_name, r.table.schema, r.table.name, now, _to_json(r.key), r.column, r.reason, _to_json(r.row))
+                (task_name, r.table.schema, r.table.name, now, _to_json(r.key), r.column, r.reason, _recorded(r.row))
                 for r in rejects
             ],
         )
@@ -730,6 +732,14 @@ def policy_error(policy: ErrorPolicy, message: str) -> TerminalError:
     return StopTask(message) if policy is ErrorPolicy.STOP_TASK else TerminalError(message)
 
 
+def written_bytes(params: Sequence[Any]) -> int:
+    """At most the bytes ``params`` take written into a statement: a text escaped, in UTF-8 (4 bytes a
+    character at most), bytes escaped (2 a byte), any other value 64; 8 more each for quotes and separators."""
+    return sum(
+        4 * len(v) if isinstance(v, str) else 2 * len(v) if isinstance(v, bytes | bytearray) else 56 for v in params
+    ) + 8 * len(params)
+
+
 def shutdown_socket(sock: int | socket.socket) -> None:
     """Shut a connection's socket down under its driver (a file descriptor or a socket): the call
     blocked on it fails at once."""
@@ -743,6 +753,15 @@ def shutdown_socket(sock: int | socket.socket) -> None:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def _recorded(row: Any) -> str:
+    """A rejected row as JSON for people reading the exceptions table: its first ``RECORDED_ROW_CHARS``
+    characters (the row itself stays on the source; a LOB of many MB must not make this insert fail too)."""
+    text = _to_json(row)
+    if len(text) <= RECORDED_ROW_CHARS:
+        return text
+    return f"{text[:RECORDED_ROW_CHARS]}... ({len(text):,} characters in all)"
 
 
 def _to_json(value: Any) -> str:

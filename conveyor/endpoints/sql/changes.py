@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from conveyor.endpoints.base import Encoder, RejectedRow
-from conveyor.endpoints.sql.applier import SqlApplier, first_line
+from conveyor.endpoints.sql.applier import SqlApplier, first_line, written_bytes
 from conveyor.endpoints.sql.netting import NetChanges, net_changes
 from conveyor.errors import RowRejected, TerminalError
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
@@ -731,20 +731,12 @@ def _fitted(
     """``rows`` with their statement's parameters, halved until each part's statement stays within
     ``limit`` bytes on the server (``SqlApplier.statement_bytes``; a lone row goes as it is)."""
     params = params_of(rows)
-    if limit is None or len(rows) == 1 or _written_bytes(params) <= limit:
+    if limit is None or len(rows) == 1 or written_bytes(params) <= limit:
         yield rows, params
         return
     half = len(rows) // 2
     yield from _fitted(rows[:half], params_of, limit)
     yield from _fitted(rows[half:], params_of, limit)
-
-
-def _written_bytes(params: list[Any]) -> int:
-    """At most the bytes ``params`` take written into a statement: a text escaped, in UTF-8 (4 bytes a
-    character at most), bytes escaped (2 a byte), any other value 64; 8 more each for quotes and separators."""
-    return sum(
-        4 * len(v) if isinstance(v, str) else 2 * len(v) if isinstance(v, bytes | bytearray) else 56 for v in params
-    ) + 8 * len(params)
 
 
 class _NeedsCareful(Exception):
