@@ -355,6 +355,8 @@ class ChangeProcessing:
         batch_apply = self.task.settings.TargetMetadata.BatchApplyEnabled
         tuning = self.task.settings.ChangeProcessingTuning
         window = tuning.BatchApplyTimeoutMin if batch_apply else BATCH_SECONDS
+        # past it, a window stops growing while the target applies the one before: the stream waits
+        longest = tuning.BatchApplyTimeoutMax if batch_apply else float("inf")
         max_changes = (
             min(tuning.BatchApplyMemoryLimit * CHANGES_PER_MB, BATCH_APPLY_CHANGES) if batch_apply else BATCH_CHANGES
         )
@@ -461,8 +463,8 @@ class ChangeProcessing:
                 self._latency_source(txn)
                 if batch.changes >= max_changes or batch.size >= WINDOW_BYTES:
                     flush()
-                elif time.monotonic() - batch.opened >= window:
-                    flush(busy_ok=True)
+                elif (age := time.monotonic() - batch.opened) >= window:
+                    flush(busy_ok=age < longest)
             elif isinstance(event, Idle):
                 # caught up: what is held goes now, or, while the target commits the batch before, with
                 # the next event (a transaction or the next Idle, within IDLE_SECONDS)

@@ -189,12 +189,27 @@ class ChangeProcessingTuningSection(BaseModel):
     BatchApplyTimeoutMin: int = Field(
         1, ge=0, description="Batch apply: seconds a window collects changes (less when the source goes quiet)."
     )
+    BatchApplyTimeoutMax: int = Field(
+        30,
+        ge=1,
+        description="Batch apply: seconds a window may go on collecting while the target still applies the one "
+        "before; then the stream waits for the target.",
+    )
     BatchApplyMemoryLimit: int = Field(
         500,
         ge=1,
         description="Batch apply: MB of changes a window holds at most (about 1.25 KB per change; a window "
         "never holds more than 20,000 changes).",
     )
+
+    @model_validator(mode="after")
+    def _max_after_min(self) -> ChangeProcessingTuningSection:
+        if self.BatchApplyTimeoutMax < self.BatchApplyTimeoutMin:
+            raise ValueError(
+                f"BatchApplyTimeoutMax ({self.BatchApplyTimeoutMax}) is less than BatchApplyTimeoutMin "
+                f"({self.BatchApplyTimeoutMin}): set it to at least BatchApplyTimeoutMin"
+            )
+        return self
 
 
 class ErrorBehaviorSection(BaseModel):
@@ -222,6 +237,8 @@ class ChangeProcessingDdlHandlingPolicySection(BaseModel):
 
 #: DMS keys accepted with a reason they change nothing in Conveyor (the warning names it)
 NOT_HONOURED_WHY: dict[str, str] = {
+    "ChangeProcessingTuning.BatchApplyPreserveTransaction": "every target commit holds whole source "
+    "transactions, in both apply modes, whatever its value",
     "ValidationSettings.HandleCollationDiff": "Conveyor never pairs rows by their order under a collation "
     "(integer key ranges, or hash buckets of each key's exact text), so collation differences cannot "
     "misalign rows; keys are compared by their exact text",
