@@ -62,9 +62,10 @@ BATCH_SECONDS = 0.02
 CHANGES_PER_MB = 800
 #: ... and never more than this many changes per window: on a backlog of distinct rows a bigger window
 #: folds hardly more, while the stream's thread builds one huge statement set with the target idle and
-#: memory grows with the window (bench/cdc.py pg2pg, 1 s windows: ~25k changes/s, ~300 MB; windows of at
-#: most 20,000 changes: ~32k changes/s, ~120 MB)
-BATCH_APPLY_CHANGES = 20_000
+#: memory grows with the window. bench/cdc.py pg2pg stream rate by cap (medians of 3): 20,000: ~88k
+#: changes/s, 108 MB; 12,000: 99k; 10,000: 103k, 79 MB; 8,000: 104k; 5,000: 100k (1 s windows without
+#: a cap, on an older host: a third slower than a 20,000 cap, ~300 MB)
+BATCH_APPLY_CHANGES = 10_000
 #: a source transaction with more changes comes in parts of this many, applied into one open target
 #: transaction: memory stays bounded whatever the transaction's size ...
 PART_CHANGES = 10_000

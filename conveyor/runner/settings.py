@@ -199,7 +199,7 @@ class ChangeProcessingTuningSection(BaseModel):
         500,
         ge=1,
         description="Batch apply: MB of changes a window holds at most (about 1.25 KB per change; a window "
-        "never holds more than 20,000 changes).",
+        "never holds more than 10,000 changes).",
     )
 
     @model_validator(mode="after")
