@@ -503,8 +503,10 @@ def test_connection_errors_name_the_fix_and_never_the_password(
             assert conn.pgconn.ssl_in_use
             settings = conn.execute(
                 "SELECT current_setting('TimeZone'), current_setting('IntervalStyle'), "
-                "current_setting('application_name')"
+                "current_setting('application_name'), current_setting('tcp_keepalives_idle'), "
+                "current_setting('tcp_keepalives_interval'), current_setting('tcp_keepalives_count')"
             ).fetchone()
-            assert settings == ("UTC", "postgres", "conveyor")
+            # the server ends the session of a client lost to a partition within about a minute
+            assert settings == ("UTC", "postgres", "conveyor", "30", "10", "3")
         finally:
             conn.close()

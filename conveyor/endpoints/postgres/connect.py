@@ -37,6 +37,13 @@ SESSION: dict[str, str] = {
     # a commit is on disk before it returns: change processing tells the source it may discard its log
     # right after a target commit, so a commit a target crash could still lose would be lost for good
     "synchronous_commit": "on",
+    # the server's side of a TCP connection whose client vanished (a network partition: no FIN, no RST)
+    # ends within about a minute of silence, instead of the system's two hours: its backend, idle in a
+    # transaction, would hold that transaction's row locks (the task's lease row) against the client's
+    # next run all that time. Ignored on Unix-domain sockets.
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
 }
 
 #: libpq / server message -> what the user reads; fields: where, host, user, database, sslmode, sslrootcert, timeout
