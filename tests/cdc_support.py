@@ -17,6 +17,7 @@ from servers import PostgresServer, unique_db_name
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
+from conveyor.model.changes import Transaction
 from conveyor.runner.cdc import ChangeProcessing
 from conveyor.runner.fullload import RunResult
 from conveyor.runner.task import task_from_document
@@ -192,3 +193,15 @@ def postgres_source(pg_server: PostgresServer, hint: str, task: str, sql: str = 
     finally:
         drop_capture(url, task)
         pg_server.drop_database(name)
+
+
+def assert_parted_by_bytes(txns: list[Transaction], rows: int, width: int, limit: int) -> None:
+    """A transaction of ``rows`` inserts (keys 1..rows, a ``width``-character second column) delivered in
+    parts by bytes: each part closes at the first change that takes it to ``limit`` bytes, then the rest
+    with the commit."""
+    *parts, last = txns
+    assert len(parts) >= 3 and all(t.partial and len(t.changes) < rows for t in parts)
+    assert all(limit <= t.size < limit + width + 5_000 for t in parts), [t.size for t in parts]
+    assert not last.partial and last.size < limit and last.commit_position is not None
+    assert [c.after[0] for t in txns for c in t.changes if c.after] == list(range(1, rows + 1))
+    assert all(len(c.after[1]) == width for t in txns for c in t.changes if c.after)

@@ -18,6 +18,7 @@ from typing import Any
 import pymysql
 import pytest
 from alltypes import MYSQL
+from cdc_support import assert_parted_by_bytes
 from servers import MariaDBServer, unique_db_name
 
 from conveyor.convert.schema_change import RenameColumn, shape
@@ -455,12 +456,7 @@ def test_a_transaction_of_wide_rows_comes_in_parts_by_bytes(mysql_url: str) -> N
     stream = capture.stream(start)
     txns = transactions(until_idle(stream))
     stream.close()  # type: ignore[attr-defined]
-    *parts, last = txns
-    assert len(parts) >= 3 and all(t.partial and len(t.changes) < 20 for t in parts)
-    assert all((1 << 20) <= t.size < (1 << 20) + 210_000 for t in parts), [t.size for t in parts]
-    assert not last.partial and last.size < (1 << 20) and last.commit_position is not None
-    assert [c.after[0] for t in txns for c in t.changes if c.after] == list(range(1, 21))
-    assert all(len(c.after[1]) == 204_800 for t in txns for c in t.changes if c.after)
+    assert_parted_by_bytes(txns, rows=20, width=204_800, limit=1 << 20)
     capture.close()
 
 

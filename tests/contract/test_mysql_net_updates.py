@@ -17,9 +17,10 @@ from schemas import execute_sql
 from conveyor.endpoints.config import parse_endpoint
 from conveyor.endpoints.mysql.applier import MySQLApplier
 from conveyor.endpoints.registry import engine_for
+from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ChangeApplier, ChangeTarget
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
-from conveyor.model.schema import TableId
+from conveyor.model.schema import Table, TableId
 from conveyor.model.types import ColumnType
 from conveyor.model.types import LogicalType as L
 
@@ -200,10 +201,10 @@ def test_a_missing_row_sends_the_window_the_careful_way(target: Target) -> None:
     assert table_rows(url, "bulk") == table_rows(url, "one")
 
 
-def test_wide_rows_are_split_below_max_allowed_packet(mysql_url: str) -> None:
-    """A window of rows whose multi-row statements would exceed the server's ``max_allowed_packet`` is
-    sent as several statements (one too big fails and drops the connection): every row lands, exactly."""
-    execute_sql(mysql_url, ["CREATE TABLE wide (id int PRIMARY KEY, body longtext, raw longblob)"])
+def small_packet_target(mysql_url: str, name: str, columns: str) -> tuple[SqlApplier, ChangeApplier, Table, int]:
+    """Table ``name`` (``id int PRIMARY KEY, <columns>``), an applier whose connection has a 1 MB
+    ``max_allowed_packet`` (the global value when it connected, restored then), and a started task."""
+    execute_sql(mysql_url, [f"CREATE TABLE {name} (id int PRIMARY KEY, {columns})"])
     admin = mysql_connect(mysql_url)
     with admin.cursor() as cur:
         cur.execute("SELECT @@global.max_allowed_packet")
@@ -217,13 +218,19 @@ def test_wide_rows_are_split_below_max_allowed_packet(mysql_url: str) -> None:
         with admin.cursor() as cur:
             cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
         admin.close()
-    intro = spec.open_introspector(config)
-    table = intro.table(TableId(spec.default_schema(config), "wide"))
+    table = spec.open_introspector(config).table(TableId(spec.default_schema(config), name))
     natives = [applier.map_type(c.type) for c in table.columns]
     encoders = [applier.encoder(c.type, n) for c, n in zip(table.columns, natives, strict=True)]
     changes = ChangeApplier(applier, {table.id: ChangeTarget(table, encoders, natives)})
     lease = applier.start_task("cdc", fresh=True)
     assert changes.read_position("cdc") is None  # creates the state tables
+    return applier, changes, table, lease
+
+
+def test_wide_rows_are_split_below_max_allowed_packet(mysql_url: str) -> None:
+    """A window of rows whose multi-row statements would exceed the server's ``max_allowed_packet`` is
+    sent as several statements (one too big fails and drops the connection): every row lands, exactly."""
+    applier, changes, table, lease = small_packet_target(mysql_url, "wide", "body longtext, raw longblob")
     columns = ("id", "body", "raw")
 
     def body(i: int, version: str) -> str:
@@ -257,27 +264,7 @@ def test_a_row_over_max_allowed_packet_is_rejected_with_the_fix(mysql_url: str) 
     """One row bigger than the server's ``max_allowed_packet`` as a statement: refused before it is sent
     (the server would drop the connection, and every retry meet it again), recorded as a rejected row
     naming the setting; the rest of the window lands."""
-    execute_sql(mysql_url, ["CREATE TABLE huge (id int PRIMARY KEY, body longtext)"])
-    admin = mysql_connect(mysql_url)
-    with admin.cursor() as cur:
-        cur.execute("SELECT @@global.max_allowed_packet")
-        (packet,) = cur.fetchone()
-        cur.execute("SET GLOBAL max_allowed_packet = 1048576")
-    try:
-        config = parse_endpoint(mysql_url, "target")
-        spec = engine_for(config)
-        applier = spec.open_applier(config, spec.default_schema(config))
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
-        admin.close()
-    intro = spec.open_introspector(config)
-    table = intro.table(TableId(spec.default_schema(config), "huge"))
-    natives = [applier.map_type(c.type) for c in table.columns]
-    encoders = [applier.encoder(c.type, n) for c, n in zip(table.columns, natives, strict=True)]
-    changes = ChangeApplier(applier, {table.id: ChangeTarget(table, encoders, natives)})
-    lease = applier.start_task("cdc", fresh=True)
-    assert changes.read_position("cdc") is None  # creates the state tables
+    applier, changes, table, lease = small_packet_target(mysql_url, "huge", "body longtext")
     columns = ("id", "body")
     fits = "x" * 600_000  # 600 KB: over the pessimistic bound (4 bytes a character), within the packet
     window = [

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from cdc_support import assert_parted_by_bytes
 from servers import PostgresServer, unique_db_name
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
@@ -485,13 +486,7 @@ def test_a_transaction_of_wide_rows_comes_in_parts_by_bytes(pg_url: str) -> None
     # ~200 KB each: pgoutput sends the whole value, however TOAST compressed it
     execute(pg_url, "INSERT INTO wide SELECT g, repeat(md5(g::text), 6400) FROM generate_series(1, 20) g")
     txns = transactions(capture, None, 1, timeout=60)
-    *parts, last = txns
-    assert len(parts) >= 3 and all(t.partial and len(t.changes) < 20 for t in parts)
-    # a part closes at the first change that takes it to part_bytes
-    assert all((1 << 20) <= t.size < (1 << 20) + 210_000 for t in parts), [t.size for t in parts]
-    assert not last.partial and last.size < (1 << 20) and last.commit_position is not None
-    assert [c.after[0] for t in txns for c in t.changes if c.after] == list(range(1, 21))
-    assert all(len(c.after[1]) == 204_800 for t in txns for c in t.changes if c.after)
+    assert_parted_by_bytes(txns, rows=20, width=204_800, limit=1 << 20)
     capture.close()
 
 
