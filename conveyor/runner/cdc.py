@@ -86,6 +86,10 @@ IDLE_CHECKPOINT_SECONDS = 5.0
 STOP_DURABLE_SECONDS = 2.0
 #: seconds between statistics updates (and source lag queries)
 STATS_SECONDS = 1.0
+#: seconds a target whose server ends idle sessions (MySQL/MariaDB's wait_timeout) keeps the apply session
+#: idle: a session its client lost to a network partition then ends, with its locks, within that time
+#: instead of 8 hours; a quiet stream pings it four times as often
+TARGET_IDLE_SECONDS = 600
 #: seconds a target call may go unanswered before the connection is dropped and the stream retried
 TARGET_SILENCE_SECONDS = 45.0
 #: seconds an endpoint may stay unreachable (or refuse the login) before a task that streamed gives up
@@ -337,6 +341,8 @@ class ChangeProcessing:
     ) -> None:
         lease = applier.start_task(self.task.name, fresh=False)
         durable = DurableAcks(applier)  # the source is acknowledged what the target holds on disk
+        applier.bound_idle_session(TARGET_IDLE_SECONDS)
+        ping_every = applier.idle_timeout / 4 if applier.idle_timeout else None
         changes = self._changes(applier)
         changes.on_progress = watchdog.pet
         capture = self.capture
@@ -346,7 +352,7 @@ class ChangeProcessing:
         self.listener.message(f"streaming changes from {self.cdc.checkpoint}")
         batch: _Batch | None = None
         inflight: tuple[_Batch, Future[tuple[ApplyResult, Any]]] | None = None
-        last_saved_at = time.monotonic()
+        last_saved_at = last_call = time.monotonic()
         last_stats = last_clock = 0.0
         recent: deque[tuple[float, int]] = deque(maxlen=20)
         stop_at = self.task.cdc_stop_position
@@ -388,7 +394,7 @@ class ChangeProcessing:
         def settle(block: bool) -> None:
             """The batch in flight, once committed: the source may discard its log up to it. Its error,
             if it failed, is raised here."""
-            nonlocal inflight, saved, last_saved_at
+            nonlocal inflight, saved, last_saved_at, last_call
             if inflight is None or (not block and not inflight[1].done()):
                 return
             done, future = inflight
@@ -396,6 +402,7 @@ class ChangeProcessing:
             result, durable_position = future.result()
             acknowledge(durable_position)
             saved, last_saved_at = done.position, time.monotonic()
+            last_call = last_saved_at
             self._applied(done, result)
             # --- validation (validate.intask): the batch's changed rows, now committed, are queued
             if self.validating is not None:
@@ -479,12 +486,16 @@ class ChangeProcessing:
                         changes.apply(self.task.name, lease, [], capture.position_json(event.position))
                         durable_position = durable.committed(event.position)
                     acknowledge(durable_position)
-                    saved, last_saved_at = event.position, now
+                    saved, last_saved_at, last_call = event.position, now, now
                     self.cdc.checkpoint = self._checkpoint(saved)
                 elif durable.waiting:
                     with watchdog.guard():
                         durable_position = durable.poll_if_due()
                     acknowledge(durable_position)
+                elif ping_every is not None and now - last_call >= ping_every:
+                    with watchdog.guard():
+                        applier.ping()
+                    last_call = now
                 if stop_at is not None and now - last_clock >= STATS_SECONDS:
                     last_clock = now
                     flush(wait=True)

@@ -272,6 +272,25 @@ def test_wide_rows_come_in_parts_and_windows_bounded_by_bytes(
     assert sum(windows) + sum(parts) >= 100 * 102_400  # every change was counted
 
 
+def test_a_quiet_stream_keeps_a_mysql_target_session_alive(
+    source_url: str, mysql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apply session's idle timeout is bounded on MySQL/MariaDB (a session lost to a partition ends,
+    with its locks, within it) and a quiet stream pings it: quiet for twice the timeout, no retry."""
+    monkeypatch.setattr("conveyor.runner.cdc.TARGET_IDLE_SECONDS", 2)
+    doc = {**task_doc(source_url, mysql_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO items (id, name) VALUES (-1, 'before the quiet')")
+        wait_equal(task, source_url, mysql_url)
+        time.sleep(5)  # the server would end a session idle for 2 s
+        conn.execute("INSERT INTO items (id, name) VALUES (-2, 'after the quiet')")
+    wait_equal(task, source_url, mysql_url)
+    result = task.finish()
+    assert not [w for w in result.warnings if "retrying" in w], result.warnings
+
+
 def test_foreign_keys_on_the_target_hold_whatever_the_fold(
     pg_server: PostgresServer, pg_url: str, tmp_path: Path
 ) -> None:

@@ -201,6 +201,11 @@ class MySQLApplier(SqlApplier):
             "finished_at = VALUES(finished_at)"
         )
 
+    def bound_idle_session(self, seconds: int) -> None:
+        # the server's default wait_timeout is 8 hours
+        self.execute(f"SET SESSION wait_timeout = {int(seconds)}")
+        self.idle_timeout = seconds
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if params and len(params) <= ROW_PARAMS:
             self._fits(sql, params)

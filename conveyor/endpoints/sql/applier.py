@@ -224,6 +224,20 @@ class SqlApplier:
         """After ``commit_lazily``: (where the target's log ends now, how far it is on disk)."""
         raise NotImplementedError
 
+    #: seconds the server keeps this session idle before ending it, where ``bound_idle_session`` set them
+    idle_timeout: float | None = None
+
+    def bound_idle_session(self, seconds: int) -> None:
+        """Where a server keeps the session of a client that vanished (a network partition) until the
+        session's idle timeout, with its transaction's locks (the task's lease row): make that ``seconds``
+        (``idle_timeout``); the caller then keeps the session busier (``ping``). Nothing elsewhere
+        (PostgreSQL asks for TCP keepalives, ``postgres.connect.SESSION``; SQLite has no server)."""
+
+    def ping(self) -> None:
+        """A round trip that keeps an idle session alive."""
+        self.execute("SELECT 1").fetchall()
+        self.commit()
+
     def array_param(self, values: list[Any]) -> Any:
         """One column's values as the parameter ``array_rows`` takes for it."""
         return values
