@@ -111,8 +111,10 @@ class TableSide:
     def mark_utf8(self) -> None:
         """Mark the columns whose SQL text the engine types as UTF-8 (``Column.utf8``): one query, which
         returns a row from an empty table too (a character set is the expression's, not a value's), and
-        reads no row (MariaDB scans a whole table joined ``ON FALSE``)."""
-        d = self.dialect
+        reads no row (MariaDB scans a whole table joined ``ON FALSE``); the dialect becomes the one of this
+        side's database (``Dialect.for_session``)."""
+        with self._connection() as conn:
+            self.dialect = d = self.dialect.for_session(conn)
         probes = [(i, d.charset(c.sql)) for i, c in enumerate(self.columns) if c.finish is None]
         asked = [(i, sql) for i, sql in probes if sql is not None]
         if not asked:
@@ -198,8 +200,10 @@ class TableSide:
         total = d.sum_text(hashed)
         if jsonb and not isinstance(d, PostgresDialect):
             return self._with_sent_jsonb(scope, bucket, total, where, params, jsonb)
-        sql = f"SELECT {bucket}, COUNT(*), {total} FROM {self.table}{where} GROUP BY 1"
-        return {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params)}
+        # one bucket: no GROUP BY (~5% of a query), and no bucket where no row is in scope
+        grouped = " GROUP BY 1" if bucket != "0" else ""
+        sql = f"SELECT {bucket}, COUNT(*), {total} FROM {self.table}{where}{grouped}"
+        return {int(b): (int(n), int(s)) for b, n, s in self._fetchall(sql, params) if n}
 
     def _with_sent_jsonb(
         self, scope: Scope, bucket: str, total: str, where: str, params: list[Any], jsonb: list[str]

@@ -40,7 +40,6 @@ def validate(
 def _run(task_file: str, repair: bool, as_json: bool, recheck_delay: float) -> int:
     from conveyor.control.cli.common import EXIT_FAILED, EXIT_OK, say
     from conveyor.runner.task import load_task
-    from conveyor.validate.repair import repair_table
     from conveyor.validate.run import Validation
 
     task = load_task(task_file)
@@ -51,6 +50,8 @@ def _run(task_file: str, repair: bool, as_json: bool, recheck_delay: float) -> i
     result = validation.run(plans)
     repaired: dict[str, int] = {}
     if repair and not result.equal:
+        from conveyor.validate.repair import repair_table
+
         for table in result.tables:
             if table.failures:
                 repaired[table.plan.key] = repair_table(task, table.plan, table.failures)
