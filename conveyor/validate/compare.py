@@ -35,6 +35,11 @@ FINISHED_LEAF_ROWS = 16
 LEAF_KEYS = 250
 BUCKET_ROWS = 1000
 MAX_BUCKETS = 65536
+#: keys per chunk at most where JSON texts travel to the PostgreSQL side: a lane holds a chunk's documents
+#: a few times over (as read, joined, as the parameter), so memory grows with the chunk. bench/validate.py
+#: mysql2pg, identical / planted: chunks aimed at the time target alone 5.3 / 5.7 s and ~290 MB; at most
+#: 20,000 keys 5.1 / 5.3 s, 190 MB; 8,000 4.8 / 5.1 s, 140 MB; 4,000 5.1 / 5.4 s, 117 MB
+JSON_CHUNK_KEYS = 8_000
 #: chunks per lane checksummed ahead of the one whose results are read next
 READ_AHEAD = 4
 #: bucket scopes fetched per query when reading rows
@@ -146,7 +151,7 @@ class TableComparer:
         width = max(1, self.partition_rows)
         # JSON sent to the PostgreSQL side goes per LEAF_KEYS group from the start (each group's texts
         # joined under ``JOINED_BYTES``; a whole chunk's would go row by row)
-        leaves = any(side.send_jsonb is not None for side in (self.source, self.target))
+        sends = leaves = any(side.send_jsonb is not None for side in (self.source, self.target))
         inflight: deque[tuple[Scope, int, Future[tuple[Checksums, Checksums, float]]]] = deque()
         while (lo < hi or inflight) and not self._full(diff):
             # every lane kept busy: a chunk starts whenever one ends, the results are read in key order (a
@@ -177,6 +182,8 @@ class TableComparer:
             # aim the next chunks at the time target: this chunk's width, changed at most 4x
             factor = min(4.0, max(0.25, self.time_target / max(elapsed, 1e-3)))
             width = max(1, int((scope.hi - scope.lo) * factor))
+            if sends:
+                width = min(width, JSON_CHUNK_KEYS)
         for _, _, future in inflight:
             future.cancel()
 
