@@ -107,8 +107,8 @@ class MySQLApplier(SqlApplier):
         with connection.cursor() as cur:
             cur.execute("SELECT @@max_allowed_packet")
             self.max_packet = int(cur.fetchone()[0])
-        # the statement's SQL around the values is below STATEMENT_MARGIN bytes
-        self.statement_bytes = max(self.max_packet - STATEMENT_MARGIN, STATEMENT_MARGIN)
+        # the statement's SQL around the values is below STATEMENT_MARGIN bytes (half of a tiny packet)
+        self.statement_bytes: int = max(self.max_packet - STATEMENT_MARGIN, self.max_packet // 2)
         if self.mariadb:  # MariaDB 10.3+ has sequences (signed BIGINT, one short of each bound); MySQL none
             self.no_cycle = "NOCYCLE"
             self.sequence_range = (-(2**63) + 1, 2**63 - 2)
@@ -219,7 +219,7 @@ class MySQLApplier(SqlApplier):
     def _fits(self, sql: str, params: Sequence[Any]) -> None:
         """Raise ``StatementTooBig`` for a one-row statement the server would refuse for its size (the
         upper bound first, the statement as written only when that bound is over the limit)."""
-        if written_bytes(params) + len(sql) < self.max_packet - STATEMENT_MARGIN:
+        if written_bytes(params) + len(sql) <= self.statement_bytes:
             return
         with self.conn.cursor() as cur:
             size = len(cur.mogrify(sql, params).encode(self.conn.encoding, "surrogateescape"))
