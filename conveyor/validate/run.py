@@ -301,7 +301,8 @@ class Validation:
         # documents to the PostgreSQL side, which compares them with its own as jsonb (cheaper than
         # rebuilding MariaDB's JSON_NORMALIZE form in PostgreSQL's SQL, or than printing both sides' jsonb)
         postgres = [side for side in sides if side.engine == "postgresql"]
-        if len(postgres) == 1 and key and not any(side.python for side in sides):
+        jsonb = any(c.jsonb is not None for side in sides for c in side.columns)
+        if jsonb and len(postgres) == 1 and key and not any(side.python for side in sides):
             sides[1 - sides.index(postgres[0])].send_jsonb = postgres[0].jsonb_mismatches
             for side in sides:
                 side.without_checksums()

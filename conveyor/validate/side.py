@@ -94,7 +94,10 @@ class TableSide:
         d = self.dialect
         columns = [self.columns[i] for i in positions]
         return d.concat(
-            [d.token(c.sql, c.delimited, c.utf8) if c.checksum is None else d.token_once(c.checksum) for c in columns]
+            [
+                d.token(c.concat or c.sql, c.delimited, c.utf8) if c.checksum is None else d.token_once(c.checksum)
+                for c in columns
+            ]
         )
 
     def without_jsonb(self) -> None:
