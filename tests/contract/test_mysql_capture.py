@@ -105,7 +105,7 @@ def tables(url: str, *names: str) -> list[Table]:
     try:
         return [intro.table(TableId(database_of(url), n)) for n in names]
     finally:
-        intro.close()  # type: ignore[attr-defined]
+        intro.close()
 
 
 def capture_for(url: str, *names: str, **fields: Any) -> MySQLCapture:
@@ -579,15 +579,16 @@ def test_a_silent_server_is_a_dead_connection(mysql_url: str) -> None:
         if idles * IDLE > 2.5:
             break
     started = time.monotonic()
+
     # the server's heartbeats are what kept it alive; a dropped link delivers nothing: recv times out
-    original = BinlogStream._fill
-    BinlogStream._fill = lambda self, timeout: (time.sleep(min(timeout, 0.1)), False)[1]  # type: ignore[method-assign]
-    try:
-        with pytest.raises(TransientError, match="silent for"):
-            for _ in stream:
-                pass
-    finally:
-        BinlogStream._fill = original  # type: ignore[method-assign]
+    def silent(self: BinlogStream, timeout: float) -> bool:
+        time.sleep(min(timeout, 0.1))
+        return False
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(TransientError, match="silent for"):
+        patch.setattr(BinlogStream, "_fill", silent)
+        for _ in stream:
+            pass
     assert time.monotonic() - started < 4
     capture.close()
 

@@ -644,6 +644,7 @@ def test_held_snapshot_is_joined_by_token_until_released(mysql_url: str, monkeyp
         late = ENGINE.join_snapshot(config, token)
         assert [ids(r) for r in [*joined, snapshot.reader()]] == [[1, 2]] * 3
         assert ids(late) == [1, 2, 3]
+        assert isinstance(snapshot, MySQLSnapshot)
         assert snapshot.warnings == [] and snapshot.position
         for reader in [*joined, late]:
             reader.close()

@@ -218,6 +218,7 @@ def small_packet_target(mysql_url: str, name: str, columns: str) -> tuple[SqlApp
         with admin.cursor() as cur:
             cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
         admin.close()
+    assert isinstance(applier, MySQLApplier)
     table = spec.open_introspector(config).table(TableId(spec.default_schema(config), name))
     natives = [applier.map_type(c.type) for c in table.columns]
     encoders = [applier.encoder(c.type, n) for c, n in zip(table.columns, natives, strict=True)]

@@ -48,7 +48,7 @@ def test_array_literals_read_back_exactly(pg_url: str, native: str, values: list
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET TimeZone = 'UTC'")
         got = [r[0] for r in conn.execute(f"SELECT unnest(%s::{native}[])", (literal,)).fetchall()]
-    expected = [v.astimezone(UTC) if isinstance(v, datetime) and v.tzinfo else v for v in values]
+    expected: list[Any] = [v.astimezone(UTC) if isinstance(v, datetime) and v.tzinfo else v for v in values]
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
         if (isinstance(b, float) and math.isnan(b)) or (isinstance(b, Decimal) and b.is_nan()):
@@ -62,7 +62,7 @@ def test_array_literals_read_back_exactly(pg_url: str, native: str, values: list
 
 
 def test_json_and_unknown_types(pg_url: str) -> None:
-    docs = [{"k": 'v "q" \\ ü', "n": [1, 2.5, None, True]}, [], "s", None]
+    docs: list[Any] = [{"k": 'v "q" \\ ü', "n": [1, 2.5, None, True]}, [], "s", None]
     literal = array_literal([Jsonb(d) if d is not None else None for d in docs])
     assert isinstance(literal, str)
     with psycopg.connect(pg_url) as conn:

@@ -59,7 +59,7 @@ def tables(url: str, *names: str) -> list[Table]:
     try:
         return [intro.table(TableId("public", n)) for n in names]
     finally:
-        intro.close()  # type: ignore[attr-defined]
+        intro.close()
 
 
 def capture_for(url: str, task: str, *names: str, **fields: Any) -> PostgresCapture:
@@ -189,7 +189,7 @@ def test_snapshot_and_stream_meet_exactly(pg_url: str) -> None:
                 break
             assert time.monotonic() < deadline, f"{len(committed - set(streamed) - set(snapshot_ids))} rows missing"
     finally:
-        stream.close()  # type: ignore[attr-defined]
+        stream.close()
     assert len(streamed) == len(set(streamed)), "a row streamed twice"
     assert not set(streamed) & set(snapshot_ids), "a row both in the snapshot and in the stream"
     assert set(streamed) | set(snapshot_ids) == committed
@@ -351,8 +351,8 @@ def test_values_equal_the_snapshot_readers(pg_url: str) -> None:
     capture.check()
     capture.create_slot(export_snapshot=False)
     with psycopg.connect(pg_url) as conn:
-        for row in ALL_ROWS:
-            conn.execute(f"INSERT INTO all_types VALUES {row}")
+        for values in ALL_ROWS:
+            conn.execute(f"INSERT INTO all_types VALUES {values}")
         conn.execute("UPDATE all_types SET id = id + 100")  # the stream's old keys; the snapshot reads the new ids
         conn.commit()
     (txn,) = transactions(capture, None, 1)
@@ -557,7 +557,7 @@ def test_an_invalidated_slot_asks_for_a_resync(pg_url: str, pg_server: PostgresS
                 assert status is not None
                 if status.wal_status == "lost":
                     break
-            assert status.wal_status == "lost", status
+            assert status is not None and status.wal_status == "lost", status
         finally:
             admin.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
             admin.execute("SELECT pg_reload_conf()")

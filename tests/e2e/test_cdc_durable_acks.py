@@ -72,10 +72,11 @@ def test_the_slot_waits_for_the_targets_flush(
                 written_before = _lsn(src, "SELECT pg_current_wal_insert_lsn()")
                 next_id += 1
                 src.execute("INSERT INTO items (id, name) VALUES (%s, 'durable')", (next_id,))
-                wait_until(
-                    task,
-                    lambda n=next_id: dst.execute("SELECT 1 FROM items WHERE id = %s", (n,)).fetchone() is not None,
-                )
+
+                def applied(n: int = next_id) -> bool:
+                    return dst.execute("SELECT 1 FROM items WHERE id = %s", (n,)).fetchone() is not None
+
+                wait_until(task, applied)
                 time.sleep(0.3)  # several of the task's log queries
                 confirmed = _confirmed(capture)
                 if _lsn(dst, "SELECT pg_current_wal_flush_lsn()") != flushed_before:
@@ -87,7 +88,11 @@ def test_the_slot_waits_for_the_targets_flush(
                 dst.execute("SET synchronous_commit = on")
                 dst.execute("CREATE TEMPORARY TABLE flush_now (x int)")
                 dst.execute("DROP TABLE flush_now")
-                wait_until(task, lambda w=written_before: _confirmed(capture) > w, timeout=10)
+
+                def released(w: int = written_before) -> bool:
+                    return _confirmed(capture) > w
+
+                wait_until(task, released, timeout=10)
                 if conclusive >= 2:
                     break
             assert conclusive >= 1, "the target's WAL writer flushed during every round"

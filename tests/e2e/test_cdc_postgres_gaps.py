@@ -19,6 +19,7 @@ from servers import PostgresServer
 from tasks import task_doc
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
+from conveyor.endpoints.postgres.applier import PostgresApplier
 from conveyor.endpoints.postgres.capture import PostgresCapture
 from conveyor.endpoints.postgres.engine import ENGINE
 from conveyor.errors import TransientError
@@ -48,7 +49,7 @@ def stopped_after_the_full_load(source_url: str, target_url: str, tmp_path: Path
 def source_sql(url: str, *statements: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in statements:
-            conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute(statement)
 
 
 def target_columns(url: str, table: str) -> list[str]:
@@ -209,6 +210,7 @@ def test_a_failure_inside_a_pipeline_ends_it_quietly(pg_url: str, caplog: pytest
     assert isinstance(config, PostgresConfig)
     source_sql(pg_url, "CREATE TABLE t (id int PRIMARY KEY)")
     applier = ENGINE.open_applier(config, "public")
+    assert isinstance(applier, PostgresApplier)
     try:
         caplog.set_level(logging.WARNING, logger="psycopg")
         # a client-side failure while a statement's error waits for the pipeline's sync

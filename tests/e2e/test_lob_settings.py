@@ -65,7 +65,9 @@ def mappings(*tables: str) -> dict[str, Any]:
     }
 
 
-LIMITED = {"TargetMetadata": {"SupportLobs": True, "FullLobMode": False, "LimitedSizeLobMode": True, "LobMaxSize": 1}}
+LIMITED: dict[str, Any] = {
+    "TargetMetadata": {"SupportLobs": True, "FullLobMode": False, "LimitedSizeLobMode": True, "LobMaxSize": 1}
+}
 
 
 def pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:

@@ -226,7 +226,8 @@ def test_change_processing_maps_and_filters(cdc_source: str, pg_url: str, tmp_pa
     task.finish()
     assert got == want and any(r[0] == 40 for r in got)
     with psycopg.connect(pg_url) as conn:
-        images = dict(conn.execute('SELECT id, "BI_id" FROM persons WHERE id IN (21, 22, 100)').fetchall())
+        rows = conn.execute('SELECT id, "BI_id" FROM persons WHERE id IN (21, 22, 100)').fetchall()
+    images: dict[int, int | None] = dict(rows)
     assert images == {21: 21, 22: 22, 100: None}
 
 

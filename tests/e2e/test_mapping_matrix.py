@@ -134,6 +134,13 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest().upper()
 
 
+#: define-primary-key: (table, origin, primary-key-def besides its name)
+KEY_DEFS: list[tuple[str, str, dict[str, Any]]] = [
+    ("pk_def", "primary-key", {"columns": ["id"]}),  # origin primary-key is the default
+    ("uk_def", "unique-index", {"origin": "unique-index", "columns": ["id"]}),
+]
+
+
 def column_cases() -> list[Case]:
     def on(table: str, **locator: str) -> dict[str, str]:
         return {"schema-name": "m", "table-name": table, **locator}
@@ -249,10 +256,7 @@ def column_cases() -> list[Case]:
                 ["id", "v", "name"],
                 keyless=True,
             )
-            for table, origin, key in [
-                ("pk_def", "primary-key", {"columns": ["id"]}),  # origin primary-key is the default
-                ("uk_def", "unique-index", {"origin": "unique-index", "columns": ["id"]}),
-            ]
+            for table, origin, key in KEY_DEFS
         ),
         Case(
             "data-masking-digits-mask",
@@ -273,7 +277,7 @@ def column_cases() -> list[Case]:
             lambda r, _c: (
                 r[0],
                 r[1],
-                Like(f"{r[2]} randomized", lambda s, n=r[2]: re.fullmatch(re.sub(r"\d", r"\\d", n), s) is not None),
+                Like(f"{r[2]} randomized", lambda s: re.fullmatch(re.sub(r"\d", r"\\d", r[2]), s) is not None),
             ),
         ),
         Case(

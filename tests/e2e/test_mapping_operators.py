@@ -28,7 +28,7 @@ OPERATORS: list[tuple[dict[str, str], Callable[[int | None], bool]]] = [
     ({"filter-operator": "null"}, lambda v: v is None),
     ({"filter-operator": "notnull"}, lambda v: v is not None),
 ]
-PARALLEL = [
+PARALLEL: list[dict[str, Any]] = [
     {"type": "ranges", "columns": ["id"], "boundaries": [["3"], ["7"]]},
     {"type": "partitions-auto"},
     {"type": "none"},

@@ -88,7 +88,7 @@ def test_random_windows_fold_to_the_state_the_changes_in_order_give() -> None:
     table its changes give one by one (whole-row and partial updates, key moves, deletes, re-inserts)."""
     rng = random.Random(7)
     for _ in range(2000):
-        table = {k: (k, f"n{k}", f"b{k}") for k in range(4)}
+        table: dict[int, tuple[Any, ...]] = {k: (k, f"n{k}", f"b{k}") for k in range(4)}
         start = dict(table)
         changes = []
         for _ in range(rng.randint(1, 8)):
@@ -120,8 +120,8 @@ def test_random_windows_fold_to_the_state_the_changes_in_order_give() -> None:
             assert row[0] not in result
             result[row[0]] = tuple(row)
         for (key,), indexes, values in net.updates:
-            row = list(result[key])
+            updated = list(result[key])
             for i, v in zip(indexes, values, strict=True):
-                row[i] = v
-            result[key] = tuple(row)
+                updated[i] = v
+            result[key] = tuple(updated)
         assert result == table, changes

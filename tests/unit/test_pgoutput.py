@@ -224,7 +224,7 @@ def test_special_numbers_and_dates() -> None:
     cols = [("n", 1700, -1, True), ("f", 701, -1, False), ("d", 1082, -1, False), ("ts", 1114, -1, False)]
     cols += [("tz", 1184, -1, False), ("t", 1083, -1, False)]
     decoder = PgOutputDecoder()
-    rows = [
+    rows: list[list[bytes | None]] = [
         [b"NaN", b"NaN", b"infinity", b"-infinity", b"infinity", b"24:00:00"],
         [b"Infinity", b"Infinity", b"10000-01-01", b"0044-03-15 12:00:00 BC", b"10000-01-01 00:00:00+00", b"00:00"],
         [b"-Infinity", b"-Infinity", b"0001-01-01 BC", b"2000-01-01 00:00:00.5", b"1999-12-31 23:00:00+00", None],

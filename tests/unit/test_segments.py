@@ -1,5 +1,7 @@
 import itertools
+from typing import cast
 
+from conveyor.endpoints.base import SnapshotReader
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import ColumnType, LogicalType
 from conveyor.runner.segments import plan_segments
@@ -18,6 +20,11 @@ class Bounds:
         return self.pages
 
 
+def bounds(lo: int, hi: int, pages: int = 0) -> SnapshotReader:
+    """The planner's reader: plan_segments calls only key_bounds and page_count."""
+    return cast(SnapshotReader, Bounds(lo, hi, pages))
+
+
 INT = ColumnType(LogicalType.INTEGER, bits=64)
 TEXT = ColumnType(LogicalType.TEXT)
 KEYED = Table(TableId("s", "t"), (Column("id", INT), Column("v", TEXT)), primary_key=Key("pk", ("id",)))
@@ -26,11 +33,11 @@ NO_KEY = Table(TableId("s", "t"), (Column("v", TEXT),))
 
 
 def test_small_table_is_one_segment() -> None:
-    assert [s.kind for s in plan_segments(Bounds(1, 10), KEYED, 10, ctid=False)] == ["all"]
+    assert [s.kind for s in plan_segments(bounds(1, 10), KEYED, 10, ctid=False)] == ["all"]
 
 
 def test_key_ranges_cover_everything_with_open_ends() -> None:
-    segments = plan_segments(Bounds(1, 1_000_000), KEYED, 1_000_000, ctid=False, rows_per_segment=100_000)
+    segments = plan_segments(bounds(1, 1_000_000), KEYED, 1_000_000, ctid=False, rows_per_segment=100_000)
     assert len(segments) == 10
     assert segments[0].lo is None and segments[-1].hi is None
     for a, b in itertools.pairwise(segments):
@@ -39,11 +46,11 @@ def test_key_ranges_cover_everything_with_open_ends() -> None:
 
 
 def test_non_integer_key_is_one_segment() -> None:
-    assert len(plan_segments(Bounds(0, 0), TEXT_KEY, 10**7, ctid=True, rows_per_segment=1000)) == 1
+    assert len(plan_segments(bounds(0, 0), TEXT_KEY, 10**7, ctid=True, rows_per_segment=1000)) == 1
 
 
 def test_ctid_segments_for_tables_without_a_key() -> None:
-    segments = plan_segments(Bounds(0, 0, pages=100_000), NO_KEY, 10**7, ctid=True, rows_per_segment=1_000_000)
+    segments = plan_segments(bounds(0, 0, pages=100_000), NO_KEY, 10**7, ctid=True, rows_per_segment=1_000_000)
     assert [s.kind for s in segments] == ["ctid"] * 10
     assert segments[0].lo == 0 and segments[-1].hi is None
-    assert plan_segments(Bounds(0, 0, pages=100_000), NO_KEY, 10**7, ctid=False)[0].kind == "all"
+    assert plan_segments(bounds(0, 0, pages=100_000), NO_KEY, 10**7, ctid=False)[0].kind == "all"

@@ -1,6 +1,7 @@
 import pytest
 
 from conveyor.endpoints.base import PrepMode
+from conveyor.endpoints.config import PostgresConfig
 from conveyor.errors import ConfigError
 from conveyor.runner.task import load_task, task_from_document
 
@@ -52,6 +53,7 @@ def test_bad_setting_value() -> None:
 def test_env_substitution_is_url_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGPW", "p@ss:/word")
     task = task_from_document({**BASE, "target": "postgresql://u:${PGPW}@h/db"})
+    assert isinstance(task.target, PostgresConfig)
     assert task.target.password is not None
     assert task.target.password.get_secret_value() == "p@ss:/word"
     assert "p@ss" not in repr(task.target) and "p@ss" not in str(task.target)

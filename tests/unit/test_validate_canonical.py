@@ -113,8 +113,15 @@ def test_delimited_row_text_is_cheaper_and_still_tells_rows_apart() -> None:
     assert row_text(["12", "a,b", None], flags) == "12,3:a,b~,"
     assert row_text([None, None, "1"], flags) == "~,-1,"
     # a text holding the delimiter, or values moved between columns, never join alike
-    rows = [["1", "2,3", "4"], ["1", "2", "3,4"], ["1", None, "4"], ["1", "", "4"], [None, "", "4"], ["1", "~", "4"]]
-    assert len({row_text(r, flags) for r in rows if "," not in r[2]}) == 5
+    rows: list[list[str | None]] = [
+        ["1", "2,3", "4"],
+        ["1", "2", "3,4"],
+        ["1", None, "4"],
+        ["1", "", "4"],
+        [None, "", "4"],
+        ["1", "~", "4"],
+    ]
+    assert len({row_text(r, flags) for r in rows if "," not in (r[2] or "")}) == 5
     assert row_text(["1", "x"], [False, False]) == row_text(["1", "x"])
 
 
@@ -124,41 +131,41 @@ def _diff(value: str) -> RowFailure:
 
 def test_recheck_reports_a_failure_only_after_two_equal_reads_with_the_stream_caught_up() -> None:
     r = Recheck()
-    r.changed([5, 6], now=0.0)
-    assert r.due(now=0.0, limit=10) == [5, 6] and r.pending == 0
-    r.observed(6, None, 0.1, lambda at: True)  # equal: validated
-    r.observed(5, _diff("b"), 0.1, lambda at: True)  # differs once: suspect
+    r.changed([(5,), (6,)], now=0.0)
+    assert r.due(now=0.0, limit=10) == [(5,), (6,)] and r.pending == 0
+    r.observed((6,), None, 0.1, lambda at: True)  # equal: validated
+    r.observed((5,), _diff("b"), 0.1, lambda at: True)  # differs once: suspect
     assert (r.pending, r.failures) == (1, {})
     assert r.due(now=0.5, limit=10) == []  # read again only after RECHECK_SECONDS
-    assert r.due(now=1.2, limit=10) == [5]
-    r.observed(5, _diff("b"), 1.2, lambda at: False)  # the stream has not applied what came before the read
+    assert r.due(now=1.2, limit=10) == [(5,)]
+    r.observed((5,), _diff("b"), 1.2, lambda at: False)  # the stream has not applied what came before the read
     assert r.pending == 1 and not r.failures
-    r.observed(5, _diff("b"), 2.5, lambda at: at == 0.1)  # caught up with the first read
-    assert r.failures == {5: _diff("b")} and r.pending == 0
+    r.observed((5,), _diff("b"), 2.5, lambda at: at == 0.1)  # caught up with the first read
+    assert r.failures == {(5,): _diff("b")} and r.pending == 0
 
 
 def test_recheck_keeps_a_row_still_changing_pending() -> None:
     r = Recheck()
-    r.changed([5], now=0.0)
+    r.changed([(5,)], now=0.0)
     r.due(now=0.0, limit=10)
-    r.observed(5, _diff("b"), 0.1, lambda at: True)
-    r.changed([5], now=0.5)  # changed on the source again: the next verdict starts over
-    r.observed(5, _diff("b"), 1.2, lambda at: True)  # a read in flight before the change: no verdict
-    assert r.pending == 1 and not r.failures and 5 in r.queued
+    r.observed((5,), _diff("b"), 0.1, lambda at: True)
+    r.changed([(5,)], now=0.5)  # changed on the source again: the next verdict starts over
+    r.observed((5,), _diff("b"), 1.2, lambda at: True)  # a read in flight before the change: no verdict
+    assert r.pending == 1 and not r.failures and (5,) in r.queued
     r.due(now=1.3, limit=10)
-    r.observed(5, _diff("c"), 1.3, lambda at: True)  # another difference than the first: suspect anew
+    r.observed((5,), _diff("c"), 1.3, lambda at: True)  # another difference than the first: suspect anew
     assert r.pending == 1 and not r.failures
-    r.observed(5, None, 2.5, lambda at: True)  # caught up: equal
+    r.observed((5,), None, 2.5, lambda at: True)  # caught up: equal
     assert r.pending == 0 and not r.failures
 
 
 def test_recheck_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(intask, "MAX_QUEUED", 3)
     r = Recheck()
-    r.changed(range(5), now=0.0)
-    r.changed([1], now=0.1)  # a queued key is refreshed, not counted
+    r.changed([(k,) for k in range(5)], now=0.0)
+    r.changed([(1,)], now=0.1)  # a queued key is refreshed, not counted
     assert (len(r.queued), r.suspended) == (3, 2)
-    assert r.due(now=1.0, limit=2) == [0, 1] and len(r.queued) == 1
+    assert r.due(now=1.0, limit=2) == [(0,), (1,)] and len(r.queued) == 1
 
 
 def test_a_column_is_delimited_only_where_its_sql_cannot_hold_a_comma() -> None:

@@ -29,50 +29,50 @@ def _diff(key: int) -> RowFailure:
 
 def test_changed_rows_wait_the_query_delay() -> None:
     r = Recheck(delay=3.0)
-    r.changed([1], now=0.0)
-    r.changed([2], now=2.0)
+    r.changed([(1,)], now=0.0)
+    r.changed([(2,)], now=2.0)
     assert r.due(now=2.9, limit=10) == [] and r.pending == 2
-    assert r.due(now=3.0, limit=10) == [1]
-    r.changed([2], now=4.0)  # changed again: waits from its latest change
+    assert r.due(now=3.0, limit=10) == [(1,)]
+    r.changed([(2,)], now=4.0)  # changed again: waits from its latest change
     assert r.due(now=5.5, limit=10) == []
-    assert r.due(now=7.0, limit=10) == [2]
+    assert r.due(now=7.0, limit=10) == [(2,)]
 
 
 def test_a_difference_is_a_failure_only_after_the_failure_delay() -> None:
     r = Recheck(failure_delay=60.0)
-    r.changed([1], now=0.0)
-    assert r.due(now=0.0, limit=10) == [1]
-    r.observed(1, _diff(1), 0.1, lambda at: True)
+    r.changed([(1,)], now=0.0)
+    assert r.due(now=0.0, limit=10) == [(1,)]
+    r.observed((1,), _diff(1), 0.1, lambda at: True)
     assert r.due(now=1.2, limit=10) == []  # not read again before it has differed for the delay
-    assert r.due(now=60.1, limit=10) == [1]
-    r.observed(1, _diff(1), 60.1, lambda at: at == 0.1)
-    assert r.failures == {1: _diff(1)} and r.pending == 0
+    assert r.due(now=60.1, limit=10) == [(1,)]
+    r.observed((1,), _diff(1), 60.1, lambda at: at == 0.1)
+    assert r.failures == {(1,): _diff(1)} and r.pending == 0
 
     # equal again within the delay: never a failure
-    r.changed([2], now=100.0)
+    r.changed([(2,)], now=100.0)
     r.due(now=100.0, limit=10)
-    r.observed(2, _diff(2), 100.0, lambda at: True)
-    r.observed(2, _diff(2), 130.0, lambda at: True)  # a read before the delay has passed: still pending
-    assert 2 not in r.failures and r.pending == 1
-    r.observed(2, None, 160.0, lambda at: True)
-    assert 2 not in r.failures and r.pending == 0
+    r.observed((2,), _diff(2), 100.0, lambda at: True)
+    r.observed((2,), _diff(2), 130.0, lambda at: True)  # a read before the delay has passed: still pending
+    assert (2,) not in r.failures and r.pending == 1
+    r.observed((2,), None, 160.0, lambda at: True)
+    assert (2,) not in r.failures and r.pending == 0
 
 
 def test_a_table_over_its_failure_limit_is_suspended_after_the_delay() -> None:
     r = Recheck()
-    r.failures = {1: _diff(1), 2: _diff(2)}
+    r.failures = {(1,): _diff(1), (2,): _diff(2)}
     assert not r.over_limit(2, 10.0, now=0.0) and r.over_since is None
-    r.failures[3] = _diff(3)
-    r.changed([7], now=0.0)
+    r.failures[(3,)] = _diff(3)
+    r.changed([(7,)], now=0.0)
     assert not r.over_limit(2, 10.0, now=1.0) and r.over_since == 1.0
-    del r.failures[3]
+    del r.failures[(3,)]
     assert not r.over_limit(2, 10.0, now=2.0) and r.over_since is None  # back under: the delay starts over
-    r.failures[3] = _diff(3)
+    r.failures[(3,)] = _diff(3)
     assert not r.over_limit(2, 10.0, now=3.0)
     assert r.over_limit(2, 10.0, now=13.0) and r.stopped
     # the waiting key is suspended, failures are kept, later changes are counted and never read
     assert (r.suspended, r.pending, len(r.failures)) == (1, 0, 3)
-    r.changed([8, 9], now=14.0)
+    r.changed([(8,), (9,)], now=14.0)
     assert r.suspended == 3 and r.due(now=20.0, limit=10) == []
     assert not r.over_limit(2, 10.0, now=30.0)  # suspended once
 
