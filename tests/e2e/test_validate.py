@@ -162,15 +162,13 @@ def test_row_changing_during_validation_is_pending(
     doc = task_doc(pg_url, dst_url, name="validate-moving")
     assert run_task(doc, tmp_path / "state").complete
     execute_sql(dst_url, ["UPDATE items SET name = 'stale' WHERE id IN (5, 6)"])
+
     # between the two reads, row 5 changes on the source again and row 6 is caught up on the target
-    moves = ["UPDATE items SET name = 'moving' WHERE id = 5"]
-    result = validate(
-        doc,
-        between_passes=lambda: (
-            execute_sql(pg_url, moves),
-            execute_sql(dst_url, ["UPDATE items SET name = 'item 6' WHERE id = 6"]),
-        ),
-    )
+    def between_passes() -> None:
+        execute_sql(pg_url, ["UPDATE items SET name = 'moving' WHERE id = 5"])
+        execute_sql(dst_url, ["UPDATE items SET name = 'item 6' WHERE id = 6"])
+
+    result = validate(doc, between_passes=between_passes)
     (table,) = result.tables
     assert table.failures == [] and table.pending == 1 and table.state == PENDING
 

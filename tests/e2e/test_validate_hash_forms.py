@@ -183,7 +183,7 @@ def test_timestamps_of_whole_seconds_and_fractions_match_postgres(
     doc = task_doc(mysql_source_url, pg_url, name="validate-times")
     assert run_task(doc, tmp_path / "state").complete
     with psycopg.connect(pg_url) as conn:
-        types = dict(
+        types: dict[str, str] = dict(
             conn.execute(
                 "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
                 "WHERE attrelid = 'times'::regclass AND attnum > 1"

@@ -153,7 +153,12 @@ def test_cdc_validates_text_and_composite_keys_and_transactions_in_parts(
     monkeypatch.setattr(cdc, "PART_CHANGES", 5)  # the second transaction below comes in parts
     parts: list[int] = []
     part = ChangedRows.part
-    monkeypatch.setattr(ChangedRows, "part", lambda self, txn: (parts.append(len(txn.changes)), part(self, txn)))
+
+    def counted(self: ChangedRows, txn: Any) -> Any:
+        parts.append(len(txn.changes))
+        return part(self, txn)
+
+    monkeypatch.setattr(ChangedRows, "part", counted)
     dst = pg_server.create_database(f"intask_keyed_{id(tmp_path)}")
     task, validating = validating_cdc(keyed_source, dst, "intask-keyed", tmp_path)
     assert not [w for w in task.runner.warnings if "not validated during CDC" in w]
@@ -301,14 +306,13 @@ def test_json_between_mariadb_and_postgresql_is_checksummed_in_the_databases(
         execute_sql(dst, [f"UPDATE docs SET doc = '{JSON_DOCS[2]}' WHERE id = 2"])
         everything = Scope(None, None)
         # a text PostgreSQL cannot read as jsonb never matches (its rows are then compared)
-        assert comparer.target.jsonb_mismatches(everything, "0,1", [["0,", "1,"], ['"a\\u0000b"', "{}"]]) is None
+        unreadable: list[list[str | None]] = [["0,", "1,"], ['"a\\u0000b"', "{}"]]
+        assert comparer.target.jsonb_mismatches(everything, "0,1", unreadable) is None
         # a text holding a separator sends the texts as arrays: the same answers per row
-        arrays = comparer.target.jsonb_mismatches(
-            everything, "0,1,1,1", [["5:\x1e", "2,", "3,", "4,"], ['{"x": 1}', JSON_DOCS[2], '"other"', "100"]]
-        )
-        joined = comparer.target.jsonb_mismatches(
-            everything, "1,1,1", [["2,", "3,", "4,"], [JSON_DOCS[2], '"other"', "100"]]
-        )
+        separated: list[list[str | None]] = [["5:\x1e", "2,", "3,", "4,"], ['{"x": 1}', JSON_DOCS[2], '"other"', "100"]]
+        arrays = comparer.target.jsonb_mismatches(everything, "0,1,1,1", separated)
+        plain: list[list[str | None]] = [["2,", "3,", "4,"], [JSON_DOCS[2], '"other"', "100"]]
+        joined = comparer.target.jsonb_mismatches(everything, "1,1,1", plain)
         # a key the target lacks, a different document: each counted where it was sent
         assert arrays == {0: 1, 1: 1} and joined == {1: 1}
     finally:
