@@ -7,8 +7,11 @@ Exit codes: 0 every selected table loaded completely; 3 the task finished but ro
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -241,7 +244,21 @@ app.command()(validate)
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    app()
+    """Run the command, then end the process without the interpreter's teardown when nothing is left to
+    wait for: the exit handlers run and the output is flushed, but freeing every module's objects one by
+    one is left to the operating system (~80 ms of gc's last collection after ``conveyor validate``)."""
+    try:
+        app()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if not isinstance(code, int | None) or threading.active_count() > 1:
+        raise SystemExit(code)  # a message to print, or threads the normal exit would wait for
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
