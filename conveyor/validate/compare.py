@@ -157,7 +157,9 @@ class TableComparer:
             # every lane kept busy: a chunk starts whenever one ends, the results are read in key order (a
             # slow chunk at the head holds up no lane; at most READ_AHEAD chunks per lane wait to be read)
             while lo < hi and _running(inflight) < self.lanes and len(inflight) < READ_AHEAD * self.lanes:
-                end = min(hi, lo + width)
+                # near the end a chunk takes at most a lane's share of what is left (down to the partition
+                # size), so the lanes finish together instead of one lane's last wide chunk running alone
+                end = min(hi, lo + min(width, max(self.partition_rows, -(-(hi - lo) // self.lanes))))
                 scope = Scope(lo, end)
                 # once a chunk differed, one pass: checksums per sub-range of LEAF_KEYS keys, so a mismatch
                 # needs no rescan (a differing chunk of one checksum is split by ``_descend``)
