@@ -1,12 +1,13 @@
 """Comparing one table: chunk checksums on both sides at once, bisection of mismatching chunks, rows.
 
 Ranged tables (an integer first key column) are walked in key ranges whose width adapts so one checksum
-query takes about ``time_target`` seconds (pt-table-checksum's model: gentle on a busy server). Each
-range's query returns one checksum per ``LEAF_KEYS`` keys, so a mismatch is located without scanning the
-range again; a mismatching sub-range with more than ``LEAF_ROWS`` rows (a composite key's first column)
-is split into ``SPLIT`` with one grouped query per side, recursively. The rows of a located sub-range
-are then read as canonical texts and compared. Other
-tables are compared per hash bucket of their key (the whole row for a table without one: a multiset).
+query takes about ``time_target`` seconds (pt-table-checksum's model: gentle on a busy server). One
+checksum per range until a range differs; from then on each range's query returns one checksum per
+``LEAF_KEYS`` keys, so a mismatch is located without scanning the range again. A mismatching sub-range
+with more than ``LEAF_ROWS`` rows (a composite key's first column) is split into ``SPLIT`` with one
+grouped query per side, recursively. The rows of the located sub-ranges are then read as canonical
+texts, ``LEAVES_PER_READ`` sub-ranges per query, and compared. Other tables are compared per hash bucket
+of their key (the whole row for a table without one: a multiset).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ JSON_CHUNK_KEYS = 8_000
 READ_AHEAD = 4
 #: bucket scopes fetched per query when reading rows
 BUCKETS_PER_QUERY = 64
+#: differing key ranges of a ranged table whose rows are read together (one query per side), once the
+#: first pass has found this many or ended: a mismatch costs no round trip of its own on the coordinating
+#: thread (bench/validate.py mysql2pg planted: 95 ranges read one by one took ~1 s of it)
+LEAVES_PER_READ = 64
 T = TypeVar("T")
 
 
@@ -153,10 +158,14 @@ class TableComparer:
         # joined under ``JOINED_BYTES``; a whole chunk's would go row by row)
         sends = leaves = any(side.send_jsonb is not None for side in (self.source, self.target))
         inflight: deque[tuple[Scope, int, Future[tuple[Checksums, Checksums, float]]]] = deque()
+        differing: list[Scope] = []  # located sub-ranges whose rows are read LEAVES_PER_READ at a time
         while (lo < hi or inflight) and not self._full(diff):
             # every lane kept busy: a chunk starts whenever one ends, the results are read in key order (a
-            # slow chunk at the head holds up no lane; at most READ_AHEAD chunks per lane wait to be read)
-            while lo < hi and _running(inflight) < self.lanes and len(inflight) < READ_AHEAD * self.lanes:
+            # slow chunk at the head holds up no lane; at most READ_AHEAD chunks per lane wait to be read).
+            # Until the first result is read, one chunk per lane: whether chunks differ is not known yet, and
+            # a differing chunk of one checksum is scanned again to be split
+            ahead = READ_AHEAD * self.lanes if diff.chunks else self.lanes
+            while lo < hi and _running(inflight) < self.lanes and len(inflight) < ahead:
                 # near the end a chunk takes at most a lane's share of what is left (down to the partition
                 # size), so the lanes finish together instead of one lane's last wide chunk running alone
                 end = min(hi, lo + min(width, max(self.partition_rows, -(-(hi - lo) // self.lanes))))
@@ -166,7 +175,7 @@ class TableComparer:
                 split = -(-(end - lo) // LEAF_KEYS) if leaves else 1
                 inflight.append((scope, split, self.chunks.submit(self._timed_checksums, scope, split)))
                 lo = end
-            if lo < hi and not inflight[0][2].done() and len(inflight) < READ_AHEAD * self.lanes:
+            if lo < hi and not inflight[0][2].done() and len(inflight) < ahead:
                 wait([f for _, _, f in inflight if not f.done()], return_when=FIRST_COMPLETED)
                 continue
             scope, split, future = inflight.popleft()
@@ -180,7 +189,12 @@ class TableComparer:
                 if src.get(b) != tgt.get(b) and not self._skipped(diff, src.get(b), tgt.get(b)):
                     leaves = True
                     sub = Scope(scope.lo + b * step, min(scope.hi, scope.lo + (b + 1) * step))
-                    self._descend(sub, {0: src.get(b, (0, 0))}, {0: tgt.get(b, (0, 0))}, diff)
+                    self._descend(sub, {0: src.get(b, (0, 0))}, {0: tgt.get(b, (0, 0))}, diff, differing)
+            # (each located sub-range holds a differing row: no more are read than the failures have room for)
+            room = LEAVES_PER_READ if self.max_failures is None else self.max_failures - len(diff.failures)
+            if len(differing) >= min(LEAVES_PER_READ, room):
+                self._leaf(differing, diff)
+                differing = []
             # aim the next chunks at the time target: this chunk's width, changed at most 4x
             factor = min(4.0, max(0.25, self.time_target / max(elapsed, 1e-3)))
             width = max(1, int((scope.hi - scope.lo) * factor))
@@ -188,23 +202,26 @@ class TableComparer:
                 width = min(width, JSON_CHUNK_KEYS)
         for _, _, future in inflight:
             future.cancel()
+        if differing:
+            self._leaf(differing, diff)
 
     def _timed_checksums(self, scope: Scope, split: int) -> tuple[Checksums, Checksums, float]:
         started = time.monotonic()
         src, tgt = self._both(functools.partial(TableSide.checksums, scope=scope, split=split))
         return src, tgt, time.monotonic() - started
 
-    def _descend(self, scope: Scope, src: Checksums, tgt: Checksums, diff: TableDiff) -> None:
+    def _descend(self, scope: Scope, src: Checksums, tgt: Checksums, diff: TableDiff, leaves: list[Scope]) -> None:
+        """Locate the differing sub-ranges of ``scope`` (grouped checksums, recursively) into ``leaves``."""
         assert scope.lo is not None and scope.hi is not None
         if max(_rows(src), _rows(tgt)) <= self.leaf_rows or scope.hi - scope.lo <= SPLIT:
-            self._leaf([scope], diff)
+            leaves.append(scope)
             return
         sub_src, sub_tgt = self._both(lambda s: s.checksums(scope, SPLIT))
         width = -(-(scope.hi - scope.lo) // SPLIT)
         for b in sorted(set(sub_src) | set(sub_tgt)):
             if sub_src.get(b) != sub_tgt.get(b) and not self._skipped(diff, sub_src.get(b), sub_tgt.get(b)):
                 sub = Scope(scope.lo + b * width, min(scope.hi, scope.lo + (b + 1) * width))
-                self._descend(sub, {0: sub_src.get(b, (0, 0))}, {0: sub_tgt.get(b, (0, 0))}, diff)
+                self._descend(sub, {0: sub_src.get(b, (0, 0))}, {0: sub_tgt.get(b, (0, 0))}, diff, leaves)
 
     def _bucketed(self, diff: TableDiff) -> None:
         estimate = max(self._both(lambda s: s.count()))
@@ -232,12 +249,27 @@ class TableComparer:
             room = None if self.max_failures is None else max(0, self.max_failures - len(diff.failures))
             diff.failures += found if room is None else found[:room]
             diff.unchecked += 0 if room is None else max(0, len(found) - room)
+            self._full(diff)  # truncated once the failures reach the limit
 
     def rows_diff(self, scopes: Iterable[Scope]) -> list[RowFailure]:
-        """Read the scopes' rows on both sides and name every difference."""
+        """Read the scopes' rows on both sides (``LEAVES_PER_READ`` scopes per query) and name every
+        difference."""
         scopes = list(scopes)
-        src, tgt = self._both(lambda s: [t for scope in scopes for t in s.rows(scope)])
-        return list(self._keyed(src, tgt) if self.keyed else self._multiset(src, tgt))
+        found: list[RowFailure] = []
+        for i in range(0, max(1, len(scopes)), LEAVES_PER_READ):
+            batch = scopes[i : i + LEAVES_PER_READ]
+            src, tgt = self._both(functools.partial(TableSide.rows_of, scopes=batch))
+            found += self._keyed(src, tgt) if self.keyed else self._multiset(src, tgt)
+        return found
+
+    def failing_scopes(self, diff: TableDiff) -> list[Scope]:
+        """Where the failing rows are read again: on a ranged table the range column's value of each (a key
+        range of one value, read by the index), else the scopes they were found in."""
+        if self.source.range_column is None or self.target.range_column is None:
+            return diff.scopes
+        # the range column is the key's first column (``TableSide.range_column``), an integer's text
+        values = sorted({int(text) for f in diff.failures if (text := f.key[0][1]) is not None})
+        return [Scope(v, v + 1) for v in values]
 
     def _key(self, texts: Texts) -> tuple[tuple[str, str | None], ...]:
         return tuple((self.names[i], texts[i]) for i in self.source.key)

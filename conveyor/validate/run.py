@@ -189,7 +189,7 @@ class Validation:
                 if self.between_passes is not None:
                     self.between_passes()
                 time.sleep(self.recheck_delay)
-                again = {f.identity: f for f in comparer.rows_diff(diff.scopes)}
+                again = {f.identity: f for f in comparer.rows_diff(comparer.failing_scopes(diff))}
                 first = {f.identity: f for f in diff.failures}
                 result.failures = [f for i, f in first.items() if again.get(i) == f]
                 result.pending = sum(1 for i, f in again.items() if first.get(i) != f)
@@ -199,8 +199,10 @@ class Validation:
             result.failures = kept
             if diff.truncated and len(diff.failures) > table_max:
                 result.table_suspended = True
+                # the rows not recorded: found over the limit, left unread, and never checksummed (a count, for
+                # a suspended table only)
+                result.suspended += len(result.failures) - table_max
                 result.failures = result.failures[:table_max]
-                # the rows not validated: left unread, and never checksummed (a count, for a suspended table only)
                 result.suspended += diff.unchecked + max(0, comparer.source.count() - diff.source_rows)
                 self.warn(
                     f"{plan.target.id}: validation suspended after more than {table_max} failing rows "

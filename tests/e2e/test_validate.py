@@ -12,7 +12,7 @@ from schemas import execute_sql
 from tasks import cli, run_task, task_doc, write_task
 
 from conveyor.runner.task import task_from_document
-from conveyor.validate.compare import MISSING_SOURCE, MISSING_TARGET, RECORD_DIFF
+from conveyor.validate.compare import LEAF_KEYS, LEAVES_PER_READ, MISSING_SOURCE, MISSING_TARGET, RECORD_DIFF
 from conveyor.validate.repair import repair_table
 from conveyor.validate.run import PENDING, VALIDATED, Validation, ValidationResult
 
@@ -200,3 +200,38 @@ def test_cli_exit_codes_and_failures_table(pg_server: Any, pg_url: str, tmp_path
     proc = cli("validate", str(path), "--repair", "--recheck-delay", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert fetch(dst_url, "awsdms_validation_failures_v1") == []
+
+
+def test_differences_in_many_sub_ranges_are_read_together_and_found_exactly(
+    mysql_source_url: str, pg_url: str, tmp_path: Path
+) -> None:
+    """Over LEAVES_PER_READ differing sub-ranges, read a batch at a time (ORed key ranges): every difference
+    found once, changed rows in key order; the recheck reads the failing keys only."""
+    rows = 160 * LEAF_KEYS
+    execute_sql(
+        mysql_source_url,
+        ["CREATE TABLE nums (id int PRIMARY KEY, v int)", f"INSERT INTO nums SELECT seq, seq FROM seq_1_to_{rows}"],
+    )
+    # chunks of 1,000 keys until one differed, then per LEAF_KEYS keys: over 140 differing sub-ranges
+    doc = task_doc(mysql_source_url, pg_url, name="validate-many-ranges", ValidationSettings={"PartitionSize": 1000})
+    assert run_task(doc, tmp_path / "state").complete
+    changed = list(range(7, rows, LEAF_KEYS // 2))  # two per sub-range of LEAF_KEYS keys
+    assert (rows - 5 * 1000) // LEAF_KEYS > 2 * LEAVES_PER_READ
+    deleted, extra = [LEAF_KEYS * 3 + 1, rows], [rows + 5, rows + 700]
+    execute_sql(
+        pg_url,
+        [
+            f"UPDATE nums SET v = -v WHERE id IN ({', '.join(map(str, changed))})",
+            f"DELETE FROM nums WHERE id IN ({', '.join(map(str, deleted))})",
+            f"INSERT INTO nums VALUES ({extra[0]}, 0), ({extra[1]}, 0)",
+        ],
+    )
+    result = validate(doc)
+    (table,) = result.tables
+    kinds = [(f.kind, int(f.key[0][1] or 0)) for f in table.failures]
+    assert sorted(kinds) == sorted(
+        [(RECORD_DIFF, k) for k in changed]
+        + [(MISSING_TARGET, k) for k in deleted]
+        + [(MISSING_SOURCE, k) for k in extra]
+    )
+    assert [k for kind, k in kinds if kind == RECORD_DIFF] == changed
