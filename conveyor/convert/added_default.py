@@ -14,7 +14,8 @@ from sqlglot import exp
 
 from conveyor.convert.ddl import PERCENT_DOUBLED
 from conveyor.convert.defaults import convert_default
-from conveyor.convert.dialects import SQLGLOT, NotConvertible, parse, strip_literal_casts
+from conveyor.convert.dialects import parse, strip_literal_casts
+from conveyor.convert.engines import SQLGLOT, NotConvertible
 from conveyor.model.schema import Column
 from conveyor.model.types import LogicalType as L
 

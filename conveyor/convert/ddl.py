@@ -12,13 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from sqlglot import exp
-
-from conveyor.convert.defaults import convert_default
-from conveyor.convert.dialects import SQLGLOT, NotConvertible, parse, transpile
+from conveyor.convert.engines import SQLGLOT, NotConvertible
 from conveyor.convert.overrides import TypeOverride, native_types
 from conveyor.convert.report import Effort, Item, Report
-from conveyor.convert.views import convert_view_query
 from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.model.schema import (
     Check,
@@ -86,6 +82,8 @@ class Converter:
 
     def expression(self, text: str, table: Table) -> str:
         """``text``, an expression over ``table``'s columns, as the target's SQL."""
+        from conveyor.convert.dialects import transpile
+
         self.check_calls(text, table)
         return self.sql(transpile(text, self.source, self.target))
 
@@ -93,6 +91,10 @@ class Converter:
         """Raise ``NotConvertible`` when ``text`` calls one of the source's own functions (known ones, or
         any schema-qualified call: PostgreSQL qualifies every user function), or reads a column the
         target ``table`` does not have (a table mapping renamed or removed it)."""
+        from sqlglot import exp
+
+        from conveyor.convert.dialects import parse
+
         try:
             tree = parse(text, self.source)
         except NotConvertible:
@@ -148,9 +150,13 @@ class Converter:
     def column(self, table: Table, column: Column, native: str, item: Item) -> Column:
         identity = column.identity and column.type.logical is L.INTEGER
         try:
-            if column.default is not None and not identity:
-                self.check_calls(column.default)
-            default = convert_default(column, native, self.source, self.target)
+            default = None
+            if column.default is not None:  # sqlglot is imported for a default only
+                from conveyor.convert.defaults import convert_default
+
+                if not identity:
+                    self.check_calls(column.default)
+                default = convert_default(column, native, self.source, self.target)
         except NotConvertible as exc:
             default = None
             item.add(
@@ -184,6 +190,8 @@ class Converter:
             t = column.type
             if t.logical is not L.ENUM or not t.values or self.native_enum(t, native):
                 continue
+            from sqlglot import exp
+
             allowed = exp.In(
                 this=exp.column(column.name, quoted=True), expressions=[exp.Literal.string(v) for v in t.values]
             )
@@ -323,6 +331,8 @@ class Converter:
             item = report.item("materialized view" if view.materialized else "view", str(view.id))
             target = TableId(schema_of(view.id.schema), view.id.name)
             schemas = self.target != "sqlite"
+            from conveyor.convert.views import convert_view_query
+
             try:
                 query = convert_view_query(view.definition, self.source, self.target, view.id.schema, names, schemas)
             except NotConvertible as exc:

@@ -10,7 +10,8 @@ import re
 
 from sqlglot import exp
 
-from conveyor.convert.dialects import NotConvertible, parse, strip_literal_casts, transpile, write
+from conveyor.convert.dialects import parse, strip_literal_casts, transpile, write
+from conveyor.convert.engines import NotConvertible
 from conveyor.model.schema import Column
 from conveyor.model.types import LogicalType as L
 

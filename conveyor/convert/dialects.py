@@ -13,12 +13,7 @@ from collections.abc import Callable
 import sqlglot
 from sqlglot import exp
 
-#: Conveyor engine name -> sqlglot dialect
-SQLGLOT = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
-
-
-class NotConvertible(Exception):
-    """An expression that does not transpile cleanly; ``str()`` is the reason."""
+from conveyor.convert.engines import SQLGLOT, NotConvertible
 
 
 def parse(text: str, engine: str) -> exp.Expression:

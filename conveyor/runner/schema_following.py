@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conveyor.convert.added_default import added_default
-from conveyor.convert.dialects import NotConvertible
+from conveyor.convert.engines import NotConvertible
 from conveyor.convert.plan import TablePlan
 from conveyor.convert.schema_change import AddColumn, ColumnChange, DropColumn, apply_change, diff_table
 from conveyor.endpoints.base import Capture, DroppedColumns, PositionDefinitions
@@ -245,6 +244,8 @@ class SchemaFollowing:
         column = change.column
         by_name = dict(zip(target.column_names, natives, strict=True))
         native = applier.column_native(apply_change(target, change), column.name, by_name)
+        from conveyor.convert.added_default import added_default  # sqlglot: for a default only
+
         try:
             default = added_default(column, native, self.source.name, applier.engine)
         except NotConvertible as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.convert.added_default import added_default
-from conveyor.convert.dialects import NotConvertible
+from conveyor.convert.engines import NotConvertible
 from conveyor.convert.schema_change import AddColumn, diff_table
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import ColumnType

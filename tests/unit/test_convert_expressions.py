@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conveyor.convert.defaults import convert_default
-from conveyor.convert.dialects import NotConvertible, transpile
+from conveyor.convert.dialects import transpile
+from conveyor.convert.engines import NotConvertible
 from conveyor.convert.overrides import override_for, parse_type_mappings
 from conveyor.convert.report import Effort, Report, Status
 from conveyor.convert.views import convert_view_query
