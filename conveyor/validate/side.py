@@ -14,26 +14,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from conveyor.endpoints.postgres.arrays import NULL, SEPARATOR, joined_texts
 from conveyor.validate.canonical import hash60, row_text
 from conveyor.validate.dialects import Column, Dialect, PostgresDialect
 
 Checksums = dict[int, tuple[int, int]]
 Texts = tuple[str | None, ...]
-#: between the texts ``jsonb_sums`` sends as one, and a NULL: control characters JSON text never holds raw
-_SEPARATOR, _NULL = "\x1e", "\x1f"
 #: bytes of one ``GROUP_CONCAT`` row a side reads at most (its texts share them), below MariaDB's and
 #: MySQL's default ``max_allowed_packet`` (16 MB and 64 MB)
 JOINED_BYTES = 8 << 20
-
-
-def _joined(texts: list[str | None]) -> str | None:
-    """The texts as one, ``_SEPARATOR`` between them, ``_NULL`` for NULL (None: a text holds either or
-    is empty, so splitting would not give them back)."""
-    nulls = sum(1 for t in texts if t is None)
-    one = _SEPARATOR.join(_NULL if t is None else t for t in texts)
-    if one.count(_SEPARATOR) != len(texts) - 1 or one.count(_NULL) != nulls or "" in texts:
-        return None
-    return one
 
 
 def _uncut(joined: str, limit: int) -> bool:
@@ -43,9 +32,9 @@ def _uncut(joined: str, limit: int) -> bool:
 
 
 def _splits(joined: str, count: int, nulls: int) -> bool:
-    """Whether ``joined`` (``GROUP_CONCAT`` of ``count`` texts, ``nulls`` of them NULL as ``_NULL``) gives
-    them back when split on ``_SEPARATOR``."""
-    return joined.count(_SEPARATOR) == count - 1 and joined.count(_NULL) == nulls and (count > 1 or joined != "")
+    """Whether ``joined`` (``GROUP_CONCAT`` of ``count`` texts, ``nulls`` of them NULL as ``NULL``) gives
+    them back when split on ``SEPARATOR``."""
+    return joined.count(SEPARATOR) == count - 1 and joined.count(NULL) == nulls and (count > 1 or joined != "")
 
 
 @dataclass(frozen=True)
@@ -249,7 +238,7 @@ class TableSide:
         if not groups:
             return sums
         differing = (
-            self.send_jsonb(scope, ",".join(buckets), [_SEPARATOR.join(c) for c in columns])
+            self.send_jsonb(scope, ",".join(buckets), [SEPARATOR.join(c) for c in columns])
             if whole
             else self._sent_rows(scope, bucket, where, params, jsonb)
         )
@@ -274,7 +263,7 @@ class TableSide:
         ``jsonb``, to this PostgreSQL side's row of the same key (or no such row): jsonb's own equality,
         exact at any depth, where hashing texts would need both sides' documents printed. ``buckets``: each
         sent row's, comma-separated; ``columns``: the key texts, then each JSON column's texts, as lists or
-        joined (``_SEPARATOR`` between texts, ``_NULL`` for NULL, checked by ``_splits``). None when a text is
+        joined (``SEPARATOR`` between texts, ``NULL`` for NULL, checked by ``_splits``). None when a text is
         not one PostgreSQL reads as jsonb (not JSON, a ``\\u0000``). Joined texts are split in PostgreSQL
         (about 2x cheaper than binary arrays), sent as arrays when a text holds a separator or is empty."""
         d = self.dialect
@@ -283,13 +272,13 @@ class TableSide:
             return {}
         names = [f"j{j}" for j in range(len(columns) - 1)]
         docs = [c.jsonb for c in self.columns if c.jsonb is not None]
-        joined = [c if isinstance(c, str) else _joined(c) for c in columns]
+        joined = [c if isinstance(c, str) else joined_texts(c) for c in columns]
         if all(j is not None for j in joined):  # (texts joined by ``_with_sent_jsonb`` are checked there)
             split = "unnest(string_to_array(%s, %s, %s))"
             source = f"ROWS FROM (unnest(string_to_array(%s, ',')), {', '.join([split] * len(columns))})"
             params: list[Any] = [buckets]
             for text in joined:
-                params += [text, _SEPARATOR, _NULL]
+                params += [text, SEPARATOR, NULL]
             bucket = "(s.b)::bigint"
         else:
             arrays = [c for c in columns if not isinstance(c, str)]

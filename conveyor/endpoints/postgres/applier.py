@@ -22,7 +22,7 @@ from psycopg import sql
 from conveyor.endpoints.base import Encoder, ErrorPolicy, LoadResult, PrepMode, RejectedRow
 from conveyor.endpoints.config import PostgresConfig
 from conveyor.endpoints.postgres import types
-from conveyor.endpoints.postgres.arrays import array_literal
+from conveyor.endpoints.postgres.arrays import array_literal, joined_texts
 from conveyor.endpoints.postgres.connect import copy, literal, quote, run
 from conveyor.endpoints.postgres.errors import first_line, privilege_message
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, shutdown_socket
@@ -52,6 +52,11 @@ TYPE_EXISTS_SQL = (
 )
 #: SQLSTATE classes of errors about a row's values: 22 data exception, 23 integrity constraint violation
 DATA_ERROR_CLASSES = ("22", "23")
+
+
+#: batch apply's column of texts (a PostgreSQL source's own text form) goes as one text (``joined_texts``),
+#: which the server cuts back into them
+_SPLIT = "string_to_array(%s, E'\\x1e', E'\\x1f')"
 
 
 class _DumpError(Exception):
@@ -156,14 +161,21 @@ class PostgresApplier(SqlApplier):
 
     index_joins_sql = "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
 
-    def array_param(self, values: list[Any]) -> Any:
-        return array_literal(values)
-
-    def array_rows(self, natives: Sequence[str]) -> str | None:
+    def takes_arrays(self, natives: Sequence[str]) -> bool:
         # unnest() flattens arrays of arrays: a column that is itself an array goes the generic way
-        if any(types.parse_native(n)[2] for n in natives):
-            return None
-        return "unnest(" + ", ".join(f"%s::{n}[]" for n in natives) + ")"
+        return not any(types.parse_native(n)[2] for n in natives)
+
+    def array_param(self, values: list[Any], native: str) -> tuple[str, str, Any]:
+        # Texts: each element is read by its type's input function as in a typed array literal, but the server
+        # parses no literal (quotes, escapes: JSON is full of them) and Conveyor writes none. bench/cdc.py pg2pg:
+        # target CPU per change 7.5 -> 6.8 µs, Conveyor's 4.9 -> 4.5 µs (docs/cdc.md)
+        joined = joined_texts(values)
+        if joined is not None:
+            return _SPLIT, f"::{native}", joined
+        return f"%s::{native}[]", "", array_literal(values)
+
+    def array_rows(self, arrays: Sequence[str]) -> str:
+        return "unnest(" + ", ".join(arrays) + ")"
 
     def identity_clause(self, native: str) -> str:
         name, _, is_array = types.parse_native(native)

@@ -1,4 +1,5 @@
-"""PostgreSQL array literals for batch apply's column arrays, built with string operations.
+"""PostgreSQL array literals for batch apply's column arrays, built with string operations; and columns of
+texts joined into one text the server splits (``joined_texts``: no literal to parse at all).
 
 psycopg dumps a list element by element with a regular expression for the quoting, which made up a
 third of change processing's time. Here a column's values become one ``{...}`` literal (sent as an
@@ -16,6 +17,25 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
+
+#: a column of texts sent as one text, cut back into them by ``string_to_array(text, SEPARATOR, NULL)``:
+#: control characters that JSON text never holds raw (``joined_texts``)
+SEPARATOR, NULL = "\x1e", "\x1f"
+
+
+def joined_texts(values: Sequence[Any]) -> str | None:
+    """Texts and Nones as one text that ``string_to_array(text, SEPARATOR, NULL)`` cuts back into exactly
+    them (PostgreSQL parses no literal, no quotes nor escapes); None when it would not: a value is not a
+    str or holds ``SEPARATOR`` or ``NULL`` (counted in C), or the text is empty (no element, not an empty
+    one)."""
+    nulls = values.count(None)
+    try:
+        joined = SEPARATOR.join([NULL if v is None else v for v in values] if nulls else values)
+    except TypeError:
+        return None
+    if not joined or joined.count(SEPARATOR) != len(values) - 1 or joined.count(NULL) != nulls:
+        return None
+    return joined
 
 
 def _quoted(text: str) -> str:

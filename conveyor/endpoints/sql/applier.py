@@ -238,14 +238,19 @@ class SqlApplier:
         self.execute("SELECT 1").fetchall()
         self.commit()
 
-    def array_param(self, values: list[Any]) -> Any:
-        """One column's values as the parameter ``array_rows`` takes for it."""
-        return values
+    def takes_arrays(self, natives: Sequence[str]) -> bool:
+        """Batch apply's bulk statements may take columns of these native types as one array parameter
+        each (``array_param``, ``array_rows``)."""
+        return False
 
-    def array_rows(self, natives: Sequence[str]) -> str | None:
-        """A table expression of rows whose columns come one array parameter each, cast to ``natives``
-        (batch apply's bulk statements), or None where the engine has none."""
-        return None
+    def array_param(self, values: list[Any], native: str) -> tuple[str, str, Any]:
+        """One column's values as one array parameter: (its SQL, an array; the cast each element then
+        takes in the statement to be of type ``native``, '' for none; the parameter)."""
+        raise NotImplementedError
+
+    def array_rows(self, arrays: Sequence[str]) -> str:
+        """A table expression of rows whose columns are the elements of ``arrays`` (``array_param``'s SQL)."""
+        raise NotImplementedError
 
     def update_rows_sql(self, table: str, key: Sequence[str], columns: Sequence[str], rows: int) -> str | None:
         """One statement setting ``columns`` of ``rows`` rows of ``table`` (qualified), each found by

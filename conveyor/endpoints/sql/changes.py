@@ -557,7 +557,7 @@ class ChangeApplier:
         where the engine (or a column's type) takes no arrays."""
         a = self.applier
         natives = [target.native_by_name.get(c, "") for c in net.columns]
-        if not all(natives) or a.array_rows(natives) is None:
+        if not all(natives) or not a.takes_arrays(natives):
             return None
         encoders = [target.by_name[c] for c in net.columns]
         name = a.qualified(target.table.id)
@@ -565,54 +565,53 @@ class ChangeApplier:
         key_at = [index[k] for k in net.key]
         statements: list[tuple[str, list[Any], int | None]] = []
 
-        def rows_sql(columns: Sequence[int], alias: str) -> str:
-            rows = a.array_rows([natives[i] for i in columns])
-            return f"{rows} AS {alias}({a.column_list(net.columns[i] for i in columns)})"
-
-        def match(alias: str) -> str:
-            return " AND ".join(f"t.{a.quote(k)} = {alias}.{a.quote(k)}" for k in net.key)
-
-        def arrays(rows: Sequence[Sequence[Any]], columns: Sequence[int]) -> list[Any]:
-            """One array per column of ``rows`` (never empty): ``zip(*rows)`` transposes them in C, and
-            only the columns with an encoder are walked value by value."""
-            out = []
+        def rows_of(
+            rows: Sequence[Sequence[Any]], columns: Sequence[int], alias: str
+        ) -> tuple[str, dict[int, str], list[Any]]:
+            """``rows`` (never empty) as the table expression ``alias``, one array parameter per column: its
+            SQL, each column's value as the statement reads it (column index -> SQL), and the parameters.
+            ``zip(*rows)`` transposes them in C, and only the columns with an encoder are walked value by value."""
+            arrays: list[str] = []
+            values: dict[int, str] = {}
+            params: list[Any] = []
             for i, column in zip(columns, zip(*rows, strict=True), strict=True):
                 encode = encoders[i]
-                values = list(column) if encode is None else [v if v is None else encode(v) for v in column]
-                out.append(a.array_param(values))
-            return out
+                items = list(column) if encode is None else [v if v is None else encode(v) for v in column]
+                array, cast, param = a.array_param(items, natives[i])
+                arrays.append(array)
+                values[i] = f"{alias}.{a.quote(net.columns[i])}{cast}"
+                params.append(param)
+            return (
+                f"{a.array_rows(arrays)} AS {alias}({a.column_list(net.columns[i] for i in columns)})",
+                values,
+                params,
+            )
+
+        def match(values: dict[int, str]) -> str:
+            return " AND ".join(f"t.{a.quote(net.columns[i])} = {values[i]}" for i in key_at)
 
         if (net.deletes or net.updates) and a.index_joins_sql:
             statements.append((a.index_joins_sql, [], None))
         if net.deletes:
+            source, values, params = rows_of(net.deletes, key_at, "d")
             statements.append(
-                (
-                    f"DELETE FROM {name} AS t USING {rows_sql(key_at, 'd')} WHERE {match('d')}",
-                    arrays(net.deletes, key_at),
-                    len(net.deletes),
-                )
+                (f"DELETE FROM {name} AS t USING {source} WHERE {match(values)}", params, len(net.deletes))
             )
         if net.inserts:
-            every = list(range(len(net.columns)))
+            every = range(len(net.columns))
+            source, values, params = rows_of(net.inserts, every, "i")
+            select = ", ".join(values[i] for i in every)
             statements.append(
-                (
-                    f"INSERT INTO {name} ({a.column_list(net.columns)}) SELECT * FROM {rows_sql(every, 'i')}",
-                    arrays(net.inserts, every),
-                    None,
-                )
+                (f"INSERT INTO {name} ({a.column_list(net.columns)}) SELECT {select} FROM {source}", params, None)
             )
         groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
-        for key, indexes, values in net.updates:
-            groups.setdefault(indexes, []).append(key + values)
-        for indexes, rows in groups.items():
-            columns = [*key_at, *indexes]
-            sets = ", ".join(f"{a.quote(net.columns[i])} = u.{a.quote(net.columns[i])}" for i in indexes)
+        for key, indexes, changed in net.updates:
+            groups.setdefault(indexes, []).append(key + changed)
+        for indexes, updated in groups.items():
+            source, values, params = rows_of(updated, [*key_at, *indexes], "u")
+            sets = ", ".join(f"{a.quote(net.columns[i])} = {values[i]}" for i in indexes)
             statements.append(
-                (
-                    f"UPDATE {name} AS t SET {sets} FROM {rows_sql(columns, 'u')} WHERE {match('u')}",
-                    arrays(rows, columns),
-                    len(rows),
-                )
+                (f"UPDATE {name} AS t SET {sets} FROM {source} WHERE {match(values)}", params, len(updated))
             )
         return statements
 
