@@ -346,6 +346,43 @@ def test_protocol_errors_are_loud() -> None:
         one_transaction(PgOutputDecoder(), relation(1, "a", [("id", 23, -1, True)]), insert(1, [b"x"]))
 
 
+def test_text_tables_keep_the_text_form() -> None:
+    """A text table's values are the server's text as str, NULLs None, TOAST ``UNCHANGED``; an old key
+    tuple keeps the identity columns only, whatever the others hold; wrong tuples fail as for other tables."""
+    cols = [("a", 23, -1, False), ("id", 25, -1, True), ("doc", 25, -1, False), ("k2", 20, -1, True)]
+    decoder = PgOutputDecoder(text_tables={TableId("public", "t"), TableId("public", "nothing")})
+    U = UNCHANGED
+    txn = one_transaction(
+        decoder,
+        relation(3, "t", cols),
+        insert(3, ["1", "é😀", "", None]),
+        update(3, [None, "x", U, "7"]),  # key unchanged: the old key from the new row
+        update(3, ["2", "y", "doc", "8"], old=["stray", "x", None, "7"]),  # PostgreSQL sends NULLs; stray ignored
+        delete(3, [None, "y", U, "8"]),
+        relation(3, "t", [(c, o, m, True) for c, o, m, _ in cols], identity="f"),
+        update(3, ["3", "z", "new", "9"], old=["2", "y", "doc", "8"], kind=b"O"),
+        delete(3, ["3", "z", U, None], kind=b"O"),
+        relation(4, "nothing", cols[:1], identity="n"),
+        update(4, ["4"]),
+    )
+    assert [(c.before, c.after) for c in txn.changes] == [
+        (None, ("1", "é😀", "", None)),
+        ((U, "x", U, "7"), (None, "x", U, "7")),
+        ((U, "x", U, "7"), ("2", "y", "doc", "8")),
+        ((U, "y", U, "8"), None),
+        (("2", "y", "doc", "8"), ("3", "z", "new", "9")),
+        (("3", "z", U, None), None),
+        (None, ("4",)),
+    ]
+    binary = struct.pack(">h", 4) + b"b" + struct.pack(">i", 1) + b"1" + tuple_data([1, 2, 3])[2:]
+    for message in (b"I\0\0\0\3N" + binary, b"D\0\0\0\3K" + binary):
+        decoder = PgOutputDecoder(text_tables={TableId("public", "t")})
+        with pytest.raises(DecodeError, match=r"kind 'b' in public\.t \(binary"):
+            feed_all(decoder, [(10, begin(1)), (11, relation(3, "t", cols)), (12, message)])
+        with pytest.raises(DecodeError, match=r"a tuple of 3 columns for public\.t, which has 4"):
+            decoder.feed(delete(3, [1, 2, 3]), 13)
+
+
 def test_positions_and_names() -> None:
     for text in ("0/0", "0/1540E30", "16/B374D848", "FFFFFFFF/FFFFFFFF"):
         assert format_lsn(parse_lsn(text)) == text

@@ -26,6 +26,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
+from types import CodeType, FunctionType
 from typing import Any
 
 from psycopg import DataError, postgres, pq
@@ -348,11 +350,13 @@ class _RelationState:
     __slots__ = (
         "fallbacks",
         "key_index",
-        "key_template",
+        "keyed",
         "load",
         "loaders",
         "names",
         "ncols",
+        "read",
+        "read_key",
         "relation",
         "table",
         "text",
@@ -377,7 +381,112 @@ class _RelationState:
             for c in relation.columns
         ]
         self.key_index = tuple(i for i, c in enumerate(relation.columns) if c.key)
-        self.key_template = [UNCHANGED] * self.ncols
+        #: keyed(row): the row reduced to its replica identity, the other columns UNCHANGED
+        self.keyed: Callable[[Row], Row] = _compile(
+            "keyed", ["def keyed(r):", f"    return ({_tuple_of(self._key_items('r[{}]'))})"], {"U": UNCHANGED}
+        )
+        #: read(data, pos) -> (row, position after it): the TupleData at pos; read_key: the same reduced to
+        #: the replica identity (an old key tuple)
+        self.read: Callable[[bytes, int], tuple[Row, int]]
+        self.read_key: Callable[[bytes, int], tuple[Row, int]]
+        self.read, self.read_key = self._readers()
+
+    def _key_items(self, key: str) -> list[str]:
+        keys = set(self.key_index)
+        return [key.format(i) if i in keys else "U" for i in range(self.ncols)]
+
+    def _readers(self) -> tuple[Callable[[bytes, int], tuple[Row, int]], Callable[[bytes, int], tuple[Row, int]]]:
+        """``read`` and ``read_key``, unrolled: one block per column, the row built from locals (a loop over
+        the columns into a list cost ~25% more per 8-column tuple). Anything but the common case (a column
+        count or kind this code does not know, a value the loaders refuse, TOAST outside a text table) goes
+        to ``tuple_at``, which handles it or says what is wrong. Only a text table's key reader skips the
+        other columns; elsewhere the whole row is loaded, then keyed."""
+        text = self.text
+        head = ["    p0 = p", f"    if d[p] << 8 | d[p + 1] != {self.ncols}:", "        return slow(d, p)"]
+        head.append("    p += 2")
+        blocks = []
+        for i in range(self.ncols):
+            blocks.append(
+                [
+                    "    k = d[p]",
+                    "    if k == 116:",
+                    "        q = p + 5",
+                    "        p = q + i32(d, p + 1)[0]",
+                    f"        v{i} = d[q:p].decode()" if text else f"        v{i} = d[q:p]",
+                    "    elif k == 110:",
+                    "        p += 1",
+                    f"        v{i} = None",
+                    *(["    elif k == 117:", "        p += 1", f"        v{i} = U"] if text else []),
+                    "    else:",
+                    "        return slow(d, p0)",
+                ]
+            )
+        read = ["def read(d, p):", *head, *(line for block in blocks for line in block)]
+        values = _tuple_of([f"v{i}" for i in range(self.ncols)])
+        names = {"U": UNCHANGED, "i32": _I32, "slow": self.tuple_at, "load": self.load}
+        if not text:
+            read += ["    try:", f"        return load([{values}]), p", "    except Exception:"]
+            read.append("        return slow(d, p0)")
+            return _compile("read", read, names), self._key_at
+        read.append(f"    return ({values}), p")
+        skip = [  # a column outside the replica identity: UNCHANGED in the keyed row whatever it holds
+            "    k = d[p]",
+            "    if k == 110 or k == 117:",
+            "        p += 1",
+            "    elif k == 116:",
+            "        p += 5 + i32(d, p + 1)[0]",
+            "    else:",
+            "        return slow(d, p0)",
+        ]
+        keys = set(self.key_index)
+        read_key = ["def read_key(d, p):", *head]
+        for i, block in enumerate(blocks):
+            read_key += block if i in keys else skip
+        read_key.append(f"    return ({_tuple_of(self._key_items('v{}'))}), p")
+        return _compile("read", read, names), _compile("read_key", read_key, {**names, "slow": self._key_at})
+
+    def tuple_at(self, data: bytes, pos: int) -> tuple[Row, int]:
+        """TupleData at ``pos`` -> (canonical row, position after it), column by column."""
+        ncols = (data[pos] << 8) | data[pos + 1]
+        if ncols != self.ncols:
+            raise DecodeError(f"a tuple of {ncols} columns for {self.table}, which has {self.ncols}")
+        pos += 2
+        raw: list[Any] = [None] * ncols
+        unchanged: list[int] | None = None
+        i32 = _I32
+        text = self.text
+        for i in range(ncols):
+            kind = data[pos]
+            if kind == 116:  # 't' text
+                start = pos + 5
+                pos = start + i32(data, pos + 1)[0]
+                raw[i] = data[start:pos].decode() if text else data[start:pos]
+            elif kind == 110:  # 'n' NULL
+                pos += 1
+            elif kind == 117:  # 'u' unchanged TOAST
+                pos += 1
+                if unchanged is None:
+                    unchanged = []
+                unchanged.append(i)
+            else:
+                raise DecodeError(f"tuple column kind {chr(kind)!r} in {self.table} (binary mode is not requested)")
+        if text:
+            row = tuple(raw)
+        else:
+            try:
+                row = self.load(raw)
+            except Exception:  # a date Python cannot hold (or a bug): column by column, to say which
+                row = self.slow_load(raw)
+        if unchanged is not None:
+            values = list(row)
+            for i in unchanged:
+                values[i] = UNCHANGED
+            row = tuple(values)
+        return row, pos
+
+    def _key_at(self, data: bytes, pos: int) -> tuple[Row, int]:
+        row, pos = self.read(data, pos)
+        return self.keyed(row), pos
 
     def slow_load(self, raw: list[Any]) -> Row:
         """Column by column, dates Python cannot hold kept as text (the snapshot reader's fallback)."""
@@ -394,12 +503,26 @@ class _RelationState:
                 out.append(out_of_range_text(typname, bytes(value).decode()))
         return tuple(out)
 
-    def keyed(self, row: Row) -> Row:
-        """The row reduced to its replica identity; the other columns UNCHANGED."""
-        out = self.key_template.copy()
-        for i in self.key_index:
-            out[i] = row[i]
-        return tuple(out)
+
+def _tuple_of(items: Sequence[str]) -> str:
+    """A tuple display of Python expressions (``a, b,``; empty for none)."""
+    return "".join(f"{item}, " for item in items)
+
+
+def _compile(name: str, lines: Sequence[str], names: dict[str, Any]) -> Callable[..., Any]:
+    """The function ``name`` that ``lines`` define (code made here from column counts and positions, never
+    from the stream's names or values), with ``names`` as its globals."""
+    return FunctionType(_code(name, "\n".join(lines)), names)
+
+
+@lru_cache(maxsize=256)
+def _code(name: str, source: str) -> CodeType:
+    """Compiled once per shape (column count, key columns): tables alike share it, and a Relation message
+    sent again (after any invalidation of the walsender's cache) costs no compilation."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<conveyor pgoutput {name}>", "exec"), namespace)
+    code: CodeType = namespace[name].__code__
+    return code
 
 
 # --------------------------------------------------------------------------- the decoder
@@ -475,28 +598,28 @@ class PgOutputDecoder:
                 if marker != 78:
                     raise DecodeError(f"insert without a new tuple at {format_lsn(lsn)}")
                 op = _INSERT
-                after, _ = self._tuple(rel, data, 6)
+                after, _ = rel.read(data, 6)
             elif kind == 85:  # 'U' update
                 op = _UPDATE
                 pos = 6
-                if marker == 75 or marker == 79:  # 'K' old key, 'O' old row
-                    before, pos = self._tuple(rel, data, 6)
-                    if marker == 75:
-                        before = rel.keyed(before)
+                if marker == 75:  # 'K' old key
+                    before, pos = rel.read_key(data, 6)
+                    marker = data[pos]
+                    pos += 1
+                elif marker == 79:  # 'O' old row
+                    before, pos = rel.read(data, 6)
                     marker = data[pos]
                     pos += 1
                 if marker != 78:
                     raise DecodeError(f"update without a new tuple at {format_lsn(lsn)}")
-                after, _ = self._tuple(rel, data, pos)
+                after, _ = rel.read(data, pos)
                 if before is None and rel.key_index:
                     before = rel.keyed(after)  # key unchanged: the new row's key identifies the old one
             else:  # 'D' delete
                 if marker != 75 and marker != 79:
                     raise DecodeError(f"delete without an old tuple at {format_lsn(lsn)}")
                 op = _DELETE
-                before, _ = self._tuple(rel, data, 6)
-                if marker == 75:
-                    before = rel.keyed(before)
+                before, _ = rel.read_key(data, 6) if marker == 75 else rel.read(data, 6)
             if pending is None:
                 raise DecodeError(f"a change outside a transaction at {format_lsn(lsn)}")
             pending.append((op, rel.table, rel.names, before, after, lsn))
@@ -578,45 +701,6 @@ class PgOutputDecoder:
         if state is None:
             raise DecodeError(f"a change for relation oid {oid} before its Relation message")
         return state
-
-    def _tuple(self, rel: _RelationState, data: bytes, pos: int) -> tuple[Row, int]:
-        """TupleData at ``pos`` -> (canonical row, position after it)."""
-        ncols = (data[pos] << 8) | data[pos + 1]
-        if ncols != rel.ncols:
-            raise DecodeError(f"a tuple of {ncols} columns for {rel.table}, which has {rel.ncols}")
-        pos += 2
-        raw: list[Any] = [None] * ncols
-        unchanged: list[int] | None = None
-        i32 = _I32
-        text = rel.text
-        for i in range(ncols):
-            kind = data[pos]
-            if kind == 116:  # 't' text
-                start = pos + 5
-                pos = start + i32(data, pos + 1)[0]
-                raw[i] = data[start:pos].decode() if text else data[start:pos]
-            elif kind == 110:  # 'n' NULL
-                pos += 1
-            elif kind == 117:  # 'u' unchanged TOAST
-                pos += 1
-                if unchanged is None:
-                    unchanged = []
-                unchanged.append(i)
-            else:
-                raise DecodeError(f"tuple column kind {chr(kind)!r} in {rel.table} (binary mode is not requested)")
-        if text:
-            row = tuple(raw)
-        else:
-            try:
-                row = rel.load(raw)
-            except Exception:  # a date Python cannot hold (or a bug): column by column, to say which
-                row = rel.slow_load(raw)
-        if unchanged is not None:
-            values = list(row)
-            for i in unchanged:
-                values[i] = UNCHANGED
-            row = tuple(values)
-        return row, pos
 
     def _relation(self, data: bytes, lsn: int) -> RelationChanged | None:
         lsn = lsn or self._begin_lsn  # the walsender sends Relation messages without a position
