@@ -97,6 +97,7 @@ class TableComparer:
         time_target: float = 0.5,
         max_failures: int | None = None,
         lanes: int = 1,
+        range_texts: bool = False,
     ) -> None:
         self.source = source
         self.target = target
@@ -110,6 +111,8 @@ class TableComparer:
         self.leaf_rows = FINISHED_LEAF_ROWS if finished and not (source.python or target.python) else LEAF_ROWS
         #: chunks checksummed at once (each on its own connection per side)
         self.lanes = max(1, lanes)
+        #: the range column's texts are its values (no value rule masks them): failing rows are read again by key
+        self.range_texts = range_texts
         self.pool = ThreadPoolExecutor(2 * self.lanes)
         self.chunks = ThreadPoolExecutor(self.lanes)
 
@@ -192,7 +195,7 @@ class TableComparer:
                     self._descend(sub, {0: src.get(b, (0, 0))}, {0: tgt.get(b, (0, 0))}, diff, differing)
             # (each located sub-range holds a differing row: no more are read than the failures have room for)
             room = LEAVES_PER_READ if self.max_failures is None else self.max_failures - len(diff.failures)
-            if len(differing) >= min(LEAVES_PER_READ, room):
+            if differing and len(differing) >= min(LEAVES_PER_READ, room):
                 self._leaf(differing, diff)
                 differing = []
             # aim the next chunks at the time target: this chunk's width, changed at most 4x
@@ -256,16 +259,17 @@ class TableComparer:
         difference."""
         scopes = list(scopes)
         found: list[RowFailure] = []
-        for i in range(0, max(1, len(scopes)), LEAVES_PER_READ):
+        for i in range(0, len(scopes), LEAVES_PER_READ):
             batch = scopes[i : i + LEAVES_PER_READ]
             src, tgt = self._both(functools.partial(TableSide.rows_of, scopes=batch))
             found += self._keyed(src, tgt) if self.keyed else self._multiset(src, tgt)
         return found
 
     def failing_scopes(self, diff: TableDiff) -> list[Scope]:
-        """Where the failing rows are read again: on a ranged table the range column's value of each (a key
-        range of one value, read by the index), else the scopes they were found in."""
-        if self.source.range_column is None or self.target.range_column is None:
+        """Where the failing rows are read again: on a ranged table whose range column's texts are its values,
+        the value of each (a key range of one value, read by the index), else the scopes they were found in."""
+        ranged = self.source.range_column is not None and self.target.range_column is not None
+        if not (ranged and self.range_texts):
             return diff.scopes
         # the range column is the key's first column (``TableSide.range_column``), an integer's text
         values = sorted({int(text) for f in diff.failures if (text := f.key[0][1]) is not None})

@@ -325,6 +325,7 @@ class Validation:
             partition_rows=settings.PartitionSize,
             max_failures=max(0, max_failures),
             lanes=self.lanes,
+            range_texts=ranged and rules[key[0]] is None,
         )
 
     def compared_columns(self, plan: TablePlan) -> list[tuple[SchemaColumn, SchemaColumn, ValueRule | None]]:
