@@ -265,7 +265,8 @@ class TableSide:
         sent row's, comma-separated; ``columns``: the key texts, then each JSON column's texts, as lists or
         joined (``SEPARATOR`` between texts, ``NULL`` for NULL, checked by ``_splits``). None when a text is
         not one PostgreSQL reads as jsonb (not JSON, a ``\\u0000``). Joined texts are split in PostgreSQL
-        (about 2x cheaper than binary arrays), sent as arrays when a text holds a separator or is empty."""
+        (about 2x cheaper than binary arrays), sent as arrays when a text holds a separator or is the only one
+        and empty (``joined_texts``)."""
         d = self.dialect
         assert isinstance(d, PostgresDialect)
         if not buckets:
@@ -332,20 +333,29 @@ class TableSide:
         # fetched whole (a few sub-ranges of at most LEAF_ROWS rows: ~3x cheaper than streaming row by row),
         # in key order (an OR of ranges may come in the table's order)
         rows = sorted(self._fetchall(self._texts_sql(where), params), key=lambda row: row[0])
-        finishes = [c.finish for c in self.columns]
-        return [tuple(v if f is None else f(v) for f, v in zip(finishes, row[1:], strict=True)) for row in rows]
+        finish = self._finisher()
+        return [finish(row[1:]) for row in rows]
 
     def _texts_sql(self, where: str) -> str:
         first = self.range_column or "NULL"
         return f"SELECT {first}, {', '.join(c.sql for c in self.columns)} FROM {self.table}{where}"
 
+    def _finisher(self) -> Callable[[Sequence[Any]], Texts]:
+        """The canonical texts of a row's selected values (``Column.finish`` where Python finishes them)."""
+        finishes = [c.finish for c in self.columns]
+
+        def finish(values: Sequence[Any]) -> Texts:
+            return tuple(v if f is None else f(v) for f, v in zip(finishes, values, strict=True))
+
+        return finish
+
     def _texts(self, scope: Scope) -> Iterator[tuple[Any, Texts]]:
         """(range column value, canonical texts) of the scope's rows, streamed."""
         where, params = self._where(scope)
-        finishes = [c.finish for c in self.columns]
+        finish = self._finisher()
         members = set(scope.members) if scope.members and self.python else None
         for row in self._stream(self._texts_sql(where), params):
-            texts = tuple(v if f is None else f(v) for f, v in zip(finishes, row[1:], strict=True))
+            texts = finish(row[1:])
             if members is not None and self.bucket_of(texts, scope.buckets) not in members:
                 continue
             yield row[0], texts
