@@ -31,7 +31,7 @@ marker is there (both tools apply whole transactions in commit order).
   capture is not available.
 
 Medians of ``--runs`` runs; peak memory is PSS summed over Conveyor's whole process tree, sampled every
-50 ms (bench/fullload.py's ``tree_pss_mb``). Results also go to bench/results/cdc.json. ``--profile``
+``PSS_SECONDS`` (bench/fullload.py's ``tree_pss_mb``). Results also go to bench/results/cdc.json. ``--profile``
 attaches ``py-spy record`` to each Conveyor drain (collapsed stacks in bench/results/cdc-profile-*.txt;
 the figures of a profiled run are slower). ``--conveyor CMD`` runs another build of Conveyor.
 """
@@ -84,6 +84,10 @@ MARKER = -1
 NATIVE = "native logical replication"
 TXN = "conveyor transactional"
 BATCH = "conveyor batch apply"
+#: seconds between two samples of Conveyor's memory: reading smaps_rollup over its process tree costs ~1.8 ms
+#: of CPU here, which at 20 samples/s took ~4% of a core from the drain it measures (native's runs are not
+#: sampled); a CDC process's memory follows its batches, which last longer than this
+PSS_SECONDS = 0.25
 #: Conveyor variants: DMS's TargetMetadata.BatchApplyEnabled
 VARIANTS = {TXN: False, BATCH: True}
 TARGETS = {"batch_vs_native": 1.0, "transactional_vs_native": 0.5, "p99_ms": 200.0, "mysql2pg": 30_000, "mem_mb": 300}
@@ -312,7 +316,7 @@ class ConveyorRun:
         self.stdout = self.proc.stdout.read()
 
     def _sample(self) -> None:
-        while not self._done.wait(0.05):
+        while not self._done.wait(PSS_SECONDS):
             self.peak_mb = max(self.peak_mb, tree_pss_mb(self.proc.pid))
 
     def stderr_tail(self) -> str:

@@ -47,7 +47,8 @@ class Change(NamedTuple):
     ``before`` is the old row (the key columns only, or the full row with REPLICA IDENTITY FULL /
     binlog_row_image=FULL; None for inserts); ``after`` the new row (None for deletes); columns the
     source did not send are ``UNCHANGED``. ``position`` is the engine's JSON-serialisable position of
-    the change; ``commit_position`` that of its transaction's commit, the point a checkpoint records.
+    the change. Its transaction's commit (position, time, id) is the ``Transaction``'s: a decoder makes
+    the change as its message arrives, before the commit is known.
 
     A named tuple, not a frozen dataclass: one is made per source change, and a frozen dataclass's
     ``__init__`` (a ``object.__setattr__`` per field) cost more than decoding the change.
@@ -59,13 +60,10 @@ class Change(NamedTuple):
     before: Row | None
     after: Row | None
     position: Any
-    commit_position: Any = None
-    commit_ts: datetime | None = None
-    txid: int | str | None = None
 
 
 #: a Change from a tuple of its fields, without the Python-level ``__new__`` a named tuple's constructor runs
-#: (one per change, at every commit: the decoders' hot path)
+#: (one per source change: the decoders' hot path)
 change_from_fields: Callable[[tuple[Any, ...]], Change] = partial(tuple.__new__, Change)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from conveyor.endpoints.base import Encoder
 from conveyor.errors import RowRejected
-from conveyor.model.changes import UNCHANGED, Change, Op
+from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Table, TableId
 from conveyor.model.segments import SourceFilter
@@ -160,9 +160,11 @@ class RowMapping:
         }
 
     # ------------------------------------------------------------------ change processing
-    def change(self, change: Change) -> Change | None:
+    def change(self, change: Change, transaction: Transaction | None = None) -> Change | None:
         """The change as the target table takes it, or None when its row does not pass the filters
-        (inserts and updates: the new row; deletes: the old row, where it holds the filter columns)."""
+        (inserts and updates: the new row; deletes: the old row, where it holds the filter columns).
+        ``transaction``: the source transaction it belongs to (its id, commit position and time fill the
+        ``AR_H_*`` headers; without one, the change's own position)."""
         if change.op is Op.TRUNCATE:
             return change
         layout = self._layouts.get(change.columns) or self._layout(change.columns)
@@ -175,7 +177,7 @@ class RowMapping:
                 return change
             after, before = change.after, change.before
         else:
-            after = self._target(change.after, layout, change) if change.after is not None else None
+            after = self._target(change.after, layout, change, transaction) if change.after is not None else None
             before = None
             if change.before is not None:
                 before = (*(change.before[i] for i in layout.keep), *([UNCHANGED] * len(self.added)))
@@ -187,17 +189,7 @@ class RowMapping:
             # the old row as the target holds it, so that a keyless table's row is found by it
             after = None if after is None else clip_row(after, self.lobs, self._truncated)
             before = None if before is None else clip_row(before, self.lobs, None)
-        return Change(
-            change.op,
-            change.table,
-            self.columns,
-            before,
-            after,
-            change.position,
-            change.commit_position,
-            change.commit_ts,
-            change.txid,
-        )
+        return Change(change.op, change.table, self.columns, before, after, change.position)
 
     def take_truncations(self) -> dict[str, int]:
         """Change processing's truncations (by target column) since the last call."""
@@ -205,7 +197,7 @@ class RowMapping:
         self._truncated.clear()
         return taken
 
-    def _target(self, row: Row, layout: _Layout, change: Change) -> Row:
+    def _target(self, row: Row, layout: _Layout, change: Change, transaction: Transaction | None) -> Row:
         values = [row[i] for i in layout.keep]
         headers: dict[str, Any] | None = None
         for added, image in zip(self.added, layout.images, strict=True):
@@ -220,11 +212,12 @@ class RowMapping:
                     values.append(UNCHANGED)  # a value the source did not send: the target keeps its own
                     continue
                 if headers is None:
+                    t = transaction
                     headers = self._headers(
                         change.op.value.upper(),
-                        change.txid,
-                        change.commit_position or change.position,
-                        change.commit_ts,
+                        t.txid if t else None,
+                        (t.commit_position if t else None) or change.position,
+                        t.commit_ts if t else None,
                     )
                 values.append(added.expression.evaluate({**headers, **{n: sqlite_value(v) for n, v in params}}))
         return tuple(values)

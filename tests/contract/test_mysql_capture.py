@@ -301,7 +301,6 @@ def test_every_kind_of_change(mysql_url: str) -> None:
     for txn in txns:
         assert isinstance(txn.txid, str) and txn.txid.count("-") == 2  # a MariaDB GTID
         assert txn.commit_ts is not None and abs((datetime.now(UTC) - txn.commit_ts).total_seconds()) < 60
-        assert all(c.commit_position == txn.commit_position and c.txid == txn.txid for c in txn.changes)
         assert txn.commit_position.gtid and txn.txid in txn.commit_position.gtid
     capture.close()
 

@@ -968,7 +968,7 @@ class _Reader:
         self.group_gtid = ""
         self.group_domain = -1
         self.group_mysql: tuple[str, int] | None = None
-        self.pending: list[tuple[Op, TableId, tuple[str, ...], Any, Any, BinlogPosition]] = []
+        self.pending: list[Change] = []
         #: bytes of the row images in ``pending`` (as logged, uncompressed)
         self.pending_bytes = 0
         #: parts of the current transaction were handed out (``Transaction.partial``)
@@ -1051,7 +1051,7 @@ class _Reader:
         elif kind == bl.XA_PREPARE:
             if self.pending or self.parted:
                 raise TerminalError(
-                    f"an XA transaction changed {self.pending[0][1]} (prepared at {self.file}:{start}); change data "
+                    f"an XA transaction changed {self.pending[0].table} (prepared at {self.file}:{start}); change data "
                     "capture of XA transactions is not supported: leave the table out or avoid XA on it"
                 )
             self._end_group()
@@ -1161,13 +1161,13 @@ class _Reader:
         append = self.pending.append
         if update:
             for i in range(0, len(rows), 2):
-                append((op, table, names, rows[i], rows[i + 1], position))
+                append(change_from_fields((op, table, names, rows[i], rows[i + 1], position)))
         elif op is _INSERT:
             for row in rows:
-                append((op, table, names, None, row, position))
+                append(change_from_fields((op, table, names, None, row, position)))
         else:
             for row in rows:
-                append((op, table, names, row, None, position))
+                append(change_from_fields((op, table, names, row, None, position)))
         if not self.in_group:
             self.in_group = True  # rows without BEGIN: a user's start position inside a transaction
 
@@ -1239,10 +1239,7 @@ class _Reader:
         self.boundary = position
         if not pending and not parted:
             return []
-        commit_ts = datetime.fromtimestamp(event.timestamp, UTC)
-        tail = (position, commit_ts, txid)
-        changes = [change_from_fields(p + tail) for p in pending]
-        return [Transaction(txid, position, commit_ts, changes, size=size)]
+        return [Transaction(txid, position, datetime.fromtimestamp(event.timestamp, UTC), pending, size=size)]
 
     def _part(self, event: Event) -> list[Transaction | SchemaChanged]:
         """The changes so far of a transaction that grew past ``part_changes`` or ``part_bytes``, handed
@@ -1254,9 +1251,7 @@ class _Reader:
             return []
         txid: int | str | None = self.group_gtid or None
         ts = datetime.fromtimestamp(event.timestamp, UTC)
-        tail = (None, ts, txid)
-        changes = [change_from_fields(p + tail) for p in self.pending]
-        size = self.pending_bytes
+        changes, size = self.pending, self.pending_bytes
         self.pending, self.pending_bytes = [], 0
         self.parted = True
         return [Transaction(txid, None, ts, changes, partial=True, size=size)]
@@ -1285,7 +1280,7 @@ class _Reader:
                 continue
             if ddl.kind == "truncate" and schema is not None:
                 names = schema.table.column_names
-                change = Change(Op.TRUNCATE, old, names, None, None, position, position, commit_ts, self.group_gtid)
+                change = Change(Op.TRUNCATE, old, names, None, None, position)
                 out.append(Transaction(self.group_gtid or None, position, commit_ts, [change]))
                 continue
             before = schema.table.columns if schema is not None else ()

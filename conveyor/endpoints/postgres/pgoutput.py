@@ -35,7 +35,7 @@ from psycopg.adapt import AdaptersMap, Loader, Transformer
 
 from conveyor.endpoints.postgres.types import ARRAY_CASTS, NATIVE_TO_LOGICAL, SELECT_CASTS, extra_value
 from conveyor.errors import TerminalError
-from conveyor.model.changes import UNCHANGED, Op, Transaction, change_from_fields
+from conveyor.model.changes import UNCHANGED, Change, Op, Transaction, change_from_fields
 from conveyor.model.rows import Row
 from conveyor.model.schema import TableId
 from conveyor.model.types import ColumnType
@@ -565,7 +565,7 @@ class PgOutputDecoder:
         #: user types announced by Type messages: oid -> (schema, name)
         self.types: dict[int, tuple[str, str]] = {}
         self.origin: str | None = None
-        self._pending: list[tuple[Any, ...]] | None = None
+        self._pending: list[Change] | None = None
         #: bytes of the change messages in ``_pending``
         self._pending_bytes = 0
         self._xid = 0
@@ -622,7 +622,7 @@ class PgOutputDecoder:
                 before, _ = rel.read_key(data, 6) if marker == 75 else rel.read(data, 6)
             if pending is None:
                 raise DecodeError(f"a change outside a transaction at {format_lsn(lsn)}")
-            pending.append((op, rel.table, rel.names, before, after, lsn))
+            pending.append(change_from_fields((op, rel.table, rel.names, before, after, lsn)))
             size = self._pending_bytes = self._pending_bytes + len(data)
             if (self.part_changes is not None and len(pending) >= self.part_changes) or (
                 self.part_bytes is not None and size >= self.part_bytes
@@ -643,12 +643,8 @@ class PgOutputDecoder:
             if pending is None:
                 raise DecodeError(f"COMMIT outside a transaction at {format_lsn(lsn)}")
             _, _commit_lsn, end_lsn, ts = _COMMIT(data, 1)
-            commit_ts = pg_timestamp(ts)
-            xid = self._xid
-            tail = (end_lsn, commit_ts, xid)
-            changes = [change_from_fields(p + tail) for p in pending]
             self._pending = None
-            return Transaction(xid, end_lsn, commit_ts, changes, size=self._pending_bytes)
+            return Transaction(self._xid, end_lsn, pg_timestamp(ts), pending, size=self._pending_bytes)
         if kind == 82:  # 'R' relation
             return self._relation(data, lsn)
         if kind == 84:  # 'T' truncate
@@ -660,7 +656,7 @@ class PgOutputDecoder:
                 (oid,) = _U32(data, pos)
                 pos += 4
                 rel = self._known(oid)
-                pending.append((_TRUNCATE, rel.table, rel.names, None, None, lsn))
+                pending.append(change_from_fields((_TRUNCATE, rel.table, rel.names, None, None, lsn)))
             return None
         if kind == 89:  # 'Y' type
             (oid,) = _U32(data, 1)
@@ -686,15 +682,12 @@ class PgOutputDecoder:
         raise DecodeError(f"unknown pgoutput message {chr(kind)!r} at {format_lsn(lsn)}")
 
     # ------------------------------------------------------------------ parts
-    def _part(self, pending: list[tuple[Any, ...]]) -> Transaction:
+    def _part(self, pending: list[Change]) -> Transaction:
         """The changes so far (``pending``) of a transaction that grew to ``part_changes`` or ``part_bytes``,
         handed out early."""
-        xid, commit_ts = self._xid, self._commit_ts
-        tail = (None, commit_ts, xid)
-        changes = [change_from_fields(p + tail) for p in pending]
         self._pending = []
         size, self._pending_bytes = self._pending_bytes, 0
-        return Transaction(xid, None, commit_ts, changes, partial=True, size=size)
+        return Transaction(self._xid, None, self._commit_ts, pending, partial=True, size=size)
 
     def _known(self, oid: int) -> _RelationState:
         state = self._relations.get(oid)

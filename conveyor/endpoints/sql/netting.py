@@ -49,7 +49,10 @@ class NetChanges:
 
 
 def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | None:
-    """Fold one table's changes (in source order) by ``key``; None when they cannot be folded."""
+    """Fold one table's changes (in source order) by ``key``; None when they cannot be folded.
+
+    Most keys are changed once in a window: such a change is kept as it is, and only a key's second
+    change (or a change that moves a row to another key) folds into an ``_Entry``."""
     if not changes or not key:
         return None
     columns = changes[0].columns
@@ -58,61 +61,61 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
         key_of = _key_getter(positions)
     except ValueError:
         return None
-    insert, delete, truncate = Op.INSERT, Op.DELETE, Op.TRUNCATE
-    entries: dict[Key, _Entry] = {}
+    insert, delete, update = Op.INSERT, Op.DELETE, Op.UPDATE
+    entries: dict[Key, Change | _Entry] = {}
     for change in changes:
         op = change.op
-        if (change.columns is not columns and change.columns != columns) or op is truncate:
+        if change.columns is not columns and change.columns != columns:
             return None
-        after = change.after
         if op is insert:
-            assert after is not None
-            if UNCHANGED in after:
+            assert change.after is not None
+            if UNCHANGED in change.after:
                 return None
-            new_key = key_of(after)
-            entry = entries.get(new_key)
-            if entry is None:
-                entries[new_key] = _Entry(False, after)
-            else:  # after a delete in this window: the row is replaced
-                entry.row, entry.updates, entry.deleted = after, None, False
-            continue
-        image = change.before if change.before is not None else after
-        assert image is not None
-        old_key = key_of(image)
-        if UNCHANGED in old_key:
-            return None
-        entry = entries.get(old_key)
-        if entry is None:
-            entry = entries[old_key] = _Entry(True)
-        if op is delete:
-            entry.row, entry.updates, entry.deleted = None, None, True
-            continue
-        assert after is not None
-        if entry.deleted:
-            return None  # an update of a row this window deleted: not a history the fold can trust
-        new_key = key_of(after)
-        if new_key == old_key or UNCHANGED in new_key:
-            if new_key != old_key:
+            k = key_of(change.after)
+        elif op is delete or op is update:
+            image = change.before if change.before is not None else change.after
+            assert image is not None
+            k = key_of(image)
+            if UNCHANGED in k:
                 return None
-            _merge(entry, after)
-            continue
-        # the row moves to another key: delete it here, insert it there, whole
-        moved: Sequence[Any] = after
-        if UNCHANGED in moved:
-            if entry.row is None:
-                return None  # columns not sent, and the window never saw them
-            moved = [old if new is UNCHANGED else new for old, new in zip(entry.row, moved, strict=True)]
-        entry.row, entry.updates, entry.deleted = None, None, True
-        target = entries.get(new_key)
-        if target is None:
-            entries[new_key] = _Entry(False, moved)
+            if op is update:
+                assert change.after is not None
+                new_key = key_of(change.after)
+                if new_key != k:
+                    if UNCHANGED in new_key:
+                        return None
+                    if not _fold(entries, change, k, new_key):
+                        return None
+                    continue
         else:
-            target.row, target.updates, target.deleted = moved, None, False
+            return None  # TRUNCATE
+        if k not in entries:
+            entries[k] = change
+        elif not _fold(entries, change, k, k):
+            return None
     net = NetChanges(columns, tuple(key))
     # key columns keep their values: leaving them out of SET keeps PostgreSQL's updates HOT
     non_key = tuple(i for i in range(len(columns)) if i not in positions)
+    pick = _key_getter(list(non_key)) if non_key else None
     deletes, inserts, updates = net.deletes, net.inserts, net.updates
     for k, entry in entries.items():
+        if type(entry) is Change:  # the key's only change
+            op = entry.op
+            if op is insert:
+                inserts.append(tuple(entry.after))  # type: ignore[arg-type]
+            elif op is delete:
+                deletes.append(k)
+            elif pick is not None:
+                after = entry.after
+                assert after is not None
+                if UNCHANGED not in after:
+                    updates.append((k, non_key, pick(after)))
+                else:
+                    indexes = tuple(i for i in non_key if after[i] is not UNCHANGED)
+                    if indexes:
+                        updates.append((k, indexes, tuple([after[i] for i in indexes])))
+            continue
+        assert isinstance(entry, _Entry)
         row = entry.row
         if entry.existed and (entry.deleted or row is not None):
             deletes.append(k)
@@ -125,6 +128,62 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
             if indexes:
                 updates.append((k, indexes, tuple([changed[i] for i in indexes])))
     return net
+
+
+def _entry(entries: dict[Key, Change | _Entry], k: Key) -> _Entry | None:
+    """The fold state of key ``k``: a change kept as it is becomes one first."""
+    found = entries.get(k)
+    if found is None or isinstance(found, _Entry):
+        return found
+    if found.op is Op.INSERT:
+        entry = _Entry(False, found.after)
+    elif found.op is Op.DELETE:
+        entry = _Entry(True, deleted=True)
+    else:  # an update that kept its key
+        entry = _Entry(True)
+        assert found.after is not None
+        _merge(entry, found.after)
+    entries[k] = entry
+    return entry
+
+
+def _fold(entries: dict[Key, Change | _Entry], change: Change, old_key: Key, new_key: Key) -> bool:
+    """Fold ``change`` (whose row was at ``old_key``, and is at ``new_key`` after it) into ``entries``;
+    False when the fold cannot express it exactly."""
+    after = change.after
+    if change.op is Op.INSERT:
+        assert after is not None
+        entry = _entry(entries, new_key)
+        if entry is None:
+            entries[new_key] = _Entry(False, after)
+        else:  # after a delete in this window: the row is replaced
+            entry.row, entry.updates, entry.deleted = after, None, False
+        return True
+    entry = _entry(entries, old_key)
+    if entry is None:
+        entry = entries[old_key] = _Entry(True)
+    if change.op is Op.DELETE:
+        entry.row, entry.updates, entry.deleted = None, None, True
+        return True
+    assert after is not None
+    if entry.deleted:
+        return False  # an update of a row this window deleted: not a history the fold can trust
+    if new_key == old_key:
+        _merge(entry, after)
+        return True
+    # the row moves to another key: delete it here, insert it there, whole
+    moved: Sequence[Any] = after
+    if UNCHANGED in moved:
+        if entry.row is None:
+            return False  # columns not sent, and the window never saw them
+        moved = [old if new is UNCHANGED else new for old, new in zip(entry.row, moved, strict=True)]
+    entry.row, entry.updates, entry.deleted = None, None, True
+    target = _entry(entries, new_key)
+    if target is None:
+        entries[new_key] = _Entry(False, moved)
+    else:
+        target.row, target.updates, target.deleted = moved, None, False
+    return True
 
 
 def _key_getter(positions: list[int]) -> Callable[[Sequence[Any]], Key]:
