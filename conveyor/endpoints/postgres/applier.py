@@ -22,7 +22,7 @@ from psycopg import sql
 from conveyor.endpoints.base import Encoder, ErrorPolicy, LoadResult, PrepMode, RejectedRow
 from conveyor.endpoints.config import PostgresConfig
 from conveyor.endpoints.postgres import types
-from conveyor.endpoints.postgres.arrays import array_literal, joined_texts
+from conveyor.endpoints.postgres.arrays import array_literal, copy_text, joined_texts
 from conveyor.endpoints.postgres.connect import copy, literal, quote, run
 from conveyor.endpoints.postgres.errors import first_line, privilege_message
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, shutdown_socket
@@ -176,6 +176,20 @@ class PostgresApplier(SqlApplier):
 
     def array_rows(self, arrays: Sequence[str]) -> str:
         return "unnest(" + ", ".join(arrays) + ")"
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Callable[[], None] | None:
+        # Rows of texts (a PostgreSQL source's own text form) by text COPY: the server inserts them in bulk
+        # (heap_multi_insert), ~6.3 µs a row of its CPU against INSERT ... SELECT FROM unnest's ~10.3 (docs/cdc.md)
+        text = copy_text(rows)
+        if text is None:
+            return None
+        statement = f"COPY {table} ({self.column_list(columns)}) FROM STDIN"
+
+        def send() -> None:
+            with copy(self.conn.cursor(), statement) as stream:
+                stream.write(text)
+
+        return send
 
     def identity_clause(self, native: str) -> str:
         name, _, is_array = types.parse_native(native)

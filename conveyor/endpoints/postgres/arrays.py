@@ -1,5 +1,6 @@
 """PostgreSQL array literals for batch apply's column arrays, built with string operations; and columns of
-texts joined into one text the server splits (``joined_texts``: no literal to parse at all).
+texts joined into one text the server splits (``joined_texts``: no literal to parse at all); rows of
+texts as COPY's text data (``copy_text``).
 
 psycopg dumps a list element by element with a regular expression for the quoting, which made up a
 third of change processing's time. Here a column's values become one ``{...}`` literal (sent as an
@@ -14,6 +15,7 @@ import math
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
+from operator import methodcaller
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -36,6 +38,84 @@ def joined_texts(values: Sequence[Any]) -> str | None:
     if not joined or joined.count(SEPARATOR) != len(values) - 1 or joined.count(NULL) != nulls:
         return None
     return joined
+
+
+def copy_text(rows: Sequence[Sequence[Any]]) -> str | None:
+    """Rows (at least one) of texts and Nones as the data of a text-format ``COPY ... FROM STDIN``; None when
+    a value is not a str (or None). The rows are joined whole, a None as ``\\N``; when the joined text shows
+    that some value needs an escape (a backslash not of a ``\\N``, a CR, more tabs or newlines than the joins
+    put in), ``_escaped`` builds it again. A NUL goes as it is: the server rejects it as an INSERT's."""
+    join = "\t".join
+    counts: list[int] | None = None
+    nulls = 0
+    try:
+        lines = list(map(join, rows))
+    except TypeError:  # a None (or a value that is no text)
+        counts = list(map(_none_count, rows))
+        nulls = sum(counts)
+        try:
+            lines = [
+                join(row) if not count else join(["\\N" if v is None else v for v in row])
+                for row, count in zip(rows, counts, strict=True)
+            ]
+        except TypeError:
+            return None
+    lines.append("")  # the last row's newline, without copying the whole text once more
+    text = "\n".join(lines)
+    tabs = len(rows[0]) - 1
+    split = text.count("\t") != len(rows) * tabs or text.count("\n") != len(rows)
+    backslash = (text.count("\\") != nulls) if nulls else ("\\" in text)
+    if not split and not backslash and "\r" not in text:
+        return text
+    if "\x00" in text:
+        return None
+    return _escaped(rows, lines, counts, split, backslash, "\r" in text)
+
+
+def _escaped(
+    rows: Sequence[Sequence[Any]],
+    lines: list[str],
+    counts: list[int] | None,
+    split: bool,
+    backslash: bool,
+    cr: bool,
+) -> str:
+    """``copy_text``'s ``lines`` (no value holds a NUL) where a value needs an escape. The rows with a None
+    and, when ``split`` (a value holds a tab or newline), those are joined again value by value, each None
+    and escape marked by a NUL; then line by line (small strings: no copy of the whole text each time) a
+    backslash is doubled, a CR written ``\\r`` and each NUL becomes the backslash."""
+    join = "\t".join
+    if counts is not None:
+        for i in [i for i, count in enumerate(counts) if count]:
+            lines[i] = join(["\x00N" if v is None else v for v in rows[i]])
+    if split:
+        tabs = len(rows[0]) - 1
+        body = lines[:-1]
+        found = zip(map(_tab_count, body), map(_has_newline, body), strict=True)
+        for i in [i for i, (line_tabs, newline) in enumerate(found) if line_tabs != tabs or newline]:
+            lines[i] = join([_marked(v) for v in rows[i]])
+    if backslash:
+        lines = list(map(_doubled_backslash, lines))
+    if cr:
+        lines = list(map(_escaped_cr, lines))
+    if counts is not None or split:
+        lines = list(map(_unmarked, lines))
+    return "\n".join(lines)
+
+
+_none_count = methodcaller("count", None)
+_doubled_backslash = methodcaller("replace", "\\", "\\\\")
+_escaped_cr = methodcaller("replace", "\r", "\\r")
+_unmarked = methodcaller("replace", "\x00", "\\")
+_tab_count = methodcaller("count", "\t")
+_has_newline = methodcaller("__contains__", "\n")
+
+
+def _marked(value: str | None) -> str:
+    """A value of a row holding a tab or newline, its escapes marked by NUL (``_escaped``)."""
+    if value is None:
+        return "\x00N"
+    return value.replace("\t", "\x00t").replace("\n", "\x00n")
 
 
 def _quoted(text: str) -> str:

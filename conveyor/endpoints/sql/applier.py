@@ -252,6 +252,13 @@ class SqlApplier:
         """A table expression of rows whose columns are the elements of ``arrays`` (``array_param``'s SQL)."""
         raise NotImplementedError
 
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Callable[[], None] | None:
+        """Batch apply's net inserts into ``table`` (qualified) by the engine's bulk load (driver values,
+        no encoder): a call that sends them into the open transaction, outside any ``pipeline``. Built
+        without the connection (``prepare_net``'s thread). None: the engine has none, or not for these
+        rows (they go as an INSERT)."""
+        return None
+
     def update_rows_sql(self, table: str, key: Sequence[str], columns: Sequence[str], rows: int) -> str | None:
         """One statement setting ``columns`` of ``rows`` rows of ``table`` (qualified), each found by
         ``key``, whose row count is the rows it matched (batch apply's net updates); bound per row: the

@@ -13,6 +13,7 @@ is found, recorded by the apply-error policy, and every other change still lands
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -89,6 +90,10 @@ class ApplyResult:
     by_table: Counter[tuple[TableId, Op]] = field(default_factory=Counter)
 
 
+#: batch apply's ready statement: (SQL, parameters, rows it must touch or None), or a bulk load's call
+_NetStatement = tuple[str, list[Any], int | None] | Callable[[], None]
+
+
 @dataclass
 class NetPlan:
     """A batch's net changes, folded and turned into bulk statements ahead of the target's turn
@@ -96,11 +101,10 @@ class NetPlan:
     before. ``folds`` false: some table's changes do not fold (the batch goes the ordered way)."""
 
     folds: bool
-    #: per table: ready statements (SQL, parameters, rows it must touch or None), or the net changes to
-    #: write at the target's turn (engines without array parameters)
-    writes: list[list[tuple[str, list[Any], int | None]] | tuple[ChangeTarget, NetChanges]] = field(
-        default_factory=list
-    )
+    #: per table: ready statements (SQL, parameters, rows it must touch or None; or a bulk load's call,
+    #: ``SqlApplier.copy_rows``), or the net changes to write at the target's turn (engines without array
+    #: parameters)
+    writes: list[list[_NetStatement] | tuple[ChangeTarget, NetChanges]] = field(default_factory=list)
     result: ApplyResult = field(default_factory=ApplyResult)
 
 
@@ -480,17 +484,24 @@ class ChangeApplier:
         """Batch apply's second half: per table, deletes, then inserts, then updates, each as few
         statements as the driver allows, then ``then()`` (the commit's stamp, in the same round trip);
         its result with what ``then`` returned. None when some table's changes do not fold (nothing was
-        written then)."""
+        written then). A bulk load (``copy_rows``) ends the pipeline and runs between two."""
         if not plan.folds:
             return None
         a = self.applier
         checks: list[tuple[Any, int]] = []
-        with a.pipeline():
+        with contextlib.ExitStack() as pipeline:
+            pipeline.enter_context(a.pipeline())
             for write in plan.writes:
                 if isinstance(write, tuple):
                     checks += self._write_net(*write)
                     continue
-                for sql, params, expected in write:
+                for statement in write:
+                    if callable(statement):
+                        pipeline.close()
+                        statement()
+                        pipeline.enter_context(a.pipeline())
+                        continue
+                    sql, params, expected = statement
                     cur = a.execute(sql, params)
                     if expected is not None:
                         checks.append((cur, expected))
@@ -548,13 +559,12 @@ class ChangeApplier:
                     checks.append((cur, len(part)))
         return checks
 
-    def _net_array_statements(
-        self, target: ChangeTarget, net: NetChanges
-    ) -> list[tuple[str, list[Any], int | None]] | None:
+    def _net_array_statements(self, target: ChangeTarget, net: NetChanges) -> list[_NetStatement] | None:
         """Net changes as one statement per kind (and per updated column set), each column's values in
         one array parameter: a handful of parameters however many rows, so the driver parses nothing
-        per row and the server plans once. Each with the rows it must touch (None: unchecked). None
-        where the engine (or a column's type) takes no arrays."""
+        per row and the server plans once. Each with the rows it must touch (None: unchecked). The
+        inserts as the engine's bulk load where it takes them (``copy_rows``). None where the engine
+        (or a column's type) takes no arrays."""
         a = self.applier
         natives = [target.native_by_name.get(c, "") for c in net.columns]
         if not all(natives) or not a.takes_arrays(natives):
@@ -563,7 +573,7 @@ class ChangeApplier:
         name = a.qualified(target.table.id)
         index = {c: i for i, c in enumerate(net.columns)}
         key_at = [index[k] for k in net.key]
-        statements: list[tuple[str, list[Any], int | None]] = []
+        statements: list[_NetStatement] = []
 
         def rows_of(
             rows: Sequence[Sequence[Any]], columns: Sequence[int], alias: str
@@ -597,7 +607,12 @@ class ChangeApplier:
             statements.append(
                 (f"DELETE FROM {name} AS t USING {source} WHERE {match(values)}", params, len(net.deletes))
             )
-        if net.inserts:
+        copied = None
+        if net.inserts and all(e is None for e in encoders):
+            copied = a.copy_rows(name, net.columns, net.inserts)
+        if copied is not None:
+            statements.append(copied)
+        elif net.inserts:
             every = range(len(net.columns))
             source, values, params = rows_of(net.inserts, every, "i")
             select = ", ".join(values[i] for i in every)
