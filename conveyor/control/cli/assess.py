@@ -11,14 +11,12 @@ import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table as RichTable
-from rich.text import Text
 
 from conveyor.control.cli.common import EXIT_FAILED, EXIT_OK, Debug, guarded
 
 if TYPE_CHECKING:
+    from rich.table import Table as RichTable
+
     from conveyor.assess.assessment import Assessment
 
 STYLES = {"passed": "green", "warning": "yellow", "failed": "bold red", "skipped": "dim"}
@@ -29,6 +27,11 @@ ORDER = {"failed": 0, "warning": 1, "passed": 2, "skipped": 3}
 def assessment_table(assessment: Assessment) -> RichTable:
     """Two columns, so a 100-column terminal reads it: the status, then for a problem the key on its own
     line with the message and the fix wrapped below it at the full width (passed and skipped: one line)."""
+    # rich here, not at the top: main imports this module to register the command, for `conveyor run` too
+    from rich import box
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
     table = RichTable(
         title=f"Premigration assessment of {assessment.task} ({assessment.migration_type}: "
         f"{assessment.source} -> {assessment.target})",
@@ -69,6 +72,8 @@ def assess(
         if as_json:
             sys.stdout.write(json.dumps(assessment.as_json(), indent=2) + "\n")
         else:
+            from rich.console import Console
+
             console = Console()
             console.print(assessment_table(assessment))
             summary = assessment.as_json()["summary"]

@@ -5,26 +5,36 @@ Command modules import from here, never from ``main`` (which imports them to reg
 
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 
 from conveyor.errors import ConfigError, ConveyorError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REJECTED = 3
 
-err = Console(stderr=True)
 T = TypeVar("T")
 
 StateDir = Annotated[str, typer.Option("--state-dir", help="Where task state is kept.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+@functools.cache
+def err() -> Console:
+    """The rich console on stderr, made (and rich imported, ~30 ms) only when a command prints through it."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 class Terminated(KeyboardInterrupt):
@@ -57,7 +67,7 @@ def guarded(debug: bool, action: Callable[[], T]) -> T:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        err.print(
+        err().print(
             f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
             markup=False,
             highlight=False,

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table as RichTable
 
-from conveyor.convert.report import Report, Status
+if TYPE_CHECKING:
+    from rich.table import Table as RichTable
+
+    from conveyor.convert.report import Report
 
 #: exit code when some object needs action (the DDL and report are still written)
 EXIT_NEEDS_ACTION = 3
-STYLES = {Status.CONVERTED: "green", Status.WARNINGS: "yellow", Status.ACTION: "bold red"}
 
 
 def summary_table(report: Report) -> RichTable:
     """Objects that are not simply converted, with their first issue; then the counts."""
+    # rich and the report here, not at the top: main imports this module to register the command
+    from rich.table import Table as RichTable
+
+    from conveyor.convert.report import Status
+
+    styles = {Status.CONVERTED: "green", Status.WARNINGS: "yellow", Status.ACTION: "bold red"}
     table = RichTable(title=f"Schema conversion {report.source} -> {report.target}", title_justify="left")
     for column in ("Object", "Status", "Issue", "Effort"):
         table.add_column(column, overflow="fold")
@@ -27,7 +33,7 @@ def summary_table(report: Report) -> RichTable:
         for n, issue in enumerate(item.issues):
             label = f"{item.kind} {item.name}" if n == 0 else ""
             status = item.status.value if n == 0 else ""
-            table.add_row(label, f"[{STYLES[item.status]}]{status}[/]", issue.reason, issue.effort.value)
+            table.add_row(label, f"[{styles[item.status]}]{status}[/]", issue.reason, issue.effort.value)
     return table
 
 
@@ -46,6 +52,9 @@ def convert(
     from conveyor.control.cli.common import EXIT_OK, guarded, say
 
     def action() -> int:
+        from rich.console import Console
+
+        from conveyor.convert.report import Status
         from conveyor.runner.conversion import convert_task
         from conveyor.runner.task import load_task
 

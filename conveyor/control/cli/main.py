@@ -28,7 +28,6 @@ if forking.wanted(sys.argv, __name__):
     forking.start()
 
 import typer
-from rich.console import Console
 
 from conveyor.control.cli.assess import assess
 from conveyor.control.cli.common import (
@@ -45,6 +44,8 @@ from conveyor.control.cli.common import (
 from conveyor.control.cli.convert import convert
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from conveyor.runner.fullload import RunResult
 
 app = typer.Typer(
@@ -86,9 +87,8 @@ def exit_code(result: RunResult) -> int:
     return EXIT_REJECTED if result.rejected_rows else EXIT_OK
 
 
-def report(result: RunResult, as_json: bool, console: Console) -> None:
-    from conveyor.control.cli.progress import statistics_table
-
+def report(result: RunResult, as_json: bool, console: Console | None = None) -> None:
+    """The statistics: as JSON on stdout, or as a table on ``console`` (the progress bars'), by default stdout."""
     if as_json:
         done = "stopped" if result.cdc is not None else "finished"
         doc: dict[str, Any] = {
@@ -101,6 +101,11 @@ def report(result: RunResult, as_json: bool, console: Console) -> None:
             doc["CdcStatistics"] = result.cdc.dms()
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
+    from rich.console import Console
+
+    from conveyor.control.cli.progress import statistics_table
+
+    console = console or Console()
     console.print(statistics_table(result.tables, cdc=result.cdc is not None))
     if result.cdc is not None and result.cdc.checkpoint:
         console.print(f"checkpoint: {result.cdc.checkpoint}", markup=False, highlight=False)
@@ -127,24 +132,29 @@ def collect_garbage_rarely() -> None:
 
 def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
     from conveyor.assess.assessment import require_blocking
-    from conveyor.control.cli.progress import LineListener, ProgressListener
+    from conveyor.control.cli.lines import LineListener
     from conveyor.runner.cdc import ChangeProcessing
     from conveyor.runner.fullload import FullLoad
     from conveyor.runner.task import load_task
 
     task = load_task(task_file)
-    console = Console(stderr=as_json)
     if task.settings.ValidationSettings.ValidationOnly:  # compares only: nothing to assess, load or apply
         from conveyor.control.cli.validate import EXIT_DIFFERENT
         from conveyor.validate.intask import validation_only
 
         result = validation_only(task)
-        report(result, as_json, console)
+        report(result, as_json)
         differs = any(t.validation_failed for t in result.tables)
         return EXIT_DIFFERENT if result.complete and differs else exit_code(result)
     require_blocking(task)  # every blocking premigration assessment that fails, named at once, before any work
-    loader_listener = ProgressListener(console) if show_progress else None
-    listener = loader_listener or LineListener(Console(stderr=True))
+    loader_listener = None
+    if show_progress:  # rich only for the bars: without them a run prints plain lines
+        from rich.console import Console
+
+        from conveyor.control.cli.progress import ProgressListener
+
+        loader_listener = ProgressListener(Console(stderr=as_json))
+    listener = loader_listener or LineListener()
     runner: FullLoad | ChangeProcessing
     if task.migration_type == "full-load":
         stop_on_sigterm()
@@ -159,7 +169,7 @@ def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, sh
             result = runner.run()
     else:
         result = runner.run()
-    report(result, as_json, console)
+    report(result, as_json, loader_listener.console if loader_listener else None)
     return exit_code(result)
 
 
@@ -193,7 +203,7 @@ def demo(
     folder.mkdir(parents=True, exist_ok=True)
     source, target = folder / "shop.db", folder / "shop-copy.db"
     counts = generate(source, rows)
-    err.print(
+    err().print(
         f"generated {source} ({sum(counts.values()):,} rows: "
         + ", ".join(f"{k} {v:,}" for k, v in counts.items())
         + ")"
@@ -207,7 +217,7 @@ def demo(
         "settings:\n  FullLoadSettings:\n    TargetTablePrepMode: DROP_AND_CREATE\n",
         encoding="utf-8",
     )
-    err.print(f"running {task_path}: {source} -> {target}")
+    err().print(f"running {task_path}: {source} -> {target}")
     code = guarded(debug, lambda: execute_task(str(task_path), str(folder / DEFAULT_STATE_DIR), False, False, True))
     raise typer.Exit(code)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from rich.console import Console
@@ -104,28 +103,6 @@ class ProgressListener:
                 self._cdc = self.progress.add_task(text, total=None, state="CDC")
             else:
                 self.progress.update(self._cdc, description=text)
-
-
-class LineListener(st.NullListener):
-    """Without progress bars (``--no-progress``, logs): messages as plain lines, and change processing's
-    figures every ``every`` seconds."""
-
-    def __init__(self, console: Console, every: float = 30.0) -> None:
-        self.console = console
-        self.every = every
-        self._last = 0.0
-
-    def message(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-    def cdc_progress(self, cdc: st.CdcStats) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            self.message(
-                f"changes: {cdc.applied_changes:,} applied, {cdc.throughput:,.0f}/s, latency "
-                f"{cdc.latency_target:.2f} s, checkpoint {cdc.checkpoint}"
-            )
 
 
 def statistics_table(tables: list[st.TableStats], cdc: bool = False) -> RichTable:

@@ -11,8 +11,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table as RichTable
 
 EXIT_DIFFERENT = 4
 #: differing rows shown per table in the terminal report (all of them are in the failures table)
@@ -88,6 +86,9 @@ def _json(result: Any, repaired: dict[str, int]) -> None:
 
 
 def _terminal(result: Any, repaired: dict[str, int], recorded: int) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
     from conveyor.control.cli.common import say
 
     console = Console()
