@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,18 @@ DATA_ERROR_CLASSES = ("22", "23")
 #: batch apply's column of texts (a PostgreSQL source's own text form) goes as one text (``joined_texts``),
 #: which the server cuts back into them
 _SPLIT = "string_to_array(%s, E'\\x1e', E'\\x1f')"
+
+
+#: an explicit cast to one of these with a length cuts a longer value short (SQL's rule), where assigning it
+#: to the column refuses it: batch apply's arrays are cast to the unbounded type, the column checks the length
+_UNBOUNDED = {"varchar": "varchar", "bpchar": "bpchar", "bit": "varbit", "varbit": "varbit"}
+
+
+@functools.lru_cache(maxsize=512)
+def _unbounded(native: str) -> str:
+    """``native`` for batch apply's casts: ``character varying(20)`` -> ``varchar`` (``_UNBOUNDED``)."""
+    name, args, is_array = types.parse_native(native)
+    return _UNBOUNDED[name] if args and name in _UNBOUNDED and not is_array else native
 
 
 class _DumpError(Exception):
@@ -169,6 +182,7 @@ class PostgresApplier(SqlApplier):
         # Texts: each element is read by its type's input function as in a typed array literal, but the server
         # parses no literal (quotes, escapes: JSON is full of them) and Conveyor writes none. bench/cdc.py pg2pg:
         # target CPU per change 7.5 -> 6.8 µs, Conveyor's 4.9 -> 4.5 µs (docs/cdc.md)
+        native = _unbounded(native)
         joined = joined_texts(values)
         if joined is not None:
             return _SPLIT, f"::{native}", joined
@@ -176,6 +190,9 @@ class PostgresApplier(SqlApplier):
 
     def array_rows(self, arrays: Sequence[str]) -> str:
         return "unnest(" + ", ".join(arrays) + ")"
+
+    def any_of(self, column: str, array: str, cast: str) -> str:
+        return f"{column} = ANY({array}{cast}[])" if cast else f"{column} = ANY({array})"
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Callable[[], None] | None:
         # Rows of texts (a PostgreSQL source's own text form) by text COPY: the server inserts them in bulk

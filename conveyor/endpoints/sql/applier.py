@@ -252,6 +252,10 @@ class SqlApplier:
         """A table expression of rows whose columns are the elements of ``arrays`` (``array_param``'s SQL)."""
         raise NotImplementedError
 
+    def any_of(self, column: str, array: str, cast: str) -> str:
+        """``column`` equals an element of ``array_param``'s array (whose elements take ``cast``)."""
+        raise NotImplementedError
+
     def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Callable[[], None] | None:
         """Batch apply's net inserts into ``table`` (qualified) by the engine's bulk load (driver values,
         no encoder): a call that sends them into the open transaction, outside any ``pipeline``. Built
