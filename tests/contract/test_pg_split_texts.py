@@ -97,4 +97,4 @@ def test_text_columns_land_exactly_whichever_way_they_travel(pg_url: str) -> Non
     assert all("string_to_array" in s for s in bulk)  # texts cut apart by the server where they can be
     # as array literals: the note columns holding a separator or the NULL mark, and the lone empty texts
     assert "%s::text[]" in bulk[0] and "%s::text[]" in bulk[2] and "%s::text[]" in bulk[3]
-    assert f"%s::{natives[1]}[]" in bulk[3]
+    assert "%s::varchar[]" in bulk[3]  # cast without its length: the column refuses a longer value
