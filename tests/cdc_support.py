@@ -17,7 +17,11 @@ from servers import PostgresServer, unique_db_name
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
+from conveyor.endpoints.registry import engine_for
+from conveyor.endpoints.sql.applier import SqlApplier
+from conveyor.endpoints.sql.changes import ChangeApplier, ChangeTarget
 from conveyor.model.changes import Transaction
+from conveyor.model.schema import Table, TableId
 from conveyor.runner.cdc import ChangeProcessing
 from conveyor.runner.fullload import RunResult
 from conveyor.runner.task import task_from_document
@@ -205,3 +209,17 @@ def assert_parted_by_bytes(txns: list[Transaction], rows: int, width: int, limit
     assert not last.partial and last.size < limit and last.commit_position is not None
     assert [c.after[0] for t in txns for c in t.changes if c.after] == list(range(1, rows + 1))
     assert all(len(c.after[1]) == width for t in txns for c in t.changes if c.after)
+
+
+def text_change_applier(url: str, table_name: str) -> tuple[SqlApplier, ChangeApplier, Table, list[str]]:
+    """A change applier into the target table ``table_name`` at ``url`` as the runner makes one for a table
+    whose changes come in the source's own text form (no encoders); with the table and its native types."""
+    config = parse_endpoint(url, "target")
+    spec = engine_for(config)
+    schema = spec.default_schema(config)
+    applier = spec.open_applier(config, schema)
+    assert isinstance(applier, SqlApplier)
+    table = spec.open_introspector(config).table(TableId(schema, table_name))
+    natives = [applier.map_type(c.type) for c in table.columns]
+    changes = ChangeApplier(applier, {table.id: ChangeTarget(table, [None] * len(natives), natives)})
+    return applier, changes, table, natives

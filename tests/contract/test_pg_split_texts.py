@@ -7,13 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from cdc_support import text_change_applier
 
-from conveyor.endpoints.config import parse_endpoint
-from conveyor.endpoints.registry import engine_for
-from conveyor.endpoints.sql.applier import SqlApplier
-from conveyor.endpoints.sql.changes import ChangeApplier, ChangeTarget
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
-from conveyor.model.schema import TableId
 
 COLUMNS = ("id", "name", "amount", "doc", "at", "note", "flag")
 READ = "SELECT id, name, amount::text, doc::text, at::text, note, flag FROM docs ORDER BY id"
@@ -32,15 +28,7 @@ def test_text_columns_land_exactly_whichever_way_they_travel(pg_url: str) -> Non
             "CREATE TABLE docs (id bigint PRIMARY KEY, name varchar(20), amount numeric(12,2), doc jsonb, "
             "at timestamp, note text, flag boolean)"
         )
-    config = parse_endpoint(pg_url, "target")
-    spec = engine_for(config)
-    schema = spec.default_schema(config)
-    applier = spec.open_applier(config, schema)
-    assert isinstance(applier, SqlApplier)
-    table = spec.open_introspector(config).table(TableId(schema, "docs"))
-    natives = [applier.map_type(c.type) for c in table.columns]
-    # as the runner describes a table whose changes come as the source's text: no encoders
-    changes = ChangeApplier(applier, {table.id: ChangeTarget(table, [None] * len(natives), natives)})
+    applier, changes, table, _ = text_change_applier(pg_url, "docs")
     sent: list[str] = []
     execute = applier.execute
 

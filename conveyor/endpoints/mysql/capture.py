@@ -1050,8 +1050,10 @@ class _Reader:
             )
         elif kind == bl.XA_PREPARE:
             if self.pending or self.parted:
+                # after a part was handed out, pending may be empty: the part named no table here
+                changed = self.pending[0].table if self.pending else "a selected table"
                 raise TerminalError(
-                    f"an XA transaction changed {self.pending[0].table} (prepared at {self.file}:{start}); change data "
+                    f"an XA transaction changed {changed} (prepared at {self.file}:{start}); change data "
                     "capture of XA transactions is not supported: leave the table out or avoid XA on it"
                 )
             self._end_group()

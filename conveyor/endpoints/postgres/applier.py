@@ -26,7 +26,7 @@ from conveyor.endpoints.postgres import types
 from conveyor.endpoints.postgres.arrays import array_literal, copy_text, joined_texts
 from conveyor.endpoints.postgres.connect import copy, literal, quote, run
 from conveyor.endpoints.postgres.errors import first_line, privilege_message
-from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, SqlApplier, shutdown_socket
+from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, BulkLoadRefused, SqlApplier, shutdown_socket
 from conveyor.errors import TerminalError, UserActionError
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Column, Table, TableId
@@ -97,6 +97,8 @@ class PostgresApplier(SqlApplier):
         self.config = config
         self._quoted: dict[str, str] = {}
         self._plans: dict[tuple[TableId, tuple[str, ...]], _CopyPlan] = {}
+        #: tables (qualified) whose batch apply inserts COPY refused: they go as INSERT statements (``copy_rows``)
+        self._copy_refused: set[str] = set()
         #: while a segment loads (not carefully): the COPY its batches share
         self._segment: contextlib.ExitStack | None = None
         self._segment_stream: psycopg.Copy | None = None
@@ -197,14 +199,20 @@ class PostgresApplier(SqlApplier):
     def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Callable[[], None] | None:
         # Rows of texts (a PostgreSQL source's own text form) by text COPY: the server inserts them in bulk
         # (heap_multi_insert), ~6.3 µs a row of its CPU against INSERT ... SELECT FROM unnest's ~10.3 (docs/cdc.md)
+        if table in self._copy_refused:
+            return None
         text = copy_text(rows)
         if text is None:
             return None
         statement = f"COPY {table} ({self.column_list(columns)}) FROM STDIN"
 
         def send() -> None:
-            with copy(self.conn.cursor(), statement) as stream:
-                stream.write(text)
+            try:
+                with copy(self.conn.cursor(), statement) as stream:
+                    stream.write(text)
+            except psycopg.errors.FeatureNotSupported as exc:  # "COPY FROM not supported with row-level security"
+                self._copy_refused.add(table)
+                raise BulkLoadRefused(f"{table}: {first_line(exc)}") from exc
 
         return send
 

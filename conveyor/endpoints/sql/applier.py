@@ -53,6 +53,11 @@ class StaleLease(TerminalError):
     """Another run of the task took a newer lease; this one must stop writing."""
 
 
+class BulkLoadRefused(Exception):
+    """The engine's bulk load refused a table, not its rows (PostgreSQL: COPY into a table under row-level
+    security): its batch goes the ordered way, and its inserts go as statements from then on."""
+
+
 class SqlApplier:
     """Shared applier for DB-API targets. Subclasses set the class constants and hooks."""
 

@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from conveyor.endpoints.base import Encoder, RejectedRow
-from conveyor.endpoints.sql.applier import SqlApplier, first_line, written_bytes
+from conveyor.endpoints.sql.applier import BulkLoadRefused, SqlApplier, first_line, written_bytes
 from conveyor.endpoints.sql.netting import NetChanges, net_changes
 from conveyor.errors import RowRejected, TerminalError
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
@@ -356,7 +356,7 @@ class ChangeApplier:
                 ran = self._run_net(plan, lambda: self._send_stamp(task_name, lease, position))
                 if ran is not None:
                     return self._commit(task_name, lease, position, *ran)
-            except (_NeedsCareful, RowRejected):
+            except (_NeedsCareful, RowRejected, BulkLoadRefused):
                 a.rollback()
             except Exception as exc:
                 a.rollback()
