@@ -55,12 +55,18 @@ def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Ite
     yield from postgres_source(pg_server, "kill_" + request.node.name, "cdckill")
 
 
-@pytest.mark.parametrize("target", ["pg_url", "mysql_url"])
+@pytest.mark.parametrize(
+    ("target", "batch_apply"),
+    [("pg_url", False), ("mysql_url", False), ("pg_url", True)],
+    ids=["pg", "mysql", "pg-batch"],
+)
 def test_kill_9_again_and_again_loses_and_doubles_nothing(
-    source_url: str, target: str, request: pytest.FixtureRequest, tmp_path: Path
+    source_url: str, target: str, batch_apply: bool, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     target_url = str(request.getfixturevalue(target))
     doc = {**task_doc(source_url, target_url, name="cdckill"), "migration_type": "full-load-and-cdc"}
+    if batch_apply:  # windows of BatchApplyTimeoutMin (1 s): a kill often lands while one is open or committing
+        doc["settings"] = {"TargetMetadata": {"BatchApplyEnabled": True}}
     task_file = write_task(doc, tmp_path / "task.yaml")
     state = tmp_path / "state"
     writer = threading.Thread(target=write_workload, args=(source_url, 600, 11, 0.01))
