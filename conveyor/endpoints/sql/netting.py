@@ -100,21 +100,21 @@ def net_changes(changes: Sequence[Change], key: Sequence[str]) -> NetChanges | N
     deletes, inserts, updates = net.deletes, net.inserts, net.updates
     for k, entry in entries.items():
         if type(entry) is Change:  # the key's only change
-            op = entry.op
+            op, after = entry.op, entry.after
             if op is insert:
-                inserts.append(tuple(entry.after))  # type: ignore[arg-type]
-            elif op is delete:
+                inserts.append(tuple(after))  # type: ignore[arg-type]
+                continue
+            if op is delete:
                 deletes.append(k)
-            elif pick is not None:
-                after = entry.after
-                assert after is not None
-                if UNCHANGED not in after:
+                continue
+            assert after is not None
+            if UNCHANGED not in after:  # a whole row: every column but the key's
+                if pick is not None:
                     updates.append((k, non_key, pick(after)))
-                else:
-                    indexes = tuple(i for i in non_key if after[i] is not UNCHANGED)
-                    if indexes:
-                        updates.append((k, indexes, tuple([after[i] for i in indexes])))
-            continue
+                continue
+            folded = _entry(entries, k)  # columns not sent: the fold state knows which to set
+            assert folded is not None
+            entry = folded
         assert isinstance(entry, _Entry)
         row = entry.row
         if entry.existed and (entry.deleted or row is not None):
