@@ -58,9 +58,15 @@ class NeedsResync(TerminalError):
     """Changes are lost between the target's position and what the source can still send (a dropped
     or invalidated slot, a purged binlog): only a new full load makes the target whole again."""
 
+    #: how to make the target whole again, said after every reason
+    RECOVERY = (
+        "to reload the target: conveyor cleanup TASK_FILE (drops the stored position, and the slot on PostgreSQL), "
+        "then run the task as full-load-and-cdc"
+    )
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"NEEDS_RESYNC: {reason}")
+        super().__init__(f"NEEDS_RESYNC: {reason}; {self.RECOVERY}")
 
     def __reduce__(self) -> tuple[type[NeedsResync], tuple[str]]:
         return type(self), (self.reason,)

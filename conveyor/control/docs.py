@@ -45,9 +45,14 @@ def task_file_page() -> str:
         "## Change data capture",
         "",
         "- `cdc_start_position`: where a `cdc` task without a stored position starts, in the source's own "
-        "syntax: a PostgreSQL LSN (`16/B374D848`; the task's slot must already exist and not be past it) or "
-        "a MySQL binlog position (`mysql-bin.000003:4`). Without it, a `cdc` task starts now. Once the "
-        "target holds a position for the task (table `conveyor_cdc_state`), every run continues from there.",
+        "syntax, a PostgreSQL LSN (`16/B374D848`) or a MySQL binlog position (`mysql-bin.000003:4`), or as a "
+        "checkpoint Conveyor printed (`lsn=16/B374D848`, `file=mysql-bin.000003,pos=4`). Without it, a `cdc` "
+        "task starts now. PostgreSQL decodes only from the task's replication slot on: an LSN before the slot "
+        "needs publication `conveyor_<task>` (FOR TABLE the selected tables) and then the slot "
+        "(`pg_create_logical_replication_slot('conveyor_<task>', 'pgoutput')`) made before the changes to "
+        "capture, in that order; otherwise the task refuses it and leaves nothing behind. A MySQL position "
+        "must be in a binlog file the server still has. Once the target holds a position for the task (table "
+        "`conveyor_cdc_state`), every run continues from there.",
         "- `cdc_start_time` (UTC, `2026-11-27T10:00:00`): a `cdc` task without a stored position starts at "
         "the first transaction the MySQL/MariaDB binlog holds from that second on (the server must still "
         "have that binlog file). PostgreSQL cannot: logical decoding starts at its slot.",

@@ -194,8 +194,9 @@ class Capture(Protocol):
         position: a transaction committed before it is in the snapshot, a later one is streamed."""
         ...
 
-    def begin(self) -> Any:
-        """Begin capturing now, without a snapshot; returns the position the stream starts from."""
+    def begin(self, start: Any = None) -> Any:
+        """Begin capturing without a snapshot; returns the position the stream starts from: now, or ``start``
+        (the user's start position), or a ``UserActionError`` when the source cannot deliver what follows it."""
         ...
 
     def parse_position(self, text: str) -> Any:

@@ -259,12 +259,10 @@ class ChangeProcessing:
             applier.prepare(plan.target, plan.native_types, PrepMode.DO_NOTHING)
         # a malformed position, or a start time the engine cannot honour, fails before a slot exists
         text, at = self.task.cdc_start_position, self.task.cdc_start_time
-        position = self.capture.parse_position(text) if text else None
+        position = start_position(self.capture, text) if text else None
         if at is not None:
             position = self.capture.position_at(at)
-        begun = self.capture.begin()
-        if position is None:
-            position = begun
+        position = self.capture.begin(position)
         self.listener.message(f"change capture starts at {self._checkpoint(position)}")
         return self.capture.position_json(position)
 
@@ -697,6 +695,29 @@ class ChangeProcessing:
 def _checkpoint_text(position: dict[str, Any]) -> str:
     """The position's place; what else it carries (MySQL's table definitions) is not part of its name."""
     return ",".join(f"{k}={v}" for k, v in sorted(position.items()) if not isinstance(v, list | dict))
+
+
+def start_position(capture: Capture, text: str) -> Any:
+    """A user's ``CdcStartPosition``: in the source's own syntax (``Capture.parse_position``), or a checkpoint
+    Conveyor printed (``_checkpoint_text``: ``lsn=16/B374D848``, ``file=mysql-bin.000003,pos=4``)."""
+    if "=" not in text:
+        return capture.parse_position(text)
+    fields: dict[str, str] = {}
+    name = ""
+    for piece in text.split(","):
+        key, equals, value = piece.partition("=")
+        if equals and key.strip():
+            name = key.strip()
+            fields[name] = value.strip()
+        elif name:  # a value with commas in it: a MariaDB GTID position of several domains
+            fields[name] += "," + piece.strip()
+    try:
+        return capture.position_from_json(fields)
+    except (KeyError, ValueError, TypeError):
+        raise UserActionError(
+            f"cdc_start_position {text!r} is no checkpoint of this source: give one as Conveyor printed it (e.g. "
+            "lsn=16/B374D848, or file=mysql-bin.000003,pos=4), or a position in the source's own syntax"
+        ) from None
 
 
 def _utc(value: datetime) -> datetime:

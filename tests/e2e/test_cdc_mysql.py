@@ -22,6 +22,8 @@ from servers import MariaDBServer, PostgresServer, unique_db_name
 from tasks import cli, run_task, task_doc, write_task
 from workload import Workload
 
+from conveyor.errors import UserActionError
+
 SOURCE_SQL = [
     "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(100) NOT NULL, qty int, price decimal(10,2), big text)",
     "CREATE TABLE bag (a int, b varchar(20))",
@@ -135,9 +137,11 @@ def test_full_load_and_cdc_follows_the_source_exactly(source_url: str, target_ur
 
 
 # --------------------------------------------------------------------------- a user's start position
-def test_cdc_from_a_given_binlog_position(source_url: str, target_url: str, tmp_path: Path) -> None:
-    """``cdc_start_position`` as SHOW MASTER STATUS printed it before some writes: exactly the writes
-    after it arrive (across a binlog rotation), none of those before, into tables created empty."""
+@pytest.mark.parametrize("form", ["file:pos", "checkpoint"])
+def test_cdc_from_a_given_binlog_position(source_url: str, target_url: str, tmp_path: Path, form: str) -> None:
+    """``cdc_start_position`` as SHOW MASTER STATUS printed it before some writes (or as the checkpoint
+    Conveyor prints): exactly the writes after it arrive (across a binlog rotation), none of those before,
+    into tables created empty. A binlog file the server does not have is refused, naming those it has."""
     execute_sql(source_url, [*SOURCE_SQL[:2], "INSERT INTO items VALUES (-9, 'before', 1, 1.5, NULL)"])
     file, pos = binlog_end(source_url)
     execute_sql(
@@ -151,7 +155,11 @@ def test_cdc_from_a_given_binlog_position(source_url: str, target_url: str, tmp_
     )
     execute_sql(source_url, ["FLUSH BINARY LOGS", "INSERT INTO items VALUES (-3, 'next file', NULL, NULL, 'b')"])
     execute_sql(source_url, ["DELETE FROM bag LIMIT 1"])
-    doc = cdc_doc(source_url, target_url, "cdc", cdc_start_position=f"{file}:{pos}")
+    doc = cdc_doc(source_url, target_url, "cdc", cdc_start_position="mysql-bin.999999:4")
+    with pytest.raises(UserActionError, match="names a binary log the server does not have"):
+        Running(doc, tmp_path / "refused").finish()
+    start = f"{file}:{pos}" if form == "file:pos" else f"file={file},pos={pos}"
+    doc = cdc_doc(source_url, target_url, "cdc", cdc_start_position=start)
     task = Running(doc, tmp_path / "state")
     streaming(task)
     wait_until(task, lambda: task.runner.cdc.applied_changes == 8)

@@ -190,6 +190,41 @@ def test_a_bad_start_or_stop_position_is_a_clear_error(source_url: str, pg_url: 
         assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
 
 
+def test_a_start_position_needs_a_slot_that_holds_it(source_url: str, pg_url: str, tmp_path: Path) -> None:
+    """``cdc_start_position`` before the task's slot exists is refused, leaving nothing on the source; with
+    the publication and then the slot made beforehand it starts exactly there, also as the checkpoint
+    Conveyor prints (``lsn=...``); a slot made without the publication is named as the mistake."""
+    doc = {**task_doc(source_url, pg_url, name="cdcstart"), "migration_type": "cdc"}
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        earlier = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
+        conn.execute("INSERT INTO items (id, name) VALUES (-1, 'before any slot')")
+    doc["cdc_start_position"] = earlier
+    proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s1"), timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"cdc_start_position {earlier} is before replication slot conveyor_cdcstart existed" in proc.stderr
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+        conn.execute("SELECT pg_create_logical_replication_slot('conveyor_cdcstart', 'pgoutput')")
+    doc["cdc_start_position"] = f"lsn={earlier}"
+    proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s2"), timeout=60)
+    assert proc.returncode == 1 and "publication conveyor_cdcstart does not" in proc.stderr, proc.stderr
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot('conveyor_cdcstart')")
+        conn.execute("CREATE PUBLICATION conveyor_cdcstart FOR TABLE items, bag")
+        conn.execute("SELECT pg_create_logical_replication_slot('conveyor_cdcstart', 'pgoutput')")
+        conn.execute("INSERT INTO items (id, name) VALUES (-2, 'before the start')")
+        # the insert position: its commit record is in it (the test servers commit without waiting for the write)
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]  # type: ignore[index]
+        conn.execute("INSERT INTO items (id, name) VALUES (-3, 'after the start')")
+    doc["cdc_start_position"] = f"lsn={start}"
+    task = Running(doc, tmp_path / "s3")
+    wait_until(task, lambda: (-3,) in {tuple(r) for r in fetch(pg_url, "items", ["id"], schema="public")})
+    task.finish()
+    ids = {r[0] for r in fetch(pg_url, "items", ["id"], schema="public")}
+    assert -3 in ids and -2 not in ids and -1 not in ids
+
+
 def test_a_big_transaction_comes_in_parts_and_lands_whole(
     source_url: str, target_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -397,6 +397,7 @@ def test_a_dropped_slot_needs_a_resync(pg_source: str, pg_url: str, tmp_path: Pa
     assert proc.returncode == 1, proc.stderr
     assert elapsed < 30, f"{elapsed:.0f} s"
     assert "NEEDS_RESYNC" in proc.stderr and capture_name("dropped") in proc.stderr, proc.stderr
+    assert "conveyor cleanup TASK_FILE" in proc.stderr and "full-load-and-cdc" in proc.stderr  # how to recover
 
 
 def test_a_slot_dropped_while_streaming_fails_the_task(pg_source: str, pg_url: str, tmp_path: Path) -> None:

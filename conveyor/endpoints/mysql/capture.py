@@ -689,8 +689,17 @@ class MySQLCapture:
         tables = history_json({t.id: self._schema(t) for t in self.tables})
         return snapshot, BinlogPosition(position["file"], int(position["pos"]), position.get("gtid", ""), tables)
 
-    def begin(self) -> BinlogPosition:
-        return self.binlog_end()
+    def begin(self, start: BinlogPosition | None = None) -> BinlogPosition:
+        if start is None:
+            return self.binlog_end()
+        files = [name for name, _ in self.binlog_files()]
+        if start.file not in files:
+            raise UserActionError(
+                f"cdc_start_position {start.file}:{start.pos} names a binary log the server does not have (it keeps "
+                f"{files[0] if files else 'none'} to {files[-1] if files else 'none'}); give a position in one of them "
+                "(SHOW BINARY LOGS), or leave cdc_start_position out"
+            )
+        return start
 
     def parse_position(self, text: str) -> BinlogPosition:
         return parse_position(text)

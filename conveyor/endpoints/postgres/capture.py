@@ -557,13 +557,41 @@ class PostgresCapture:
         slot = self.create_slot(export_snapshot=True, replace=True)
         return SlotSnapshot(self.config, slot), slot.lsn
 
-    def begin(self) -> int:
-        """Capture from now on: the slot's position, creating the slot when there is none yet."""
+    def begin(self, start: int | None = None) -> int:
+        """Capture from the slot's position, creating the slot (and the publication before it) when there is
+        none yet; from ``start`` (the user's start position) where the slot still holds what follows it."""
         status = self.slot_status()
         if status is not None and status.confirmed_flush is not None:
-            return status.confirmed_flush
+            if self._publication() is None:
+                raise UserActionError(
+                    f"replication slot {self.slot} exists on {self.where} but publication {self.publication} does "
+                    "not: the slot decodes each change with the publications that existed when it was written, so "
+                    "create the publication first (CREATE PUBLICATION ... FOR TABLE the selected tables), then the "
+                    "slot; or drop the slot (conveyor cleanup) and let the task create both"
+                )
+            if start is not None and start < status.confirmed_flush:
+                raise UserActionError(
+                    f"cdc_start_position {format_lsn(start)} is before replication slot {self.slot}'s confirmed "
+                    f"position {format_lsn(status.confirmed_flush)}: the source no longer keeps the changes in "
+                    "between; give a position at or after it, or leave cdc_start_position out"
+                )
+            return status.confirmed_flush if start is None else start
+        had_publication = start is not None and self._publication() is not None
         slot = self.create_slot(export_snapshot=False)
-        return slot.lsn
+        if start is None or start >= slot.lsn:
+            return slot.lsn if start is None else start
+        status = self.slot_status()
+        if status is not None:
+            self._drop_slot(status, wait=SLOT_RELEASE_WAIT)
+        if not had_publication:
+            self.drop()  # the publication created for the slot; one the user made stays
+        raise UserActionError(
+            f"cdc_start_position {format_lsn(start)} is before replication slot {self.slot} existed: a new slot "
+            f"decodes from the source's current WAL position ({format_lsn(slot.lsn)}) on. To start at an earlier "
+            f"position, create publication {self.publication} (FOR TABLE the selected tables) and then the slot "
+            f"(SELECT pg_create_logical_replication_slot('{self.slot}', 'pgoutput')) before the changes to capture "
+            "are written; or leave cdc_start_position out"
+        )
 
     def parse_position(self, text: str) -> int:
         return parse_position(text)

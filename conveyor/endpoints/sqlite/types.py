@@ -266,7 +266,9 @@ def _enc_any(v: Any) -> Any:
         return v.isoformat(sep=" ")
     if isinstance(v, date | time):
         return v.isoformat()
-    if isinstance(v, Decimal | uuid.UUID):
+    if isinstance(v, Decimal):
+        return _decimal_text(v)
+    if isinstance(v, uuid.UUID):
         return str(v)
     if isinstance(v, list | dict):
         return json.dumps(v, default=str, ensure_ascii=False)
@@ -277,10 +279,16 @@ def _enc_any(v: Any) -> Any:
     return v
 
 
+def _decimal_text(v: Decimal | int) -> str:
+    """An exact number as DECIMAL_TEXT keeps it: positional notation always (``str`` writes ``0E-20`` for a
+    zero of numeric(40,20), ``1E-30`` for a small one, next to ``0.10000000000000000000``)."""
+    return format(v, "f") if isinstance(v, Decimal) else str(v)
+
+
 def encoder(t: ColumnType, native: str) -> Encoder | None:
     upper = native.upper()
     if "DECIMAL_TEXT" in upper:
-        return lambda v: str(v) if isinstance(v, Decimal | int) else _enc_any(v)
+        return lambda v: _decimal_text(v) if isinstance(v, Decimal | int) else _enc_any(v)
     lg = t.logical
     if lg is L.INTEGER or lg is L.YEAR:
         return _enc_int
