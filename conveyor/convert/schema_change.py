@@ -147,7 +147,7 @@ def diff_table(old: Table, new_columns: Sequence[Column]) -> tuple[list[ColumnCh
             else:
                 drops.append(DropColumn(g.name))
         for f in added:
-            if not f.nullable and f.default is None:
+            if not f.nullable and f.default is None and f.filled is None:
                 reasons.append(
                     f"column {f.name} was added NOT NULL without a default: the source's existing rows hold a "
                     "value the change stream does not carry"

@@ -29,6 +29,10 @@ class Column:
     #: an identity's last value handed out on the source (None: unknown, or never used): the target's
     #: identity goes on after it, even when the rows holding the highest values are gone
     identity_last: int | None = field(default=None, compare=False)
+    #: the value the table's rows took when the column was added with a default, as a constant in the
+    #: source's SQL, where the source keeps it (PostgreSQL's ``attmissingval``): it may differ from
+    #: ``default``, changed or dropped since, and it is known even for a default such as ``now()``
+    filled: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

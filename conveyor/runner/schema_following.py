@@ -208,12 +208,14 @@ class SchemaFollowing:
         self, plan: TablePlan, base: Table, natives: list[str], column: Column, applier: SqlApplier
     ) -> ColumnChange:
         """A target column the source gained while the task was stopped, as the target adds it: nullable
-        (the target's rows have no value for it), or with the source's default where that fills them as
-        the source filled its rows (when the column was added: a default changed since cannot be seen)."""
+        (the target's rows have no value for it), or filled as the source filled its rows: with the value
+        they took where the source keeps it (``Column.filled``), else with its default (a default changed
+        since the column was added cannot be seen there)."""
         source = next((c for c in plan.source.columns if c.name == column.name), None)
-        if source is None or source.default is None or plan.mapping is not None:
+        if source is None or plan.mapping is not None or (source.default is None and source.filled is None):
             return AddColumn(replace(column, nullable=True, default=None))
-        return self._for_target(base, natives, AddColumn(replace(column, default=source.default)), applier)
+        added = replace(column, default=source.default, filled=source.filled)
+        return self._for_target(base, natives, AddColumn(added), applier)
 
     def _drop_reason(self, plan: TablePlan, own: Table, gone: list[str]) -> str | None:
         """Why columns the source dropped while the task was stopped are not dropped on the target too."""
@@ -239,9 +241,13 @@ class SchemaFollowing:
         """A column change as the target table (its columns of types ``natives``) makes it: an added column's
         default (the source's) in the target's SQL, where it fills the existing rows as the source filled
         them (``added_default``), else ``NotConvertible``."""
-        if not isinstance(change, AddColumn) or change.column.default is None:
+        if not isinstance(change, AddColumn):
             return change
         column = change.column
+        if column.filled is not None:  # what the source's rows took, whatever the default is now
+            column = replace(column, default=column.filled)
+        if column.default is None:
+            return change
         by_name = dict(zip(target.column_names, natives, strict=True))
         native = applier.column_native(apply_change(target, change), column.name, by_name)
         from conveyor.convert.added_default import added_default  # sqlglot: for a default only

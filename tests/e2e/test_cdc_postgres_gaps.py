@@ -85,6 +85,28 @@ def test_a_column_dropped_while_stopped_is_dropped_on_the_target(
     assert any("dropped price: the source lost them while stopped" in w for w in result.warnings), result.warnings
 
 
+@pytest.mark.parametrize("target", ["pg_url", "mysql_url", "sqlite_url"])
+def test_a_column_added_while_stopped_fills_the_rows_as_the_source_did(
+    source_url: str, target: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Defaults changed or dropped after the ADD COLUMN, before the task runs again: the target's rows take
+    what the source's rows took (PostgreSQL keeps it), not the catalog's default of now."""
+    target_url = str(request.getfixturevalue(target))
+    doc = stopped_after_the_full_load(source_url, target_url, tmp_path)
+    source_sql(
+        source_url,
+        "ALTER TABLE items ADD COLUMN s1 int DEFAULT 5, ADD COLUMN s2 text DEFAULT 'old', "
+        "ADD COLUMN s3 int NOT NULL DEFAULT 6",
+        "ALTER TABLE items ALTER COLUMN s1 DROP DEFAULT, ALTER COLUMN s2 SET DEFAULT 'new', "
+        "ALTER COLUMN s3 DROP DEFAULT",
+        "INSERT INTO items (id, name, s3) VALUES (-9, 'after', 9)",
+    )
+    task = Running(doc, tmp_path / "state")
+    wait_equal(task, source_url, target_url)  # every column, row by row
+    result = task.finish()
+    assert not task.runner.suspended and not any(t.apply_error_rows for t in result.tables)
+
+
 def test_a_drop_after_changes_the_stream_still_holds_ends_exact(source_url: str, pg_url: str, tmp_path: Path) -> None:
     """Changes before the drop come with the old definition: the column comes back for them, then goes."""
     doc = stopped_after_the_full_load(source_url, pg_url, tmp_path)

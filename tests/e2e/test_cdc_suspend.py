@@ -1,5 +1,6 @@
 """CDC and the source's ADD COLUMN ... DEFAULT: a constant default is followed at the stream's place (the
-target fills its existing rows with it, as the source did); a default the source computed (now(),
+target fills its existing rows with it, as the source did; on PostgreSQL with the value the rows took,
+even for now() or a default changed since); a default the source computed for each row (clock_timestamp(),
 uuid()) suspends the table, and the suspension is stored on the target with the position, so a restart
 (SIGTERM or kill -9) keeps the table suspended while the other tables go on streaming."""
 
@@ -57,11 +58,14 @@ def test_postgres_add_column_default_is_followed_and_a_suspension_survives_a_res
             "UPDATE added SET a = -1 WHERE id = 1",
             "ALTER TABLE added ADD COLUMN d int DEFAULT 7, ADD COLUMN s varchar(30) DEFAULT 'it''s 100%', "
             "ADD COLUMN n numeric(6,2) NOT NULL DEFAULT 1.5, ADD COLUMN b boolean DEFAULT true, "
-            "ADD COLUMN day date DEFAULT '2024-02-29'",
-            "INSERT INTO added VALUES (101, 1, 8, 'new', 2.25, false, '2001-01-01')",
+            "ADD COLUMN day date DEFAULT '2024-02-29', ADD COLUMN k int NOT NULL DEFAULT 3, "
+            "ADD COLUMN on_day date DEFAULT now()",
+            # changed before the stream reaches the table's next change: the rows keep what they took (7, 3)
+            "ALTER TABLE added ALTER COLUMN d SET DEFAULT 70, ALTER COLUMN k DROP DEFAULT",
+            "INSERT INTO added VALUES (101, 1, 8, 'new', 2.25, false, '2001-01-01', 4, '2002-02-02')",
             "UPDATE added SET d = 9, a = -2 WHERE id = 2",
             "DELETE FROM added WHERE id = 3",
-            "ALTER TABLE volatile ADD COLUMN t timestamptz DEFAULT now()",
+            "ALTER TABLE volatile ADD COLUMN t timestamptz DEFAULT clock_timestamp()",  # a value per row
             "INSERT INTO volatile (id, a) VALUES (101, 1)",
             "INSERT INTO keep VALUES (101, 1)",
         ],
@@ -77,7 +81,9 @@ def test_postgres_add_column_default_is_followed_and_a_suspension_survives_a_res
     # others stream, volatile's later changes are not applied
     execute_sql(pg_source, ["INSERT INTO keep VALUES (102, 2)", "INSERT INTO volatile (id, a) VALUES (102, 2)"])
     again = Running(doc, tmp_path / "state")
-    execute_sql(pg_source, ["INSERT INTO added (id, a) VALUES (102, 2)", "UPDATE volatile SET a = 0 WHERE id = 4"])
+    execute_sql(
+        pg_source, ["INSERT INTO added (id, a, k) VALUES (102, 2, 5)", "UPDATE volatile SET a = 0 WHERE id = 4"]
+    )
     wait_equal(again, pg_source, target_url, tables=FOLLOWED)
     result = again.finish()
     assert set(again.runner.suspended) == {VOLATILE}

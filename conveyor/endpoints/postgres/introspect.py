@@ -77,7 +77,14 @@ SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
         FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
         WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
           AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
-        LIMIT 1)
+        LIMIT 1),
+       CASE WHEN a.atthasmissing THEN (
+         SELECT CASE WHEN m.v IS NULL THEN 'NULL'
+                     WHEN t.typcategory = 'B' THEN CASE WHEN m.v = 't' THEN 'true' ELSE 'false' END
+                     WHEN t.typcategory = 'N' AND m.v ~ '^-?[0-9]+([.][0-9]+)?$' THEN m.v
+                     ELSE quote_literal(m.v) || '::' || format_type(a.atttypid, a.atttypmod) END
+         FROM pg_type t, LATERAL (SELECT (a.attmissingval::text::text[])[1] AS v) m WHERE t.oid = a.atttypid)
+       END
 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = %s::oid AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
@@ -248,7 +255,7 @@ class PostgresIntrospector:
     def columns(self, oid: int) -> tuple[list[Column], list[GeneratedColumn]]:
         """The columns to copy, and the generated ones (computed by the target's schema, not copied)."""
         columns, generated_columns = [], []
-        for name, typid, typmod, native, notnull, default, identity, generated, comment, last in run(
+        for name, typid, typmod, native, notnull, default, identity, generated, comment, last, filled in run(
             self.conn, COLUMNS_SQL, (oid,)
         ).fetchall():
             ctype = self.column_type(typid, typmod, native)
@@ -264,6 +271,7 @@ class PostgresIntrospector:
                     identity=identity in ("a", "d") or (default or "").startswith("nextval("),
                     comment=comment,
                     identity_last=last,
+                    filled=filled,
                 )
             )
         return columns, generated_columns
