@@ -294,7 +294,11 @@ class SqlApplier:
         self.execute(f"SAVEPOINT {name}")
 
     def rollback_to(self, name: str) -> None:
+        """Undo to the savepoint, and end it: PostgreSQL and SQLite keep a savepoint rolled back to, so the
+        next of the same name would nest inside it, and a window of thousands of refused changes nested
+        thousands deep (PostgreSQL then runs out of lock-table memory at the next write, for ever)."""
         self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        self.execute(f"RELEASE SAVEPOINT {name}")
 
     def release(self, name: str) -> None:
         self.execute(f"RELEASE SAVEPOINT {name}")
