@@ -1,8 +1,10 @@
 """A source table's new column list -> the column changes a target can follow, or why it cannot.
 
-During CDC a source reports a table's whole column list after DDL (``SchemaChanged``), not the DDL:
-PostgreSQL's relation messages never say "rename", and several statements may hide behind one
-message. ``diff_table`` recovers the changes by these rules:
+During CDC a source reports a table's whole column list after DDL (``SchemaChanged``), and which
+columns were renamed where it knows (``SchemaChanged.renamed``: MySQL's statements; PostgreSQL's column
+numbers while its catalog still shows the definition the stream reached). Where it does not (relation
+messages never say "rename", and several statements may hide behind one message), ``diff_table``
+recovers the changes by these rules:
 
 * A name in both lists is the same column; its type may only widen (``widens``), and NOT NULL may
   become NULL but not the other way round.
@@ -11,8 +13,9 @@ message. ``diff_table`` recovers the changes by these rules:
   a gap each new column is matched, in order, to the next gone column of the same type: one column
   renamed. Any other gone column was dropped, any other new one added (PostgreSQL appends them).
 * A gap is ambiguous when a dropped column could be one of the gap's new columns (same or widened
-  type): a rename next to a drop, or a rename with a type change. Guessing wrong would drop data, so
-  it is reported instead.
+  type): a rename next to a drop, or a rename with a type change; and so is a rename after the last
+  kept column, which looks exactly like a drop and an add (PostgreSQL appends added columns). Guessing
+  wrong would give the new column the old one's values, so it is reported instead.
 * Unsupported: narrowing or incompatible types, NULL -> NOT NULL, a primary-key column renamed or
   dropped, a column added NOT NULL without a default (the source's existing rows took a value that
   the change stream never carries). A column added with a default is followed where the target can
@@ -102,10 +105,14 @@ def _at_most(old: int | None, new: int | None) -> bool:
     return new is None or (old is not None and old <= new)
 
 
-def diff_table(old: Table, new_columns: Sequence[Column]) -> tuple[list[ColumnChange], list[str]]:
+def diff_table(
+    old: Table, new_columns: Sequence[Column], renamed: Sequence[tuple[str, str]] | None = None
+) -> tuple[list[ColumnChange], list[str]]:
     """The supported changes from ``old`` to ``new_columns``, in an order that applies (drops,
     renames, widenings, adds: a new name never meets an old one), and a reason for each unsupported
-    change (empty when the target can follow)."""
+    change (empty when the target can follow). ``renamed``: the renames (old name, new name) where the
+    source knows them (``SchemaChanged.renamed``): every other column gone was dropped, every other new
+    one added; None: inferred by the rules above."""
     old_names = set(old.column_names)
     new_by_name = {c.name: c for c in new_columns}
     key = set(old.primary_key.columns) if old.primary_key else set()
@@ -120,15 +127,32 @@ def diff_table(old: Table, new_columns: Sequence[Column]) -> tuple[list[ColumnCh
             reason = _column_change(column, new_by_name[column.name], column.name in key, widenings)
             reasons += [reason] if reason else []
 
-    old_gaps = _gaps(old.columns, new_by_name)
-    new_gaps = _gaps(new_columns, old_names)
-    for anchor in dict.fromkeys([*old_gaps, *new_gaps]):
-        gone, fresh = old_gaps.get(anchor, []), new_gaps.get(anchor, [])
-        pairs = _match(gone, fresh)
-        renamed, renamed_to = {g.name for g, _ in pairs}, {f.name for _, f in pairs}
-        dropped = [g for g in gone if g.name not in renamed]
+    tail: list[Column] = []  # the gone columns after the last kept one
+    if renamed is None:
+        old_gaps = _gaps(old.columns, new_by_name)
+        new_gaps = _gaps(new_columns, old_names)
+        groups = [(old_gaps.get(a, []), new_gaps.get(a, [])) for a in dict.fromkeys([*old_gaps, *new_gaps])]
+        kept = [c.name for c in old.columns if c.name in new_by_name]
+        tail = old_gaps.get(kept[-1] if kept else None, [])
+    else:
+        groups = [
+            ([c for c in old.columns if c.name not in new_by_name], [c for c in new_columns if c.name not in old_names])
+        ]
+        # a swap, or a name reused at once: the names alone would pair the wrong columns
+        old_folded, new_folded = {n.casefold() for n in old_names}, {c.name.casefold() for c in new_columns}
+        reasons += [
+            f"column {o} was renamed to {n} while a column of that name stays: not followed"
+            for o, n in renamed
+            if o.casefold() != n.casefold() and (o.casefold() in new_folded or n.casefold() in old_folded)
+        ]
+    for gone, fresh in groups:
+        pairs = _match(gone, fresh) if renamed is None else _named(gone, fresh, renamed)
+        renamed_from, renamed_to = {g.name for g, _ in pairs}, {f.name for _, f in pairs}
+        dropped = [g for g in gone if g.name not in renamed_from]
         added = [f for f in fresh if f.name not in renamed_to]
-        if any(widens(g.type, f.type) for g in dropped for f in fresh):
+        if renamed is None and (
+            any(widens(g.type, f.type) for g in dropped for f in fresh) or any(g in tail for g, _ in pairs)
+        ):
             reasons.append(
                 f"cannot tell which of {', '.join(g.name for g in gone)} were dropped and which renamed to "
                 f"{', '.join(f.name for f in fresh)}"
@@ -181,6 +205,17 @@ def _match(gone: list[Column], fresh: list[Column]) -> list[tuple[Column, Column
                 start = i + 1
                 break
     return pairs
+
+
+def _named(gone: list[Column], fresh: list[Column], renamed: Sequence[tuple[str, str]]) -> list[tuple[Column, Column]]:
+    """The renames the source named, between columns gone and new ones (matched without regard to case:
+    a MySQL statement may spell a column otherwise than its catalog)."""
+    by_old, by_new = {g.name.casefold(): g for g in gone}, {f.name.casefold(): f for f in fresh}
+    return [
+        (by_old[o.casefold()], by_new[n.casefold()])
+        for o, n in renamed
+        if o.casefold() in by_old and n.casefold() in by_new
+    ]
 
 
 def _gaps(columns: Sequence[Column], kept: set[str] | dict[str, Column]) -> dict[str | None, list[Column]]:

@@ -98,6 +98,10 @@ class SchemaChanged:
     description: str
     #: the statement, where the source logs one (MySQL); None where it does not (PostgreSQL)
     ddl: str | None = None
+    #: the columns renamed (old name, new name) where the source knows exactly (MySQL: the statement's
+    #: clauses; PostgreSQL: the catalog's column numbers), so any other column gone was dropped; None
+    #: where it does not (a column gone while another came of its type is then taken for a rename)
+    renamed: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

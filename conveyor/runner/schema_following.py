@@ -85,7 +85,7 @@ class SchemaFollowing:
         if not self.task.settings.ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered:
             self.suspend(event.table, f"{event.description} (HandleSourceTableAltered is false)")
             return
-        column_changes, reasons = diff_table(plan.source, event.columns)
+        column_changes, reasons = diff_table(plan.source, event.columns, event.renamed)
         if reasons:
             self.suspend(event.table, f"{event.description}: {'; '.join(reasons)}")
             return

@@ -298,6 +298,14 @@ SCHEMA_CHANGES: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        -6,
+        [  # the last column dropped, one of its type added in its place: no rename, its values go
+            "ALTER TABLE items DROP COLUMN email, ADD COLUMN tally varchar(50)",
+            "INSERT INTO items (id, name, tally) VALUES (-6, 'tally', 'six')",
+            "UPDATE items SET tally = 'sixty' WHERE id = 6",
+        ],
+    ),
+    (
         -4,
         [  # not a change Conveyor follows (a narrower type): bag is suspended, items goes on
             "ALTER TABLE bag MODIFY b varchar(5)",
@@ -310,7 +318,7 @@ SCHEMA_CHANGES: list[tuple[int, list[str]]] = [
 
 def change_schemas(source_url: str, target_url: str, tmp_path: Path, wait_between: bool) -> None:
     """SCHEMA_CHANGES during CDC, each once the stream has passed the one before, or all at once: the
-    four changes of items reach the target, bag is suspended alone."""
+    five changes of items reach the target, bag is suspended alone."""
     execute_sql(source_url, SOURCE_SQL)
     task = Running(cdc_doc(source_url, target_url, "full-load-and-cdc"), tmp_path / "state")
     streaming(task)
@@ -330,7 +338,7 @@ def change_schemas(source_url: str, target_url: str, tmp_path: Path, wait_betwee
     result = task.finish()
     assert not diff_tables(source_url, target_url, [("items", (0,))])
     stats = {t.table: t for t in result.tables}
-    assert stats["items"].ddls == 4 and stats["items"].applied_ddls == 4
+    assert stats["items"].ddls == 5 and stats["items"].applied_ddls == 5
     assert stats["bag"].state == "Table error" and "suspended" in (stats["bag"].error or "")
     assert len(fetch(target_url, "bag", schema=schema)) == 200  # nothing after the suspension
 

@@ -13,6 +13,7 @@ from conveyor.convert.schema_change import (
     diff_table,
     widens,
 )
+from conveyor.endpoints.postgres.capture import renames_by_number
 from conveyor.model.schema import Column, Index, Key, Table, TableId
 from conveyor.model.types import ColumnType
 from conveyor.model.types import LogicalType as L
@@ -119,10 +120,20 @@ def test_dropped_then_added_at_the_end_are_told_apart_by_the_kept_column_between
     assert (changes, reasons) == ([DropColumn("a"), AddColumn(col("e", TEXT))], [])
 
 
-def test_rename_at_the_end_then_added_columns() -> None:
-    old = table(col("a", TEXT))
-    changes, reasons = diff_table(old, [ID, col("b", TEXT), col("c", TEXT)])
+def test_renamed_in_place_then_added_columns() -> None:
+    old = table(col("a", TEXT), col("k"))
+    changes, reasons = diff_table(old, [ID, col("b", TEXT), col("k"), col("c", TEXT)])
     assert (changes, reasons) == ([RenameColumn("a", "b"), AddColumn(col("c", TEXT))], [])
+
+
+def test_a_rename_of_the_last_column_is_told_from_a_drop_and_an_add_only_where_the_source_says() -> None:
+    old, new = table(col("a", TEXT)), [ID, col("b", TEXT), col("c", TEXT)]
+    assert diff_table(old, new)[1] == ["cannot tell which of a were dropped and which renamed to b, c"]
+    assert diff_table(old, new, renamed=(("a", "b"),)) == ([RenameColumn("a", "b"), AddColumn(col("c", TEXT))], [])
+    assert diff_table(old, new, renamed=()) == (
+        [DropColumn("a"), AddColumn(col("b", TEXT)), AddColumn(col("c", TEXT))],
+        [],
+    )
 
 
 def test_added_in_the_middle_mysql_after() -> None:
@@ -138,14 +149,14 @@ def test_other_type_in_the_same_place_is_a_drop_and_an_add() -> None:
 
 
 def test_renames_in_order_within_a_gap() -> None:
-    old = table(col("a"), col("b", TEXT))
-    changes, reasons = diff_table(old, [ID, col("x"), col("y", TEXT)])
+    old = table(col("a"), col("b", TEXT), col("k"))
+    changes, reasons = diff_table(old, [ID, col("x"), col("y", TEXT), col("k")])
     assert (changes, reasons) == ([RenameColumn("a", "x"), RenameColumn("b", "y")], [])
 
 
 def test_renamed_and_relaxed_to_null() -> None:
-    old = table(col("a", TEXT, nullable=False))
-    changes, reasons = diff_table(old, [ID, col("b", TEXT)])
+    old = table(col("a", TEXT, nullable=False), col("k"))
+    changes, reasons = diff_table(old, [ID, col("b", TEXT), col("k")])
     assert (changes, reasons) == ([RenameColumn("a", "b"), WidenColumn(col("b", TEXT))], [])
 
 
@@ -167,8 +178,8 @@ def test_ambiguous_gaps_are_reported(old_columns: tuple[Column, ...], new_column
 
 
 def test_ambiguity_stays_in_its_gap() -> None:
-    old = table(col("a"), col("b"), col("k", TEXT), col("c"))
-    changes, reasons = diff_table(old, [ID, col("x"), col("k", TEXT), col("cc")])
+    old = table(col("a"), col("b"), col("k", TEXT), col("c"), col("z"))
+    changes, reasons = diff_table(old, [ID, col("x"), col("k", TEXT), col("cc"), col("z")])
     assert changes == [RenameColumn("c", "cc")]
     assert reasons == ["cannot tell which of a, b were dropped and which renamed to x"]
 
@@ -227,3 +238,26 @@ def test_apply_change_follows_names_into_keys_and_indexes() -> None:
     widened = apply_change(dropped, WidenColumn(col("x", BIGINT)))
     assert widened.column("x").type == BIGINT
     assert apply_change(widened, AddColumn(col("y", TEXT))).column_names == ("id", "x", "y")
+
+
+def test_renames_by_column_number_tell_a_rename_from_a_drop_and_an_add() -> None:
+    before = {"id": 1, "q": 2, "r": 3}
+    assert renames_by_number(before, ["id", "q", "r"], ["id", "q", "s"], {"id": 1, "q": 2, "s": 3}) == (("r", "s"),)
+    assert renames_by_number(before, ["id", "q", "r"], ["id", "q", "s"], {"id": 1, "q": 2, "s": 4}) == ()
+    assert renames_by_number(before, ["id", "q", "r"], ["id", "q", "r", "t"], {"id": 1, "q": 2, "r": 3}) == ()
+    # renamed again, or a number the catalog no longer shows: not known
+    assert renames_by_number(before, ["id", "q", "r"], ["id", "q", "s"], {"id": 1, "q": 2, "u": 3}) is None
+    assert renames_by_number(None, ["id", "r"], ["id", "s"], {"id": 1, "s": 3}) is None
+
+
+def test_known_renames_pair_only_the_named_columns() -> None:
+    old = Table(TableId("s", "t"), (Column("id", INT), Column("q", INT)), Key("pk", ("id",)))
+    assert diff_table(old, [Column("id", INT), Column("r", INT)])[1] == [
+        "cannot tell which of q were dropped and which renamed to r"  # the last column: a drop and an add?
+    ]
+    said, reasons = diff_table(old, [Column("id", INT), Column("r", INT)], renamed=())
+    assert said == [DropColumn("q"), AddColumn(Column("r", INT))] and not reasons
+    said, reasons = diff_table(old, [Column("id", INT), Column("R", INT)], renamed=(("Q", "R"),))
+    assert said == [RenameColumn("q", "R")] and not reasons
+    swapped = [Column("id", INT), Column("q", INT)]
+    assert diff_table(old, swapped, renamed=(("q", "id"), ("id", "q")))[1]  # a swap: not followed

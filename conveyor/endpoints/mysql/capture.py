@@ -1309,7 +1309,7 @@ class _Reader:
                 continue
             else:
                 description = describe_change(before, fresh.table.columns)
-            out.append(SchemaChanged(new, old, fresh.table.columns, position, description, sql))
+            out.append(SchemaChanged(new, old, fresh.table.columns, position, description, sql, _renamed(sql)))
         if changed:  # the positions from here on carry the new definitions
             self.history = history_json(self.schemas)
             self.table_maps.clear()
@@ -1335,6 +1335,22 @@ class _Reader:
             return derived
         fresh.charset, fresh.unfollowed = derived.charset, derived.unfollowed
         return fresh
+
+
+def _renamed(sql: str) -> tuple[tuple[str, str], ...] | None:
+    """The columns an ALTER TABLE renames (CHANGE, RENAME COLUMN), as (old, new) written in it; None when
+    its clauses are not known exactly. Any other column it takes away is dropped, never renamed."""
+    try:
+        clauses = column_changes(sql)
+    except Unfollowable:
+        return None
+    renamed = []
+    for clause in clauses:
+        if isinstance(clause, RenameColumn):
+            renamed.append((clause.old, clause.new))
+        elif isinstance(clause, Redefine) and clause.old != clause.definition.column.name:
+            renamed.append((clause.old, clause.definition.column.name))
+    return tuple(renamed)
 
 
 def _column_key(column: Column) -> tuple[Any, ...]:

@@ -99,6 +99,31 @@ def position_from_json(data: dict[str, Any]) -> int:
     return parse_lsn(str(data["lsn"]))
 
 
+def renames_by_number(
+    before: dict[str, int] | None, old: Sequence[str], new: Sequence[str], now: dict[str, int]
+) -> tuple[tuple[str, str], ...] | None:
+    """The columns renamed between a table's column lists ``old`` and ``new``, by the catalog's column
+    numbers then (``before``) and now (``now``): a rename keeps its number, an added column takes a new one,
+    so a column gone while another came of its type (a drop and an add) is not taken for a rename. None
+    where the numbers are not known: ``before`` unknown (None), or the catalog no longer shows ``new`` (it
+    has moved on since, and a number now may belong to a later change)."""
+    gone, fresh = [n for n in old if n not in new], [n for n in new if n not in old]
+    if not gone or not fresh:
+        return ()
+    if before is None or set(now) != set(new) or any(n not in before for n in gone):
+        return None
+    was = {before[n]: n for n in gone}
+    highest = max(before.values())
+    renamed = []
+    for name in fresh:
+        number = now.get(name)
+        if number is None or (number not in was and number <= highest):
+            return None
+        if number in was:
+            renamed.append((was[number], name))
+    return tuple(renamed)
+
+
 def parse_position(text: str) -> int:
     """A user's start position: an LSN as PostgreSQL prints it (``16/B374D848``)."""
     try:
@@ -190,6 +215,15 @@ JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n 
 WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND a.attisdropped
 """
 
+#: every current column's number (``attnum``: a rename keeps it, a new column never reuses one) of tables
+#: given as parallel arrays of schema and table names
+COLUMN_NUMBERS_SQL = """
+SELECT n.nspname, c.relname, a.attname, a.attnum FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN unnest(%s::text[], %s::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r
+WHERE a.attnum > 0 AND NOT a.attisdropped
+"""
+
 ADVANCE_SQL = """
 SELECT pg_catalog.pg_replication_slot_advance(slot_name, %s::pg_lsn) FROM pg_catalog.pg_replication_slots
 WHERE slot_name = %s AND confirmed_flush_lsn < %s::pg_lsn
@@ -243,6 +277,8 @@ class PostgresCapture:
         self._version = 0
         self._acked = 0
         self._repl: ReplicationConnection | None = None
+        #: each table's column numbers by name, as the catalog had them with the definition last known
+        self._numbers: dict[TableId, dict[str, int]] = {}
 
     @property
     def where(self) -> str:
@@ -639,7 +675,20 @@ class PostgresCapture:
             replace(current[c.name], type=c.type) if c.name in current else Column(c.name, c.type)
             for c in event.relation.columns
         )
-        return SchemaChanged(event.table, event.old_table, columns, event.position, event.describe())
+        names = [c.name for c in columns]
+        now = self._column_numbers([event.table]).get(event.table, {})
+        renamed = renames_by_number(self._numbers.pop(event.old_table, None), [n for n, _ in event.old], names, now)
+        if set(now) == set(names):  # the catalog still shows what the stream reached
+            self._numbers[event.table] = now
+        description = event.describe(renamed)
+        return SchemaChanged(event.table, event.old_table, columns, event.position, description, renamed=renamed)
+
+    def _column_numbers(self, tables: Sequence[TableId]) -> dict[TableId, dict[str, int]]:
+        found: dict[TableId, dict[str, int]] = {}
+        params = ([t.schema for t in tables], [t.name for t in tables])
+        for schema, table, column, number in run(self.conn, COLUMN_NUMBERS_SQL, params).fetchall():
+            found.setdefault(TableId(schema, table), {})[column] = number
+        return found
 
     # ------------------------------------------------------------------ streaming
     def verify_slot(self, start_lsn: int | None) -> SlotStatus:
@@ -728,6 +777,8 @@ class PostgresCapture:
         slot ``NeedsResync``."""
         status = self.verify_slot(start_lsn)
         self._verify_publication()
+        numbers = self._column_numbers([t.id for t in self.tables])
+        self._numbers = {t.id: numbers[t.id] for t in self.tables if set(numbers.get(t.id, ())) == set(t.column_names)}
         start = start_lsn if start_lsn is not None else (status.confirmed_flush or 0)
         decoder = self.decoder()
         feed = decoder.feed

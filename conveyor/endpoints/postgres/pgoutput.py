@@ -124,11 +124,14 @@ class RelationChanged:
     relation: Relation
     position: int
 
-    def describe(self) -> str:
+    def describe(self, renamed: Sequence[tuple[str, str]] | None = None) -> str:
+        """What changed, for people; ``renamed``: the column renames where they are known."""
         old, new = dict(self.old), dict(self.new)
+        was, now = {o for o, _ in renamed or ()}, {n for _, n in renamed or ()}
         parts = [f"renamed from {self.old_table}"] if self.old_table != self.table else []
-        parts += [f"added {n} ({t})" for n, t in self.new if n not in old]
-        parts += [f"dropped {n}" for n in old if n not in new]
+        parts += [f"renamed column {o} to {n}" for o, n in renamed or ()]
+        parts += [f"added {n} ({t})" for n, t in self.new if n not in old and n not in now]
+        parts += [f"dropped {n}" for n in old if n not in new and n not in was]
         parts += [f"{n}: {old[n]} -> {t}" for n, t in self.new if n in old and old[n] != t]
         if not parts and [n for n, _ in self.old] != [n for n, _ in self.new]:
             parts.append("columns reordered")
