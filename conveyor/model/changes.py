@@ -84,6 +84,11 @@ class Transaction:
     size: int = 0
 
 
+#: ``SchemaChanged.description`` of a table the source created that the capture does not follow (MySQL:
+#: its CREATE TABLE statement; the capture follows the tables selected when the task first ran)
+CREATED = "created on the source"
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaChanged:
     """A captured table's definition changed (DDL on the source), reported before the first change

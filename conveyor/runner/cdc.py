@@ -45,7 +45,7 @@ from conveyor.runner.durability import DurableAcks
 from conveyor.runner.executor import classify
 from conveyor.runner.fullload import FullLoad, RunResult
 from conveyor.runner.planning import change_target, control_schema, plan_tables
-from conveyor.runner.schema_following import SchemaFollowing, definitions_at
+from conveyor.runner.schema_following import NOT_REPLICATED, SchemaFollowing, definitions_at
 from conveyor.runner.state import StateStore
 from conveyor.runner.task import StopPoint, Task
 from conveyor.transform.lobs import truncation_warning
@@ -137,6 +137,7 @@ class ChangeProcessing:
                 "full-load-and-cdc are PostgreSQL and MySQL/MariaDB (use migration_type full-load)"
             )
         self.warnings: list[str] = list(task.warnings)
+        self.stopped_because: str | None = None
         self.stats = st.TaskStats()
         self.cdc = st.CdcStats()
         #: one list for the whole run: schema following replaces plans in it
@@ -172,6 +173,8 @@ class ChangeProcessing:
             else:
                 known = definitions_at(self.task, self.source, stored)
                 self.plans[:] = plan_tables(self.task, self.source, self.target, applier, self._warn, definitions=known)
+                if stored is not None:
+                    self._leave_out_new_tables(applier)
                 self._open_capture()
                 self._plan_stats()
                 if stored is None:
@@ -198,7 +201,7 @@ class ChangeProcessing:
                         used.close()
             if self._capture is not None:
                 self._capture.close()
-        return RunResult(list(self.stats.tables.values()), self.warnings, cdc=self.cdc)
+        return RunResult(list(self.stats.tables.values()), self.warnings, cdc=self.cdc, stopped=self.stopped_because)
 
     @property
     def suspended(self) -> dict[TableId, str]:
@@ -209,6 +212,18 @@ class ChangeProcessing:
     def capture(self) -> Capture:
         assert self._capture is not None
         return self._capture
+
+    def _leave_out_new_tables(self, applier: SqlApplier) -> None:
+        """Tables the selection matches that were not the task's when it last recorded its tables (created
+        on the source since, or selected since): the stream holds their changes after the stored position
+        only, without their rows from before, so they are left out, each named in a warning."""
+        recorded = ChangeApplier(applier, {}).read_columns(self.task.name)
+        if not recorded:
+            return  # last run by a version that kept no record
+        for plan in self.plans:
+            if plan.source.id not in recorded:
+                self._warn(f"table {plan.source.id} {NOT_REPLICATED}")
+        self.plans[:] = [plan for plan in self.plans if plan.source.id in recorded]
 
     def _open_applier(self) -> SqlApplier:
         applier = self.target.open_applier(self.task.target, control_schema(self.task, self.target))
@@ -642,6 +657,7 @@ class ChangeProcessing:
         return _utc(clock).timestamp() > stop_at.at.timestamp() + 1.0 and _not_before(delivered, end)
 
     def _stopped(self, why: str) -> None:
+        self.stopped_because = why
         self.listener.message(f"stopped ({why}) at {self.cdc.checkpoint}; run the task again to continue")
 
     # ------------------------------------------------------------------ helpers

@@ -55,6 +55,8 @@ class RunResult:
     failed: str | None = None
     #: change processing's statistics (cdc and full-load-and-cdc tasks)
     cdc: st.CdcStats | None = None
+    #: why change processing stopped, when it was asked to or reached its stop position
+    stopped: str | None = None
 
     @property
     def rejected_rows(self) -> int:

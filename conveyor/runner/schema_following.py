@@ -20,7 +20,7 @@ from conveyor.endpoints.base import Capture, DroppedColumns, PositionDefinitions
 from conveyor.endpoints.registry import EngineSpec
 from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ChangeApplier, ChangeTarget
-from conveyor.model.changes import SchemaChanged
+from conveyor.model.changes import CREATED, SchemaChanged
 from conveyor.model.schema import Column, Table, TableId
 from conveyor.runner import stats as st
 from conveyor.runner.task import Task
@@ -40,6 +40,14 @@ def definitions_at(task: Task, source: EngineSpec, stored: dict[str, Any] | None
         return reader.definitions_at(reader.position_from_json(stored))
     finally:
         reader.close()
+
+
+#: said of a table the task's selection matches that was not among its tables when it first ran
+NOT_REPLICATED = (
+    "matches the table mappings but came after this task first ran (its tables are chosen then, and the "
+    "stream holds only the changes since): it is not replicated; to add it, reload the task (conveyor "
+    "cleanup TASK_FILE, then full-load-and-cdc) or replicate it with a task of its own"
+)
 
 
 @dataclass
@@ -73,6 +81,8 @@ class SchemaFollowing:
         first change written under the new definition; anything else suspends that one table (its
         changes are no longer applied, the other tables go on) with the reason in its statistics."""
         plan, stats = self.plan_for(event.old_table), self.table_stats(event.old_table)
+        if plan is None and event.description == CREATED and self.task.mappings.select([event.table]):
+            self.warn(f"table {event.table} {NOT_REPLICATED}")
         if plan is None or stats is None or event.old_table in self.suspended:
             return
         stats.ddls += 1

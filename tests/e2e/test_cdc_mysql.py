@@ -358,6 +358,29 @@ def test_schema_changes_faster_than_the_stream_reach_the_target(
     change_schemas(source_url, sqlite_url, tmp_path, wait_between=False)
 
 
+def test_a_table_created_after_the_task_started_is_named_and_left_out(
+    source_url: str, pg_url: str, tmp_path: Path
+) -> None:
+    """Every table selected: one created while the task streams is named in a warning then, and left out
+    (with a warning) when the task runs again, instead of failing it; the others go on."""
+    execute_sql(source_url, SOURCE_SQL)
+    doc = cdc_doc(source_url, pg_url, "full-load-and-cdc")
+    task = Running(doc, tmp_path / "state")
+    streaming(task)
+    execute_sql(source_url, ["CREATE TABLE newt (id int PRIMARY KEY)", "INSERT INTO newt VALUES (1)"])
+    execute_sql(source_url, ["INSERT INTO items (id, name) VALUES (-1, 'after the create')"])
+    wait_until(task, lambda: (-1,) in {tuple(r) for r in fetch(pg_url, "items", ["id"], schema="public")})
+    first = task.finish()
+    assert any("newt matches the table mappings but came after this task first ran" in w for w in first.warnings)
+    execute_sql(source_url, ["INSERT INTO newt VALUES (2)", "INSERT INTO items (id, name) VALUES (-2, 'again')"])
+    again = Running(doc, tmp_path / "state")
+    wait_until(again, lambda: (-2,) in {tuple(r) for r in fetch(pg_url, "items", ["id"], schema="public")})
+    result = again.finish()
+    assert any("newt matches the table mappings but came after" in w for w in result.warnings), result.warnings
+    assert "newt" not in {t.table for t in result.tables}
+    assert not diff_tables(source_url, pg_url, [("items", (0,))])
+
+
 # --------------------------------------------------------------------------- gaps
 def kill_binlog_readers(url: str) -> None:
     """The server keeps the files a dump thread reads; a closed stream's thread ends at its next heartbeat."""

@@ -181,6 +181,7 @@ def test_a_commit_time_stop_position_applies_exactly_what_committed_before_it(
     assert -2 in ids and -3 not in ids and -1 not in ids  # cdc starts at the slot, not before
     stats = json.loads(proc.stdout)
     assert stats["Status"] == "stopped" and stats["CdcStatistics"]["CheckpointPosition"].startswith("lsn=")
+    assert stats["StopReason"].startswith("reached the stop position commit_time:")
 
 
 def test_a_bad_start_or_stop_position_is_a_clear_error(source_url: str, pg_url: str, tmp_path: Path) -> None:

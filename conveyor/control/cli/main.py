@@ -93,7 +93,7 @@ def report(result: RunResult, as_json: bool, console: Console | None = None) -> 
         done = "stopped" if result.cdc is not None else "finished"
         doc: dict[str, Any] = {
             "Status": "failed" if not result.complete else (f"{done}-with-errors" if result.rejected_rows else done),
-            "StopReason": result.failed,
+            "StopReason": result.failed or result.stopped,
             "TableStatistics": [t.dms() for t in result.tables],
             "Warnings": result.warnings,
         }

@@ -88,7 +88,7 @@ from conveyor.endpoints.mysql.rowevents import (
 from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
 from conveyor.endpoints.sql.changes import shared_part
 from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
-from conveyor.model.changes import Change, Idle, Op, SchemaChanged, Transaction, change_from_fields
+from conveyor.model.changes import CREATED, Change, Idle, Op, SchemaChanged, Transaction, change_from_fields
 from conveyor.model.findings import Finding, enforce
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import LogicalType as L
@@ -1288,6 +1288,8 @@ class _Reader:
         for old, new in ddl.tables:
             schema = self.schemas.get(old)
             if schema is None and not (ddl.kind == "create" and old in self.selected):
+                if ddl.kind == "create":  # the runner says so where the task's selection matches it
+                    out.append(SchemaChanged(old, old, (), position, CREATED, sql))
                 continue
             if ddl.kind == "truncate" and schema is not None:
                 names = schema.table.column_names
