@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import psycopg
 from oracle import canonical_rows, compare, fetch
 from servers import PostgresServer, unique_db_name
+from tasks import task_doc
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.capture import drop
@@ -223,3 +224,14 @@ def text_change_applier(url: str, table_name: str) -> tuple[SqlApplier, ChangeAp
     natives = [applier.map_type(c.type) for c in table.columns]
     changes = ChangeApplier(applier, {table.id: ChangeTarget(table, [None] * len(natives), natives)})
     return applier, changes, table, natives
+
+
+def stopped_after_the_full_load(source_url: str, target_url: str, tmp_path: Path, **settings: Any) -> dict[str, Any]:
+    """A full-load-and-cdc task that streamed and stopped; its document, to run it again."""
+    doc = {**task_doc(source_url, target_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    if settings:
+        doc["settings"] = settings
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    task.finish()
+    return doc

@@ -99,6 +99,9 @@ TARGET_IDLE_SECONDS = 600
 TARGET_SILENCE_SECONDS = 45.0
 #: seconds an endpoint may stay unreachable (or refuse the login) before a task that streamed gives up
 USER_ERROR_RETRY_SECONDS = 600.0
+#: apply errors said one by one per table in a run (a window of thousands of refused changes would print
+#: thousands of lines); the others are counted and recorded all the same
+REJECT_LINES = 10
 #: back-off between attempts after a transient failure (seconds)
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -138,6 +141,8 @@ class ChangeProcessing:
             )
         self.warnings: list[str] = list(task.warnings)
         self.stopped_because: str | None = None
+        #: apply errors told per table so far: past ``REJECT_LINES``, only counted and recorded
+        self._rejects_said: dict[TableId, int] = {}
         self.stats = st.TaskStats()
         self.cdc = st.CdcStats()
         #: one list for the whole run: schema following replaces plans in it
@@ -613,10 +618,17 @@ class ChangeProcessing:
             stats = self._table_stats(reject.table)
             if stats is not None:
                 stats.apply_error_rows += 1
-            self.listener.message(
-                f"apply error: {reject.table} key {reject.key}: "
-                f"{(reject.column + ': ') if reject.column else ''}{reject.reason}"
-            )
+            said = self._rejects_said[reject.table] = self._rejects_said.get(reject.table, 0) + 1
+            if said <= REJECT_LINES:
+                self.listener.message(
+                    f"apply error: {reject.table} key {reject.key}: "
+                    f"{(reject.column + ': ') if reject.column else ''}{reject.reason}"
+                )
+            elif said == REJECT_LINES + 1:
+                self.listener.message(
+                    f"apply error: {reject.table}: more changes rejected; each is counted in the table's statistics "
+                    "and recorded in the target's conveyor_apply_exceptions table"
+                )
         self.cdc.incoming_changes -= batch.changes
         self.cdc.applied_changes += batch.changes - len(result.failed)
         if batch.position is None:

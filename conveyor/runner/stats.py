@@ -68,6 +68,7 @@ class TableStats:
             "FullLoadRows": self.full_load_rows,
             "FullLoadCondtnlChkFailedRows": 0,
             "FullLoadErrorRows": self.full_load_error_rows,
+            "ApplyErrorRows": self.apply_error_rows,
             "FullLoadStartTime": ts(self.start),
             "FullLoadEndTime": ts(self.end),
             "FullLoadReloaded": self.reloaded,

@@ -12,7 +12,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from cdc_support import Running, diff_tables, drop_capture, postgres_source, wait_equal, wait_until, write_workload
+from cdc_support import (
+    Running,
+    diff_tables,
+    drop_capture,
+    postgres_source,
+    stopped_after_the_full_load,
+    wait_equal,
+    wait_until,
+    write_workload,
+)
 from oracle import fetch
 from servers import PostgresServer, unique_db_name
 from tasks import cli, task_doc, write_task
@@ -189,8 +198,10 @@ def test_a_bad_start_or_stop_position_is_a_clear_error(source_url: str, pg_url: 
     proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")))
     assert proc.returncode == 2 and "cdc_stop_position" in proc.stderr and "server_time:" in proc.stderr
     doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc", "cdc_start_position": "banana"}
-    proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
+    proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"), "--json")
     assert proc.returncode == 1 and "is not a PostgreSQL LSN" in proc.stderr and "Traceback" not in proc.stderr
+    failed = json.loads(proc.stdout)  # --json: a status document even for a task that failed at once
+    assert failed["Status"] == "failed" and "is not a PostgreSQL LSN" in failed["StopReason"]
     doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc", "cdc_start_time": "2026-01-01T00:00:00"}
     proc = cli("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
     assert proc.returncode == 1 and "cannot start change data capture at a time" in proc.stderr
@@ -231,6 +242,30 @@ def test_a_start_position_needs_a_slot_that_holds_it(source_url: str, pg_url: st
     task.finish()
     ids = {r[0] for r in fetch(pg_url, "items", ["id"], schema="public")}
     assert -3 in ids and -2 not in ids and -1 not in ids
+
+
+def test_many_rejected_changes_are_said_ten_per_table_and_all_counted(
+    source_url: str, pg_url: str, tmp_path: Path
+) -> None:
+    doc = stopped_after_the_full_load(source_url, pg_url, tmp_path)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM items WHERE id <= 30")  # gone from the target: deleting them is refused
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM items WHERE id <= 30")
+        stop = conn.execute(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC' + interval '3 s', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        )
+        doc["cdc_stop_position"] = f"server_time:{stop.fetchone()[0]}"  # type: ignore[index]
+    path = write_task(doc, tmp_path / "task.yaml")
+    proc = cli("run", str(path), "--state-dir", str(tmp_path / "state"), "--json", "--no-progress", timeout=60)
+    assert proc.returncode == 3, proc.stderr  # finished, rows rejected
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("apply error:")]
+    assert len(lines) == 11 and "more changes rejected" in lines[-1], proc.stderr
+    items = next(t for t in json.loads(proc.stdout)["TableStatistics"] if t["TableName"] == "items")
+    assert (items["Deletes"], items["AppliedDeletes"], items["ApplyErrorRows"]) == (30, 0, 30)
+    with psycopg.connect(pg_url) as conn:
+        recorded = conn.execute("SELECT count(*) FROM conveyor_apply_exceptions").fetchone()
+    assert recorded == (30,)
 
 
 def test_a_big_transaction_comes_in_parts_and_lands_whole(

@@ -8,15 +8,13 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from cdc_support import Running, postgres_source, wait_equal, wait_until
+from cdc_support import Running, postgres_source, stopped_after_the_full_load, wait_equal, wait_until
 from oracle import fetch
 from proxy import FaultProxy
 from servers import PostgresServer
-from tasks import task_doc
 
 from conveyor.endpoints.config import PostgresConfig, parse_endpoint
 from conveyor.endpoints.postgres.applier import PostgresApplier
@@ -33,17 +31,6 @@ ITEMS = TableId("public", "items")
 @pytest.fixture
 def source_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
     yield from postgres_source(pg_server, "cdcgap_" + request.node.name, "cdc")
-
-
-def stopped_after_the_full_load(source_url: str, target_url: str, tmp_path: Path, **settings: Any) -> dict[str, Any]:
-    """A full-load-and-cdc task that streamed and stopped; its document, to run it again."""
-    doc = {**task_doc(source_url, target_url, name="cdc"), "migration_type": "full-load-and-cdc"}
-    if settings:
-        doc["settings"] = settings
-    task = Running(doc, tmp_path / "state")
-    wait_until(task, lambda: task.runner.cdc.started is not None)
-    task.finish()
-    return doc
 
 
 def source_sql(url: str, *statements: str) -> None:

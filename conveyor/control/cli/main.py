@@ -186,8 +186,22 @@ def run(
 ) -> None:
     """Run a task: full load, change data capture, or both, from source to target."""
     show = not no_progress and sys.stderr.isatty() if as_json else not no_progress
-    code = guarded(debug, lambda: execute_task(task_file, state_dir, resume, as_json, show))
+    code = guarded(debug, lambda: execute_task_reporting(task_file, state_dir, resume, as_json, show))
     raise typer.Exit(code)
+
+
+def execute_task_reporting(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
+    """``execute_task``; with ``--json``, a task that fails before it has statistics still prints a status
+    document (its reason as ``StopReason``) for whatever reads stdout, then the error goes on to stderr."""
+    from conveyor.errors import ConveyorError
+
+    try:
+        return execute_task(task_file, state_dir, resume, as_json, show_progress)
+    except ConveyorError as exc:
+        if as_json:
+            doc = {"Status": "failed", "StopReason": str(exc), "TableStatistics": [], "Warnings": []}
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        raise
 
 
 @app.command()
