@@ -216,12 +216,13 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND a.attisdropped
 """
 
 #: every current column's number (``attnum``: a rename keeps it, a new column never reuses one) of tables
-#: given as parallel arrays of schema and table names
+#: given as parallel arrays of schema and table names; generated columns left out, as relation messages
+#: and the planned tables leave them out
 COLUMN_NUMBERS_SQL = """
 SELECT n.nspname, c.relname, a.attname, a.attnum FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN unnest(%s::text[], %s::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r
-WHERE a.attnum > 0 AND NOT a.attisdropped
+WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 """
 
 ADVANCE_SQL = """
