@@ -451,6 +451,8 @@ class ChangeProcessing:
                 settle(block=True)
 
         in_parts = False  # the open target transaction holds parts of a big source transaction
+        parts: list[tuple[_Batch, ApplyResult]] = []  # those parts, with what applying them did
+        self.cdc.incoming_changes = 0  # nothing is held: a session that failed left its batches uncounted
         for event in capture.stream(saved):
             settle(block=False)
             if isinstance(event, Transaction):
@@ -472,7 +474,7 @@ class ChangeProcessing:
                         part = _Batch([txn], len(txn.changes), time.monotonic(), None)
                         with watchdog.guard():
                             result = changes.apply_part(txn)
-                        self._applied(part, result)
+                        parts.append((part, result))  # counted once the transaction commits (a retry sends it again)
                         if self.validating is not None:  # validation (validate.intask): keys queued at commit
                             self.validating.part(txn)
                     continue
@@ -482,6 +484,9 @@ class ChangeProcessing:
                     batch = _Batch([txn] if txn else [], len(txn.changes) if txn else 0, 0.0, event.commit_position)
                     self.cdc.incoming_changes += batch.changes
                     flush(wait=True)
+                    for part, result in parts:
+                        self._applied(part, result)
+                    parts.clear()
                     continue
                 if txn is None:
                     continue
