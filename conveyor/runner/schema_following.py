@@ -20,7 +20,8 @@ from conveyor.endpoints.base import Capture, DroppedColumns, PositionDefinitions
 from conveyor.endpoints.registry import EngineSpec
 from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ChangeApplier, ChangeTarget
-from conveyor.model.changes import CREATED, SchemaChanged
+from conveyor.errors import NeedsResync
+from conveyor.model.changes import SchemaChanged
 from conveyor.model.schema import Column, Table, TableId
 from conveyor.runner import stats as st
 from conveyor.runner.task import Task
@@ -45,8 +46,8 @@ def definitions_at(task: Task, source: EngineSpec, stored: dict[str, Any] | None
 #: said of a table the task's selection matches that was not among its tables when it first ran
 NOT_REPLICATED = (
     "matches the table mappings but came after this task first ran (its tables are chosen then, and the "
-    "stream holds only the changes since): it is not replicated; to add it, reload the task (conveyor "
-    "cleanup TASK_FILE, then full-load-and-cdc) or replicate it with a task of its own"
+    f"stream holds only the changes since): it is not replicated; {NeedsResync.RECOVERY} (or replicate it with "
+    "a task of its own)"
 )
 
 
@@ -76,13 +77,17 @@ class SchemaFollowing:
         return None
 
     # ------------------------------------------------------------------ while streaming
+    def created(self, event: SchemaChanged) -> None:
+        """A table the source created that the task does not capture (``CREATED``): named where the task's
+        selection matches it."""
+        if self.task.mappings.select([event.table]):
+            self.warn(f"table {event.table} {NOT_REPLICATED}")
+
     def follow(self, event: SchemaChanged, changes: ChangeApplier) -> None:
         """ADD / DROP / RENAME COLUMN and type widening are made on the target table too, before the
         first change written under the new definition; anything else suspends that one table (its
         changes are no longer applied, the other tables go on) with the reason in its statistics."""
         plan, stats = self.plan_for(event.old_table), self.table_stats(event.old_table)
-        if plan is None and event.description == CREATED and self.task.mappings.select([event.table]):
-            self.warn(f"table {event.table} {NOT_REPLICATED}")
         if plan is None or stats is None or event.old_table in self.suspended:
             return
         stats.ddls += 1
