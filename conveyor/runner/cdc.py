@@ -421,8 +421,8 @@ class ChangeProcessing:
             if inflight is None or (not block and not inflight[1].done()):
                 return
             done, future = inflight
+            result, durable_position = future.result()  # failed: the batch stays in flight, uncounted below
             inflight = None
-            result, durable_position = future.result()
             acknowledge(durable_position)
             saved, last_saved_at = done.position, time.monotonic()
             last_call = last_saved_at
@@ -453,110 +453,124 @@ class ChangeProcessing:
         in_parts = False  # the open target transaction holds parts of a big source transaction
         parts: list[tuple[_Batch, ApplyResult]] = []  # those parts, with what applying them did
         self.cdc.incoming_changes = 0  # nothing is held: a session that failed left its batches uncounted
-        for event in capture.stream(saved):
-            settle(block=False)
-            if isinstance(event, Transaction):
-                if (
-                    stop_at is not None
-                    and stop_at.kind == "commit_time"
-                    and not in_parts
-                    and _after(event.commit_ts, stop_at.at)
-                ):
-                    flush(wait=True)
-                    self._stopped(f"reached the stop position {stop_at}")
-                    break
-                txn = self._route(event)
-                if event.partial:
-                    flush(wait=True)
-                    in_parts = True
-                    if txn is not None:
-                        self.cdc.incoming_changes += len(txn.changes)
-                        part = _Batch([txn], len(txn.changes), time.monotonic(), None)
-                        with watchdog.guard():
-                            result = changes.apply_part(txn)
-                        parts.append((part, result))  # counted once the transaction commits (a retry sends it again)
-                        if self.validating is not None:  # validation (validate.intask): keys queued at commit
-                            self.validating.part(txn)
-                    continue
-                if in_parts:  # the end of a transaction that came in parts: it commits alone, with them
-                    in_parts = False
-                    flush(wait=True)
-                    batch = _Batch([txn] if txn else [], len(txn.changes) if txn else 0, 0.0, event.commit_position)
-                    self.cdc.incoming_changes += batch.changes
-                    flush(wait=True)
-                    for part, result in parts:
-                        self._applied(part, result)
-                    parts.clear()
-                    continue
-                if txn is None:
-                    continue
-                if batch is None:
-                    batch = _Batch([], 0, time.monotonic(), None)
-                batch.transactions.append(txn)
-                batch.changes += len(txn.changes)
-                batch.size += txn.size
-                batch.position = txn.commit_position
-                self.cdc.incoming_changes += len(txn.changes)
-                self._latency_source(txn)
-                if batch.changes >= max_changes or batch.size >= WINDOW_BYTES:
-                    flush()
-                elif (age := time.monotonic() - batch.opened) >= window:
-                    flush(busy_ok=age < longest)
-            elif isinstance(event, Idle):
-                # caught up: what is held goes now, or, while the target commits the batch before, with
-                # the next event (a transaction or the next Idle, within IDLE_SECONDS)
-                flush(busy_ok=True)
-                now = time.monotonic()
-                if in_parts or inflight is not None:
-                    pass  # a checkpoint now would commit half a source transaction, or wait for the target
-                elif event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
-                    with watchdog.guard():
-                        changes.apply(self.task.name, lease, [], capture.position_json(event.position))
-                        durable_position = durable.committed(event.position)
-                    acknowledge(durable_position)
-                    saved, last_saved_at, last_call = event.position, now, now
-                    self.cdc.checkpoint = self._checkpoint(saved)
-                elif durable.waiting:
-                    with watchdog.guard():
-                        durable_position = durable.poll_if_due()
-                    acknowledge(durable_position)
-                elif ping_every is not None and now - last_call >= ping_every:
-                    with watchdog.guard():
-                        applier.ping()
-                    last_call = now
-                if stop_at is not None and now - last_clock >= STATS_SECONDS:
-                    last_clock = now
-                    flush(wait=True)
-                    if self._stop_point_reached(stop_at, event.position):
+        loose: Transaction | None = None  # routed (so counted), not yet held in a batch or the parts
+        try:
+            for event in capture.stream(saved):
+                settle(block=False)
+                if isinstance(event, Transaction):
+                    if (
+                        stop_at is not None
+                        and stop_at.kind == "commit_time"
+                        and not in_parts
+                        and _after(event.commit_ts, stop_at.at)
+                    ):
+                        flush(wait=True)
                         self._stopped(f"reached the stop position {stop_at}")
                         break
-            elif event.description == CREATED:  # a table outside the task: nothing to commit or follow
-                self.schema.created(event)
-            elif in_parts:
-                # target DDL commits, and the open target transaction holds parts of this source
-                # transaction: following the change would show it half done
-                self.schema.suspend(
-                    event.old_table,
-                    f"{event.description}, inside a transaction of more than {PART_CHANGES:,} changes: reload the "
-                    "table",
-                )
-            else:
-                flush(wait=True)
-                with watchdog.guard():
-                    self.schema.follow(event, changes)
-            now = time.monotonic()
-            if now - last_stats >= STATS_SECONDS:
-                last_stats = now
-                self._progress(saved, recent)
-            if self.stop.is_set():
-                flush(wait=True)
-                self._stopped("asked to stop")
-                break
-        flush(wait=True)
-        with watchdog.guard():
-            durable_position = durable.drain(STOP_DURABLE_SECONDS)
-        acknowledge(durable_position)
-        self._progress(saved, recent)
+                    txn = loose = self._route(event)  # counted; loose until a batch or the parts hold it
+                    if event.partial:
+                        flush(wait=True)
+                        in_parts = True
+                        if txn is not None:
+                            self.cdc.incoming_changes += len(txn.changes)
+                            part = _Batch([txn], len(txn.changes), time.monotonic(), None)
+                            with watchdog.guard():
+                                result = changes.apply_part(txn)
+                            # applied changes counted once the transaction commits (a retry sends it again)
+                            parts.append((part, result))
+                            loose = None
+                            if self.validating is not None:  # validation (validate.intask): keys queued at commit
+                                self.validating.part(txn)
+                        continue
+                    if in_parts:  # the end of a transaction that came in parts: it commits alone, with them
+                        in_parts = False
+                        flush(wait=True)
+                        batch = _Batch([txn] if txn else [], len(txn.changes) if txn else 0, 0.0, event.commit_position)
+                        loose = None
+                        self.cdc.incoming_changes += batch.changes
+                        flush(wait=True)
+                        for part, result in parts:
+                            self._applied(part, result)
+                        parts.clear()
+                        continue
+                    if txn is None:
+                        continue
+                    if batch is None:
+                        batch = _Batch([], 0, time.monotonic(), None)
+                    batch.transactions.append(txn)
+                    loose = None
+                    batch.changes += len(txn.changes)
+                    batch.size += txn.size
+                    batch.position = txn.commit_position
+                    self.cdc.incoming_changes += len(txn.changes)
+                    self._latency_source(txn)
+                    if batch.changes >= max_changes or batch.size >= WINDOW_BYTES:
+                        flush()
+                    elif (age := time.monotonic() - batch.opened) >= window:
+                        flush(busy_ok=age < longest)
+                elif isinstance(event, Idle):
+                    # caught up: what is held goes now, or, while the target commits the batch before, with
+                    # the next event (a transaction or the next Idle, within IDLE_SECONDS)
+                    flush(busy_ok=True)
+                    now = time.monotonic()
+                    if in_parts or inflight is not None:
+                        pass  # a checkpoint now would commit half a source transaction, or wait for the target
+                    elif event.position != saved and now - last_saved_at >= IDLE_CHECKPOINT_SECONDS:
+                        with watchdog.guard():
+                            changes.apply(self.task.name, lease, [], capture.position_json(event.position))
+                            durable_position = durable.committed(event.position)
+                        acknowledge(durable_position)
+                        saved, last_saved_at, last_call = event.position, now, now
+                        self.cdc.checkpoint = self._checkpoint(saved)
+                    elif durable.waiting:
+                        with watchdog.guard():
+                            durable_position = durable.poll_if_due()
+                        acknowledge(durable_position)
+                    elif ping_every is not None and now - last_call >= ping_every:
+                        with watchdog.guard():
+                            applier.ping()
+                        last_call = now
+                    if stop_at is not None and now - last_clock >= STATS_SECONDS:
+                        last_clock = now
+                        flush(wait=True)
+                        if self._stop_point_reached(stop_at, event.position):
+                            self._stopped(f"reached the stop position {stop_at}")
+                            break
+                elif event.description == CREATED:  # a table outside the task: nothing to commit or follow
+                    self.schema.created(event)
+                elif in_parts:
+                    # target DDL commits, and the open target transaction holds parts of this source
+                    # transaction: following the change would show it half done
+                    self.schema.suspend(
+                        event.old_table,
+                        f"{event.description}, inside a transaction of more than {PART_CHANGES:,} changes: reload the "
+                        "table",
+                    )
+                else:
+                    flush(wait=True)
+                    with watchdog.guard():
+                        self.schema.follow(event, changes)
+                now = time.monotonic()
+                if now - last_stats >= STATS_SECONDS:
+                    last_stats = now
+                    self._progress(saved, recent)
+                if self.stop.is_set():
+                    flush(wait=True)
+                    self._stopped("asked to stop")
+                    break
+            flush(wait=True)
+            with watchdog.guard():
+                durable_position = durable.drain(STOP_DURABLE_SECONDS)
+            acknowledge(durable_position)
+            self._progress(saved, recent)
+        except BaseException:
+            # what did not commit is streamed again by the next session, and counted again then
+            unsettled = [part.transactions for part, _ in parts]
+            unsettled += [inflight[0].transactions] if inflight else []
+            unsettled += [batch.transactions] if batch else []
+            unsettled += [[loose]] if loose else []
+            self._uncount([held for transactions in unsettled for held in transactions])
+            raise
 
     def _route(self, txn: Transaction) -> Transaction | None:
         """The transaction's changes to tables that are still replicated; statistics per table."""
@@ -605,6 +619,22 @@ class ChangeProcessing:
         if not kept:
             return None
         return Transaction(txn.txid, txn.commit_position, txn.commit_ts, kept, size=txn.size)
+
+    def _uncount(self, transactions: list[Transaction]) -> None:
+        """Take back what ``_route`` counted for transactions that never committed."""
+        for txn in transactions:
+            for change in txn.changes:
+                stats = self._table_stats(change.table)
+                if stats is None:
+                    continue
+                if change.op is Op.INSERT:
+                    stats.inserts -= 1
+                elif change.op is Op.UPDATE:
+                    stats.updates -= 1
+                elif change.op is Op.DELETE:
+                    stats.deletes -= 1
+                else:
+                    stats.ddls -= 1
 
     def _applied(self, batch: _Batch, result: ApplyResult) -> None:
         """Statistics after a target commit (``batch.position`` set) or a part sent into the open one."""

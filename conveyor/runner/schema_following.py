@@ -110,7 +110,11 @@ class SchemaFollowing:
         except NotConvertible as exc:
             self.suspend(event.table, f"{event.description}: {exc}")
             return
-        target = applier.alter_table(plan.target, on_target, plan.native_types)
+        try:
+            target = applier.alter_table(plan.target, on_target, plan.native_types)
+        except BaseException:
+            stats.ddls -= 1  # the retry streams it again, and counts it then
+            raise
         source = plan.source
         for change in column_changes:
             source = apply_change(source, change)

@@ -308,9 +308,49 @@ def test_a_big_transaction_comes_in_parts_and_lands_whole(
     assert set(seen) <= {3000, 14500}, sorted(set(seen))  # never anything in between
     assert 14500 in seen
     assert len(parts) >= 6 and max(parts) <= 2_000, parts
-    items = next(t for t in result.tables if t.table == "items")  # counted once, though applied twice in part
+    items = next(t for t in result.tables if t.table == "items")  # counted once, though streamed twice in part
+    assert (items.inserts, items.updates, items.deletes) == (12_000, 1_000, 500)
     assert (items.applied_inserts, items.applied_updates, items.applied_deletes) == (12_000, 1_000, 500)
     assert result.cdc is not None and result.cdc.incoming_changes == 0
+
+
+@pytest.mark.parametrize("batch_apply", [False, True], ids=["transactional", "batch"])
+def test_a_window_the_target_lost_is_streamed_again_and_counted_once(
+    source_url: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_apply: bool
+) -> None:
+    apply = ChangeApplier.apply
+    failed: list[int] = []
+
+    def failing_once(
+        self: ChangeApplier, task: str, lease: int, transactions: list[Transaction], *a: Any, **k: Any
+    ) -> Any:
+        if not failed and sum(len(t.changes) for t in transactions) >= 50:
+            failed.append(len(transactions))
+            raise TransientError("injected: the target went away")
+        return apply(self, task, lease, transactions, *a, **k)
+
+    monkeypatch.setattr(ChangeApplier, "apply", failing_once)
+    monkeypatch.setattr("conveyor.runner.cdc.RETRY_DELAYS", (0.1,))
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    doc["settings"] = {"TargetMetadata": {"BatchApplyEnabled": batch_apply}}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url) as conn:  # 50 transactions: 40 inserts, 20 updates, 10 deletes each
+        for n in range(50):
+            with conn.transaction():
+                base = 10_001 + 40 * n
+                conn.execute(
+                    "INSERT INTO items SELECT g, 'w', 1, 1, NULL FROM generate_series(%s::int, %s::int) g",
+                    (base, base + 39),
+                )
+                conn.execute("UPDATE items SET qty = qty + 1 WHERE id BETWEEN %s AND %s", (base, base + 19))
+                conn.execute("DELETE FROM items WHERE id BETWEEN %s AND %s", (base + 30, base + 39))
+    wait_equal(task, source_url, pg_url)
+    result = task.finish()
+    assert failed, "the injected failure never happened"
+    items = next(t for t in result.tables if t.table == "items")
+    assert (items.inserts, items.updates, items.deletes) == (2_000, 1_000, 500)
+    assert (items.applied_inserts, items.applied_updates, items.applied_deletes) == (2_000, 1_000, 500)
 
 
 @pytest.mark.parametrize("batch_apply", [False, True], ids=["transactional", "batch"])
