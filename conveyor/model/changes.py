@@ -87,6 +87,9 @@ class Transaction:
 #: ``SchemaChanged.description`` of a table the source created that the capture does not follow (MySQL:
 #: its CREATE TABLE statement; the capture follows the tables selected when the task first ran)
 CREATED = "created on the source"
+#: ``SchemaChanged.description`` (its start) of a table a statement changed whose rows the log does not
+#: hold (MySQL: DML logged as SQL by a session whose binlog_format is not ROW): the table is suspended
+STATEMENT_LOGGED = "changed by a statement logged as SQL, not as rows"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from conveyor.endpoints.mysql.engine import ENGINE
 from conveyor.endpoints.mysql.history import history_from_json, history_json
 from conveyor.endpoints.mysql.snapshot import join
 from conveyor.errors import TerminalError, TransientError, UserActionError
-from conveyor.model.changes import Idle, Op, SchemaChanged, Transaction
+from conveyor.model.changes import STATEMENT_LOGGED, Idle, Op, SchemaChanged, Transaction
 from conveyor.model.rows import Row
 from conveyor.model.schema import Table, TableId
 from conveyor.model.segments import Segment
@@ -798,15 +798,23 @@ def test_renamed_and_dropped_tables(mysql_url: str) -> None:
     capture.close()
 
 
-def test_statement_logged_changes_are_refused(mysql_url: str) -> None:
-    execute(mysql_url, "CREATE TABLE stmt (id int PRIMARY KEY)")
-    capture = capture_for(mysql_url, "stmt")
-    start = capture.begin()
+def test_statement_logged_changes_are_announced_before_the_transaction(mysql_url: str) -> None:
+    """Their rows are not in the binlog: the table is named (``STATEMENT_LOGGED``) where the statement is,
+    before anything after it; changes logged as rows come as before."""
+    execute(mysql_url, "CREATE TABLE stmt (id int PRIMARY KEY)", "CREATE TABLE rows_kept (id int PRIMARY KEY)")
+    capture = capture_for(mysql_url, "stmt", "rows_kept")
+    stream = capture.stream(capture.begin())
+    until_idle(stream)
     execute(mysql_url, "SET SESSION binlog_format = 'STATEMENT'", "INSERT INTO stmt VALUES (1)")
-    with pytest.raises(NeedsResync, match=r"stmt at .* was logged as a statement"):
-        for _ in capture.stream(start):
-            pass
+    execute(mysql_url, "BEGIN", "INSERT INTO rows_kept VALUES (1)", "INSERT INTO stmt VALUES (2)", "COMMIT")
+    events = until_idle(stream)
+    stream.close()  # type: ignore[attr-defined]
     capture.close()
+    db = database_of(mysql_url)
+    logged, after = events
+    assert isinstance(logged, SchemaChanged) and logged.table == TableId(db, "stmt")
+    assert logged.description.startswith(STATEMENT_LOGGED) and "binlog_format" in logged.description
+    assert isinstance(after, Transaction) and [c.table.name for c in after.changes] == ["rows_kept", "stmt"]
 
 
 def test_xa_transactions_are_refused_on_selected_tables(mysql_url: str) -> None:

@@ -161,3 +161,35 @@ def _wait_output(run: TaskProcess, text: str) -> None:
         run.check()
         assert time.monotonic() < deadline, run.output()
         time.sleep(0.2)
+
+
+def test_mysql_statement_logged_change_suspends_only_its_table(
+    mysql_source_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A session whose binlog_format is not ROW logs its changes as SQL, without their rows: that table is
+    suspended where the statement is (nothing of it applied from there on, the reason named), while the
+    other tables go on streaming exactly, in this run and the next."""
+    source = mysql_source_url
+    execute_sql(
+        source, ["CREATE TABLE s_keep (id int PRIMARY KEY, a int)", "CREATE TABLE s_stmt (id int PRIMARY KEY, a int)"]
+    )
+    execute_sql(source, [f"INSERT INTO {t} SELECT seq, seq FROM seq_1_to_20" for t in ("s_keep", "s_stmt")])
+    doc = {**task_doc(source, sqlite_url, name="stmt"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_equal(task, source, sqlite_url, tables=[("s_keep", (0,)), ("s_stmt", (0,))])
+    before = rows(sqlite_url, "s_stmt", ["id", "a"])
+    execute_sql(source, ["SET SESSION binlog_format = 'STATEMENT'", "INSERT INTO s_stmt VALUES (101, 1)"])
+    execute_sql(source, ["INSERT INTO s_keep VALUES (101, 1)", "UPDATE s_stmt SET a = -1 WHERE id = 1"])
+    wait_equal(task, source, sqlite_url, tables=[("s_keep", (0,))])
+    wait_until(task, lambda: bool(task.runner.suspended))
+    first = task.finish()
+    assert [t.name for t in task.runner.suspended] == ["s_stmt"], task.runner.suspended
+    assert any("logged as SQL" in w and "binlog_format" in w for w in first.warnings), first.warnings
+    assert compare(before, rows(sqlite_url, "s_stmt", ["id", "a"]), (0,)).equal  # nothing after the statement
+
+    execute_sql(source, ["INSERT INTO s_keep VALUES (102, 2)", "INSERT INTO s_stmt VALUES (102, 2)"])
+    again = Running(doc, tmp_path / "state")
+    wait_equal(again, source, sqlite_url, tables=[("s_keep", (0,))])
+    second = again.finish()
+    assert any("suspended by an earlier run" in w for w in second.warnings), second.warnings
+    assert compare(before, rows(sqlite_url, "s_stmt", ["id", "a"]), (0,)).equal

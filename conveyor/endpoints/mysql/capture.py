@@ -34,8 +34,9 @@ the table changed again later in the binlog: it decodes the rows in between with
 where the layout differs (column count, types) it stops with ``NeedsResync`` rather than guess; where it
 does not (a renamed column) the rows carry the later names.
 
-Gaps are loud: a start position in a purged binlog file, an INCIDENT event (the source lost
-changes), or statement-logged changes to a selected table raise ``NeedsResync``.
+Gaps are loud: a start position in a purged binlog file or an INCIDENT event (the source lost changes)
+raise ``NeedsResync``; a statement-logged change to a selected table (a session whose binlog_format is
+not ROW) suspends that table (``STATEMENT_LOGGED``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,16 @@ from conveyor.endpoints.mysql.rowevents import (
 from conveyor.endpoints.mysql.snapshot import MySQLSnapshot
 from conveyor.endpoints.sql.changes import shared_part
 from conveyor.errors import ConveyorError, NeedsResync, TerminalError, TransientError, UserActionError
-from conveyor.model.changes import CREATED, Change, Idle, Op, SchemaChanged, Transaction, change_from_fields
+from conveyor.model.changes import (
+    CREATED,
+    STATEMENT_LOGGED,
+    Change,
+    Idle,
+    Op,
+    SchemaChanged,
+    Transaction,
+    change_from_fields,
+)
 from conveyor.model.findings import Finding, enforce
 from conveyor.model.schema import Column, Key, Table, TableId
 from conveyor.model.types import LogicalType as L
@@ -1213,25 +1223,28 @@ class _Reader:
             self._end_group()
             self.boundary = self.position()
             return []
-        if self.began:
-            self._statement(sql, database, event)
-            return []  # a statement inside a transaction (SAVEPOINT, statement-logged DML ...)
-        self._statement(sql, database, event)
+        if self.began:  # a statement inside a transaction (SAVEPOINT, statement-logged DML ...)
+            return self._statement(sql, database)
+        out = self._statement(sql, database)
         self._group_done()
-        out = self._ddl(sql, database, event)
+        out += self._ddl(sql, database, event)
         self._end_group()
         self.boundary = self.position()
         return out
 
-    def _statement(self, sql: str, database: str, event: Event) -> None:
-        """A statement-logged change to a selected table would be lost silently: refuse it."""
-        tables = _statement_tables(sql, database, self.selected)
-        if tables:
-            raise NeedsResync(
-                f"a change to {', '.join(map(str, tables))} at {self.file}:{self.pos} was logged as a statement "
-                "(binlog_format is not ROW for some session), so its rows are not in the binlog; run SET GLOBAL "
-                "binlog_format = 'ROW' and reload the table"
-            )
+    def _statement(self, sql: str, database: str) -> list[Transaction | SchemaChanged]:
+        """A statement-logged change to selected tables: their rows are not in the binlog, so each table is
+        suspended (``STATEMENT_LOGGED``) before anything after it is applied, never silently behind."""
+        why = (
+            f"{STATEMENT_LOGGED} at {self.file}:{self.pos} (a session's binlog_format is not ROW), so the "
+            "binlog does not hold its rows; SET GLOBAL binlog_format = 'ROW' and reload the table"
+        )
+        position = self.position()
+        return [
+            SchemaChanged(table, table, self.schemas[table].table.columns, position, why, sql)
+            for table in _statement_tables(sql, database, self.selected)
+            if table in self.schemas
+        ]
 
     def _group_done(self) -> None:
         """The group's GTID joins the state (at its commit, or after a standalone statement)."""
