@@ -8,6 +8,7 @@ Python representation per logical type (see ``CANONICAL_PYTHON``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -125,3 +126,13 @@ class ColumnType:
         if self.unsigned:
             return 0, 2**bits - 1
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def duration_text(value: timedelta, fraction: bool = False) -> str:
+    """A MySQL TIME (a duration) as MySQL writes it: ``-838:59:59``, ``24:00:00.5`` (``fraction``: always
+    six digits); Python's own ``-35 days, 1:00:01`` means nothing to a reader of SQL."""
+    micros = value // timedelta(microseconds=1)
+    sign, micros = ("-" if micros < 0 else ""), abs(micros)
+    seconds, us = divmod(micros, 1_000_000)
+    text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return text + f".{us:06d}" if fraction else text + (f".{us:06d}".rstrip("0") if us else "")

@@ -718,8 +718,12 @@ class ChangeProcessing:
         or none for tables whose changes come as the source's own text."""
         self._mappings = {plan.source.id: plan.mapping for plan in self.plans if plan.mapping is not None}
         if self.source.name == self.target.name and self.source.capabilities.cdc_text_values:
-            # nothing converted on the way (no mapping, same engine): the target reads the source's text
-            self.capture.text_tables = frozenset(p.source.id for p in self.plans if p.passthrough and p.mapping is None)
+            # nothing converted on the way (same engine; a mapping that only renames tables or columns,
+            # as the full load copies the source's own values then): the target reads the source's text.
+            # Filters compare canonical values, so a filtered table's changes are decoded.
+            self.capture.text_tables = frozenset(
+                p.source.id for p in self.plans if p.passthrough and (p.mapping is None or not p.mapping.filters)
+            )
         targets = {plan.source.id: self._target_for(applier, plan) for plan in self.plans}
         return ChangeApplier(applier, targets, self.schema.unsaved)
 
@@ -728,6 +732,10 @@ class ChangeProcessing:
             return change_target(applier, plan)
         natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
         names = [c.name for c in plan.target.columns]
+        if plan.mapping is not None:  # renamed columns: the target's names, back to the source's
+            mapping = plan.mapping
+            source_names = dict(zip(mapping.names, (mapping.read.columns[i].name for i in mapping.keep), strict=True))
+            names = [source_names.get(n, n) for n in names]
         return ChangeTarget(plan.target, [None] * len(names), [natives[n] for n in names])
 
     def _plan_stats(self) -> None:

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from conveyor.model.types import ColumnType
+from conveyor.model.types import ColumnType, duration_text
 from conveyor.model.types import LogicalType as L
 
 #: significant digits floats are compared at (IEEE double: DBL_DIG; single: FLT_DIG)
@@ -138,10 +138,7 @@ def time_text(value: Any) -> str:
     if isinstance(value, time):
         return f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
     if isinstance(value, timedelta):  # MySQL TIME outside one day
-        micros = value // timedelta(microseconds=1)
-        sign, micros = ("-" if micros < 0 else ""), abs(micros)
-        seconds, us = divmod(micros, 1_000_000)
-        return f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{us:06d}"
+        return duration_text(value, fraction=True)
     return str(value)
 
 

@@ -769,7 +769,13 @@ def test_encoders_reject_rather_than_change() -> None:
     assert bit is not None and bit("1010") == b"\x0a"
     tm = types.encoder(ColumnType(L.TIME, precision=6, engine="postgresql"), "time(6)")
     assert tm is not None and tm(dt.time(1, 2, 3)) == dt.time(1, 2, 3)
-    with pytest.raises(RowRejected):
+    with pytest.raises(RowRejected, match="839:00:00 is outside MySQL TIME's range"):  # MySQL's spelling
         tm(dt.timedelta(hours=839))
+    assert tm("24:00:00") == dt.timedelta(days=1)  # PostgreSQL's end of day, which MySQL's TIME holds
+    stamp = types.encoder(ColumnType(L.TIMESTAMPTZ, precision=6, engine="mysql"), "timestamp(6)")
+    assert stamp is not None and stamp("0000-00-00 00:00:00.000000") == "0000-00-00 00:00:00.000000"
+    for not_zero in ("2024-01-01", "10000-01-01", "0044-03-15 BC"):  # text that is a date is not passed on
+        with pytest.raises(RowRejected):
+            stamp(not_zero)
     assert types.encoder(ColumnType(L.TEXT, engine="postgresql"), "longtext") is None  # cheap path
     assert types.encoder(ColumnType(L.INTEGER, bits=32, engine="postgresql"), "bigint") is None

@@ -261,6 +261,12 @@ def test_every_type_streams_as_the_full_load_converts_it(
     assert canonical(moments[3]) == canonical(datetime(1999, 12, 31, 18, 29, 59, 999999))
     assert canonical(moments[12]) == canonical(datetime(1970, 1, 1, 0, 0, 1))
     assert diff_tables(twin_url, target_url, [("all_types", (0,))]) == ""
+    # recorded under the target's table, as the full load records its rejects
+    owners = [
+        set(fetch(url, "conveyor_apply_exceptions", ["table_owner", "table_name"], schema=schema_of(url)))
+        for url in (twin_url, target_url)
+    ]
+    assert owners[0] == owners[1] and {name for _, name in owners[1]} == ({"all_types"} if rejects else set())
 
 
 # --------------------------------------------------------------------------- schema changes

@@ -481,3 +481,25 @@ def test_columns_added_while_stopped_reach_the_target(source_url: str, target_ur
     result = task.finish()
     assert not any(t.apply_error_rows for t in result.tables)
     assert any("added email" in w for w in result.warnings)
+
+
+def test_dates_python_cannot_hold_reach_sqlite_as_postgresql_writes_them(
+    source_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """BC dates and years past 9999 are kept as PostgreSQL's text, the same through the full load and the
+    stream (they used to be written as a description of the value)."""
+    values = "'0044-03-15 BC', '294276-12-31 23:59:59.25', '0001-01-01 00:30:00-01 BC', 'infinity'"
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE far (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz, e date)")
+        conn.execute(f"INSERT INTO far VALUES (1, {values})")
+    doc = {**task_doc(source_url, sqlite_url, name="far"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO far VALUES (2, {values})")
+    wait_until(task, lambda: len(fetch(sqlite_url, "far", ["id"])) == 2)
+    result = task.finish()
+    rows = sorted(fetch(sqlite_url, "far", ["id", "d", "ts", "tz", "e"]))
+    far = ("0044-03-15 BC", "294276-12-31 23:59:59.25", "0001-01-01 01:30:00+00 BC", "infinity")
+    assert rows == [(1, *far), (2, *far)]
+    assert not any(t.apply_error_rows for t in result.tables)

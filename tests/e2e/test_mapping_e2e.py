@@ -295,3 +295,54 @@ def test_parallel_load_ranges_on_two_columns_with_nulls(tmp_path: Path) -> None:
     assert stats.segments == len(BOUNDARIES) + 1
     got = sorted(fetch(f"sqlite:///{target}", "pts", ["n", "a", "b"]))
     assert [tuple(r) for r in got] == [(n, a, b) for n, (a, b) in enumerate(POINTS)]
+
+
+FAR_DATES_SQL = """
+CREATE TABLE far (id int PRIMARY KEY, d date, t time, ts timestamp, tz timestamptz);
+INSERT INTO far VALUES
+  (1, 'infinity', '24:00:00', '-infinity', '10000-01-01 00:00:00+00'),
+  (2, '0044-03-15 BC', '12:00', '0001-01-01 00:00:00 BC', 'infinity'),
+  (3, '5874897-12-31', NULL, '294276-12-31 23:59:59.5', NULL);
+"""
+
+
+def test_change_processing_with_renames_copies_values_as_the_full_load_does(
+    cdc_source: str, pg_url: str, tmp_path: Path
+) -> None:
+    """A mapping that only renames leaves PostgreSQL's own values to the target, on both paths: dates
+    Python cannot hold (infinity, BC, year 10000+) and time 24:00:00 arrive through the stream too."""
+    with psycopg.connect(cdc_source, autocommit=True) as conn:
+        conn.execute(FAR_DATES_SQL)
+    renames = [
+        {"rule-type": "selection", "rule-id": "1", "rule-name": "far", "rule-action": "include",
+         "object-locator": {"schema-name": "public", "table-name": "far"}},
+        {"rule-type": "transformation", "rule-id": "2", "rule-name": "t", "rule-target": "table",
+         "rule-action": "rename", "value": "far_away",
+         "object-locator": {"schema-name": "public", "table-name": "far"}},
+        {"rule-type": "transformation", "rule-id": "3", "rule-name": "c", "rule-target": "column",
+         "rule-action": "rename", "value": "day",
+         "object-locator": {"schema-name": "public", "table-name": "far", "column-name": "d"}},
+    ]  # fmt: skip
+    doc = {**task_doc(cdc_source, pg_url, name="farcdc"), "migration_type": "full-load-and-cdc"}
+    doc["table_mappings"] = {"rules": renames}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(cdc_source, autocommit=True) as conn:
+        conn.execute("INSERT INTO far SELECT id + 100, d, t, ts, tz FROM far WHERE id <= 3")
+        conn.execute("UPDATE far SET d = '4713-01-01 BC', t = '24:00', ts = 'infinity' WHERE id IN (3, 103)")
+        conn.execute("DELETE FROM far WHERE id IN (2, 102)")
+    query = "SELECT {}::text, t::text, ts::text, tz::text FROM {} ORDER BY 1"
+    deadline = time.monotonic() + 60
+    while True:
+        with psycopg.connect(cdc_source) as src, psycopg.connect(pg_url) as dst:
+            dst.execute("SET TIME ZONE 'UTC'")
+            src.execute("SET TIME ZONE 'UTC'")
+            want = src.execute(query.format("id::text || ' ' || d", "far")).fetchall()
+            got = dst.execute(query.format("id::text || ' ' || day", "far_away")).fetchall()
+        if got == want or time.monotonic() > deadline:
+            break
+        task.check()
+        time.sleep(0.3)
+    result = task.finish()
+    assert got == want and len(got) == 4
+    assert not any(t.apply_error_rows for t in result.tables)

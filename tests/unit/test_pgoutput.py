@@ -232,13 +232,13 @@ def test_special_numbers_and_dates() -> None:
     assert a is not None and b is not None and c is not None
     assert a[0].is_nan() and a[1] != a[1] and a[2:] == ("infinity", "-infinity", "infinity", "24:00:00")
     assert (b[0], b[1]) == (Decimal("Infinity"), float("inf")) and (c[0], c[1]) == (Decimal("-Infinity"), float("-inf"))
-    # what types.out_of_range_text makes of the server's binary values (taken from PostgreSQL 15)
-    assert b[2] == "date 2921940 days from 2000-01-01 (outside years 1..9999)"
-    assert b[3] == "timestamp -64464465600000000 µs from 2000-01-01 (outside years 1..9999)"
-    assert b[4] == "timestamp 252455616000000000 µs from 2000-01-01 (outside years 1..9999)"
-    assert c[2] == "date -730485 days from 2000-01-01 (outside years 1..9999)"
-    bc = out_of_range_text("timestamptz", "0001-01-01 00:00:00+00 BC")
-    assert bc == "timestamp -63113904000000000 µs from 2000-01-01 (outside years 1..9999)"
+    # what types.out_of_range_text makes of the server's binary values: PostgreSQL's own spelling
+    assert (b[2], b[3], b[4]) == ("10000-01-01", "0044-03-15 12:00:00 BC", "10000-01-01 00:00:00+00")
+    assert c[2] == "0001-01-01 BC"
+    assert out_of_range_text("timestamptz", "0001-01-01 02:00:00.25+02 BC") == "0001-01-01 00:00:00.25+00 BC"
+    assert out_of_range_text("timestamptz", "0001-01-01 00:30:00-01 BC") == "0001-01-01 01:30:00+00 BC"
+    assert out_of_range_text("timestamp", "5874897-12-31 23:59:59.000001") == "5874897-12-31 23:59:59.000001"
+    assert out_of_range_text("date", "4713-01-01 BC") == "4713-01-01 BC"  # PostgreSQL's first date
     assert c[3] == datetime(2000, 1, 1, 0, 0, 0, 500000) and c[4] == datetime(1999, 12, 31, 23, tzinfo=UTC)
     assert out_of_range_text("timetz", "24:00:00+02") == "24:00:00"
 

@@ -43,7 +43,7 @@ from pymysql.converters import convert_timedelta
 from conveyor.endpoints.base import Encoder
 from conveyor.endpoints.mysql.connect import quote_literal
 from conveyor.errors import RowRejected
-from conveyor.model.types import ColumnType
+from conveyor.model.types import ColumnType, duration_text
 from conveyor.model.types import LogicalType as L
 
 ENGINE = "mysql"
@@ -465,6 +465,8 @@ def fallback_text(x: bytes) -> Any:
 # --------------------------------------------------------------------------- encoding (target)
 MAX_FLOAT32 = 3.4028234663852886e38
 MAX_TIME = timedelta(hours=838, minutes=59, seconds=59)
+#: a date with a zero year, month or day (zero dates and zero parts), as the binlog and the snapshot give it
+_ZERO_DATE = re.compile(r"(?:0000-\d\d-\d\d|\d{4}-00-\d\d|\d{4}-\d\d-00)(?: \d\d:\d\d:\d\d(?:\.\d+)?)?$")
 TIMESTAMP_RANGE = (datetime(1970, 1, 1, 0, 0, 1), datetime(2038, 1, 19, 3, 14, 7, 999999))
 YEAR_RANGE = (1901, 2155)
 _WIDE = Context(prec=1000)
@@ -681,6 +683,8 @@ def datetime_encoder(digits: int, timestamp_range: bool = False) -> Encoder:
                 v = utc_naive(v)
         elif type(v) is date:
             v = datetime(v.year, v.month, v.day)
+        elif _zero_date(v):
+            return v  # a MySQL source's zero date: the server takes it where its sql_mode allows
         else:
             _not_a(v, "a date and time")
         _check_fraction(v.microsecond, digits, v)
@@ -698,7 +702,15 @@ def date_encoder(v: Any) -> Any:
         if v.tzinfo is None and v.time() == time(0):
             return v.date()
         raise RowRejected(f"{v} has a time of day; the column is a date")
+    if _zero_date(v):
+        return v
     _not_a(v, "a date")
+
+
+def _zero_date(v: Any) -> bool:
+    """A zero date (``'0000-00-00'``, ``'2024-00-15 00:00:00'``): how a MySQL source's values that are no
+    date travel (``rowevents``)."""
+    return type(v) is str and _ZERO_DATE.match(v) is not None
 
 
 def time_encoder(digits: int) -> Encoder:
@@ -708,9 +720,11 @@ def time_encoder(digits: int) -> Encoder:
                 raise RowRejected(f"{v} has a time zone; MySQL's TIME has none")
             _check_fraction(v.microsecond, digits, v)
             return v
+        if v == "24:00:00":  # PostgreSQL's end of day (``postgres.types.out_of_range_text``)
+            return timedelta(days=1)
         if type(v) is timedelta:
             if not -MAX_TIME <= v <= MAX_TIME:
-                raise RowRejected(f"{v} is outside MySQL TIME's range -838:59:59..838:59:59")
+                raise RowRejected(f"{duration_text(v)} is outside MySQL TIME's range -838:59:59..838:59:59")
             _check_fraction(v.microseconds, digits, v)
             return v
         _not_a(v, "a time")

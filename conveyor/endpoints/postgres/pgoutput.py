@@ -33,7 +33,7 @@ from typing import Any
 from psycopg import DataError, postgres, pq
 from psycopg.adapt import AdaptersMap, Loader, Transformer
 
-from conveyor.endpoints.postgres.types import ARRAY_CASTS, NATIVE_TO_LOGICAL, SELECT_CASTS, extra_value
+from conveyor.endpoints.postgres.types import ARRAY_CASTS, NATIVE_TO_LOGICAL, SELECT_CASTS, extra_value, far_date_text
 from conveyor.errors import TerminalError
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction, change_from_fields
 from conveyor.model.rows import Row
@@ -53,7 +53,7 @@ MONEY_OID = 790
 MONEY_ARRAY_OID = 791
 INET_ARRAY_OID = 1041
 #: types the snapshot reads through a cast to text (``types.SELECT_CASTS``): their text output is the value
-TEXT_TYPES = frozenset(name for name, cast in SELECT_CASTS.items() if cast == "{}::text") | {"inet"}
+TEXT_TYPES = frozenset(name for name, cast in SELECT_CASTS.items() if cast == "{}::text") | {"inet", "xml"}
 DATETIME_TYPES = frozenset({"date", "time", "timetz", "timestamp", "timestamptz"})
 
 
@@ -309,6 +309,7 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
 
 
 _PG_EPOCH_DAYS = _days_from_civil(2000, 1, 1)
+_DAY_MICROS = 86_400_000_000
 _DATETIME_TEXT = re.compile(
     r"(\d+)-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d+))?)?(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?$"
 )
@@ -316,7 +317,7 @@ _DATETIME_TEXT = re.compile(
 
 def out_of_range_text(typname: str, text: str) -> str:
     """What the snapshot reader gives for a date/time Python cannot hold (``types.out_of_range_text``,
-    which works from the binary value), from the text output."""
+    which works from the binary value), from the text output (a timestamptz in the session's zone)."""
     if text in ("infinity", "-infinity"):
         return text
     if typname in ("time", "timetz"):
@@ -328,13 +329,12 @@ def out_of_range_text(typname: str, text: str) -> str:
     y = 1 - int(year) if bc else int(year)
     days = _days_from_civil(y, int(month), int(day)) - _PG_EPOCH_DAYS
     if typname == "date":
-        return f"date {days} days from 2000-01-01 (outside years 1..9999)"
-    micros = ((days * 24 + int(hh or 0)) * 60 + int(mi or 0)) * 60 + int(ss or 0)
+        return far_date_text(typname, days * _DAY_MICROS)
+    seconds = ((days * 24 + int(hh or 0)) * 60 + int(mi or 0)) * 60 + int(ss or 0)
     if sign:
         offset = int(oh) * 3600 + int(om or 0) * 60 + int(os_ or 0)
-        micros -= offset if sign == "+" else -offset
-    micros = micros * 1_000_000 + int((frac or "0").ljust(6, "0")[:6])
-    return f"timestamp {micros} µs from 2000-01-01 (outside years 1..9999)"
+        seconds -= offset if sign == "+" else -offset
+    return far_date_text(typname, seconds * 1_000_000 + int((frac or "0").ljust(6, "0")[:6]))
 
 
 # --------------------------------------------------------------------------- relations

@@ -2,7 +2,11 @@
 
 Reading (PostgreSQL source, another engine's target): values must arrive canonical (see
 ``model.types.CANONICAL_PYTHON``) without per-value Python work, so the server casts the few types
-psycopg would load differently (``SELECT_CASTS``) and psycopg's C loaders do the rest.
+psycopg would load differently (``SELECT_CASTS``) and psycopg's C loaders do the rest. Values Python
+cannot hold stay PostgreSQL's text, the same through the full load and the stream: dates and
+timestamps ``infinity``, BC or past year 9999 (``0044-03-15 BC``; a timestamptz in UTC, ``+00``), and
+time ``24:00:00``. A target that keeps text (SQLite) stores that text; one that parses dates rejects the
+row, naming it. ``xml`` is its output form, which leaves out a version 1.0 declaration.
 
 Writing (another engine's source): rows go through binary COPY when psycopg's binary dumper for every
 target column accepts the canonical values (``BINARY_COPY``), else through text COPY, where the
@@ -36,7 +40,7 @@ from psycopg.adapt import Dumper, Loader
 from conveyor.endpoints.base import Encoder
 from conveyor.errors import RowRejected
 from conveyor.model.schema import Table
-from conveyor.model.types import ColumnType
+from conveyor.model.types import ColumnType, duration_text
 from conveyor.model.types import LogicalType as L
 
 ENGINE = "postgresql"
@@ -281,7 +285,9 @@ SELECT_CASTS: dict[str, str] = {
     "cidr": "{}::text",
     "macaddr": "{}::text",
     "macaddr8": "{}::text",
-    "xml": "{}::text",
+    # xml's output, as COPY and logical replication give it: ::text would keep a version 1.0 declaration
+    # (``<?xml version="1.0" encoding="UTF-8"?>``) that the output leaves out
+    "xml": "textin(xml_out({}))",
     "char": "{}::text",
     "oid": "{}::int8",
     "citext": "{}::text",  # an extension type: the binary cursor has no loader for its oid
@@ -330,20 +336,52 @@ _INT64_MAX = 2**63 - 1
 _INT32_MAX = 2**31 - 1
 
 
+_PG_EPOCH_DAYS = 10957  # 2000-01-01, in days since 1970-01-01
+_DAY_MICROS = 86_400_000_000
+
+
 def out_of_range_text(typname: str, data: bytes) -> str:
-    """The PostgreSQL spelling of a binary date/time value Python cannot hold. It travels as text,
-    so the target's encoder rejects the row by name rather than the whole read failing."""
+    """The PostgreSQL spelling of a binary date/time value Python cannot hold (``0044-03-15 BC``,
+    ``10000-01-01 00:00:00+00``, ``infinity``, ``24:00:00``). It travels as that text: a target that
+    keeps text (SQLite) keeps it as PostgreSQL wrote it, one that parses dates rejects the row by name
+    rather than the whole read failing."""
     if typname == "date":
         days = int.from_bytes(data[:4], "big", signed=True)
         if days in (_INT32_MAX, -_INT32_MAX - 1):
             return "infinity" if days > 0 else "-infinity"
-        return f"date {days} days from 2000-01-01 (outside years 1..9999)"
+        return far_date_text(typname, days * _DAY_MICROS)
     micros = int.from_bytes(data[:8], "big", signed=True)
     if micros in (_INT64_MAX, -_INT64_MAX - 1):
         return "infinity" if micros > 0 else "-infinity"
     if typname in ("time", "timetz"):
         return "24:00:00"
-    return f"timestamp {micros} µs from 2000-01-01 (outside years 1..9999)"
+    return far_date_text(typname, micros)
+
+
+def far_date_text(typname: str, micros: int) -> str:
+    """A date, timestamp or timestamptz (in UTC) ``micros`` from 2000-01-01, as PostgreSQL spells it in
+    ISO style, whatever its year (Python's dates stop at 1..9999)."""
+    days, rest = divmod(micros, _DAY_MICROS)
+    year, month, day = _civil_from_days(days + _PG_EPOCH_DAYS)
+    text = f"{year if year > 0 else 1 - year:04d}-{month:02d}-{day:02d}"
+    if typname != "date":
+        seconds, fraction = divmod(rest, 1_000_000)
+        text += f" {seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        text += f".{fraction:06d}".rstrip("0") if fraction else ""
+        text += "+00" if typname == "timestamptz" else ""
+    return text if year > 0 else text + " BC"
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of the proleptic Gregorian date ``days`` after 1970-01-01; year 0 is 1 BC."""
+    days += 719468
+    era = days // 146097
+    doe = days - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (month <= 2), month, doy - (153 * mp + 2) // 5 + 1
 
 
 def fallback_loader(typname: str, inner: Callable[[Any], Any]) -> type:
@@ -597,7 +635,8 @@ def _enc_time(v: Any) -> Any:
     if isinstance(v, timedelta):  # MySQL TIME is a duration: -838:59:59 .. 838:59:59
         if timedelta(0) <= v < _DAY:
             return (datetime.min + v).time()
-        raise RowRejected(f"MySQL TIME {v} is outside PostgreSQL time's range 00:00:00..24:00:00")
+        # 24:00:00 is PostgreSQL's too, but Python's time (how it is written) stops before it
+        raise RowRejected(f"MySQL TIME {duration_text(v)} is outside 00:00:00..23:59:59.999999")
     raise RowRejected(f"{_kind(v)} {_show(v)} is not a time")
 
 

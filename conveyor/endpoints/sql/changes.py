@@ -17,7 +17,7 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -427,8 +427,10 @@ class ChangeApplier:
         try:
             shared = (stamped or self._send_stamp(task_name, lease, position))()
             self._save_suspensions(task_name, suspended)
-            if self._part_failed:
-                a.record_rejects(task_name, self._part_failed)
+            if failed := self._part_failed:  # recorded under the target's table, as the full load records its rejects
+                targets = self.targets
+                on_target = [replace(r, table=targets[r.table].table.id) if r.table in targets else r for r in failed]
+                a.record_rejects(task_name, on_target)
             a.commit()
             self._shared = shared
         except Exception:

@@ -19,7 +19,7 @@ from typing import Any
 
 from conveyor.endpoints.base import Encoder
 from conveyor.errors import RowRejected
-from conveyor.model.types import ColumnType
+from conveyor.model.types import ColumnType, duration_text
 from conveyor.model.types import LogicalType as L
 
 ENGINE = "sqlite"
@@ -261,7 +261,7 @@ def _enc_int(v: Any) -> Any:
 def _enc_any(v: Any) -> Any:
     """Non-SQLite Python values (dates, UUIDs, lists, Decimals) as the text SQLite keeps."""
     if isinstance(v, timedelta):  # a MySQL TIME outside 00:00..24:00 (canonical TIME is datetime.time)
-        raise RowRejected(f"TIME value {v} is outside 00:00:00..24:00:00")
+        raise RowRejected(f"TIME value {duration_text(v)} is outside 00:00:00..23:59:59.999999")
     if isinstance(v, datetime):
         return v.isoformat(sep=" ")
     if isinstance(v, date | time):
