@@ -249,7 +249,13 @@ class ChangeProcessing:
     def _full_load(self) -> RunResult:
         """The full load, inside the snapshot where the stream begins; always whole (a snapshot does
         not outlive its run, so an interrupted full load starts over)."""
-        if self._ran_before():
+        status = self._last_status()
+        if status == "finished":
+            self._warn(
+                "this task's full load finished before, but the target holds no position for it (its database "
+                "recreated, or its conveyor_cdc_state row removed); the full load starts over"
+            )
+        elif status is not None:
             self._warn(
                 "the full load of this full-load-and-cdc task did not finish before; it starts over, because the "
                 "snapshot it read ended with that run"
@@ -755,10 +761,12 @@ class ChangeProcessing:
     def _checkpoint(self, position: Any) -> str:
         return _checkpoint_text(self.capture.position_json(position))
 
-    def _ran_before(self) -> bool:
+    def _last_status(self) -> str | None:
+        """How this task's last full load ended, where the state directory recorded one."""
         store = StateStore(self.state_dir)
         try:
-            return store.load(self.task.name) is not None
+            last = store.load(self.task.name)
+            return None if last is None else str(last["status"])
         finally:
             store.close()
 

@@ -365,19 +365,22 @@ def test_schema_changes_faster_than_the_stream_reach_the_target(
 
 
 def test_a_table_created_after_the_task_started_is_named_and_left_out(
-    source_url: str, pg_url: str, tmp_path: Path
+    source_url: str, pg_url: str, mysql_url: str, tmp_path: Path
 ) -> None:
     """Every table selected: one created while the task streams is named in a warning then, and left out
-    (with a warning) when the task runs again, instead of failing it; the others go on."""
+    (with a warning) when the task runs again, instead of failing it; the others go on. A table created in
+    another database of the server (``mysql_url``'s) is none of the task's."""
     execute_sql(source_url, SOURCE_SQL)
     doc = cdc_doc(source_url, pg_url, "full-load-and-cdc")
     task = Running(doc, tmp_path / "state")
     streaming(task)
     execute_sql(source_url, ["CREATE TABLE newt (id int PRIMARY KEY)", "INSERT INTO newt VALUES (1)"])
+    execute_sql(mysql_url, ["CREATE TABLE elsewhere (id int PRIMARY KEY)"])
     execute_sql(source_url, ["INSERT INTO items (id, name) VALUES (-1, 'after the create')"])
     wait_until(task, lambda: (-1,) in {tuple(r) for r in fetch(pg_url, "items", ["id"], schema="public")})
     first = task.finish()
     assert any("newt matches the table mappings but came after this task first ran" in w for w in first.warnings)
+    assert not any("elsewhere" in w for w in first.warnings), first.warnings
     execute_sql(source_url, ["INSERT INTO newt VALUES (2)", "INSERT INTO items (id, name) VALUES (-2, 'again')"])
     again = Running(doc, tmp_path / "state")
     wait_until(again, lambda: (-2,) in {tuple(r) for r in fetch(pg_url, "items", ["id"], schema="public")})

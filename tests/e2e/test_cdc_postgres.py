@@ -503,3 +503,18 @@ def test_dates_python_cannot_hold_reach_sqlite_as_postgresql_writes_them(
     far = ("0044-03-15 BC", "294276-12-31 23:59:59.25", "0001-01-01 01:30:00+00 BC", "infinity")
     assert rows == [(1, *far), (2, *far)]
     assert not any(t.apply_error_rows for t in result.tables)
+
+
+def test_a_target_that_lost_the_position_loads_again_and_says_why(
+    source_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    doc = {**task_doc(source_url, sqlite_url, name="lost"), "migration_type": "full-load-and-cdc"}
+    first = Running(doc, tmp_path / "state")
+    wait_until(first, lambda: first.runner.cdc.started is not None)
+    first.finish()
+    Path(sqlite_url.removeprefix("sqlite:///")).unlink()  # the target database recreated
+    again = Running(doc, tmp_path / "state")
+    wait_equal(again, source_url, sqlite_url)
+    result = again.finish()
+    assert any("full load finished before, but the target holds no position" in w for w in result.warnings)
+    assert not any("did not finish before" in w for w in result.warnings), result.warnings

@@ -967,6 +967,9 @@ class _Reader:
         self.stream = stream
         self.schemas = schemas
         self.selected = set(schemas)
+        #: where the task's tables are (the source URL's database): a table created elsewhere on the server
+        #: (a target database beside it, say) is no table the task could select
+        self.databases = {table.schema for table in self.selected}
         self.file = start.file
         self.pos = start.pos
         self.gtid = GtidState(start.gtid)
@@ -1301,7 +1304,7 @@ class _Reader:
         for old, new in ddl.tables:
             schema = self.schemas.get(old)
             if schema is None and not (ddl.kind == "create" and old in self.selected):
-                if ddl.kind == "create":  # the runner says so where the task's selection matches it
+                if ddl.kind == "create" and old.schema in self.databases:  # the runner names it if selected
                     out.append(SchemaChanged(old, old, (), position, CREATED, sql))
                 continue
             if ddl.kind == "truncate" and schema is not None:
