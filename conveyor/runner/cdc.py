@@ -279,8 +279,8 @@ class ChangeProcessing:
         return result
 
     def _first_position(self, applier: SqlApplier) -> dict[str, Any]:
-        """cdc without a stored position: the user's start position, else now. Target tables are
-        created where missing (DMS leaves them to the user; an empty table is the useful default)."""
+        """cdc without a stored position: the user's start position, else now, stored on the target. Target
+        tables are created where missing (DMS leaves them to the user; an empty table is the useful default)."""
         for plan in self.plans:
             applier.prepare(plan.target, plan.native_types, PrepMode.DO_NOTHING)
         # a malformed position, or a start time the engine cannot honour, fails before a slot exists
@@ -290,7 +290,12 @@ class ChangeProcessing:
             position = self.capture.position_at(at)
         position = self.capture.begin(position)
         self.listener.message(f"change capture starts at {self._checkpoint(position)}")
-        return self.capture.position_json(position)
+        stored = self.capture.position_json(position)
+        # stored at once: a run stopped before its first change resumes here, not at a later "now" (a MySQL
+        # source keeps no place of its own, so the changes in between would be skipped)
+        lease = applier.start_task(self.task.name, fresh=False)
+        self._changes(applier).apply(self.task.name, lease, [], stored)
+        return stored
 
     # ------------------------------------------------------------------ streaming
     def _stream_with_retries(self, applier: SqlApplier, stored: dict[str, Any]) -> None:
@@ -491,9 +496,12 @@ class ChangeProcessing:
                     if in_parts:  # the end of a transaction that came in parts: it commits alone, with them
                         in_parts = False
                         flush(wait=True)
-                        batch = _Batch([txn] if txn else [], len(txn.changes) if txn else 0, 0.0, event.commit_position)
+                        # the commit's own changes (none when the parts held them all): one applied transaction
+                        last = txn or Transaction(event.txid, event.commit_position, event.commit_ts, [])
+                        batch = _Batch([last], len(last.changes), 0.0, event.commit_position)
                         loose = None
                         self.cdc.incoming_changes += batch.changes
+                        self._latency_source(event)
                         flush(wait=True)
                         for part, result in parts:
                             self._applied(part, result)
@@ -571,14 +579,15 @@ class ChangeProcessing:
                 durable_position = durable.drain(STOP_DURABLE_SECONDS)
             acknowledge(durable_position)
             self._progress(saved, recent)
-        except BaseException:
-            # what did not commit is streamed again by the next session, and counted again then
+        finally:
+            # what did not commit (a failure, or a stop amid a big transaction's parts) is streamed again by the
+            # next session, and counted then; nothing is held any more
             unsettled = [part.transactions for part, _ in parts]
             unsettled += [inflight[0].transactions] if inflight else []
             unsettled += [batch.transactions] if batch else []
             unsettled += [[loose]] if loose else []
             self._uncount([held for transactions in unsettled for held in transactions])
-            raise
+            self.cdc.incoming_changes = 0
 
     def _route(self, txn: Transaction) -> Transaction | None:
         """The transaction's changes to tables that are still replicated; statistics per table."""
@@ -736,12 +745,11 @@ class ChangeProcessing:
     def _target_for(self, applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
         if plan.source.id not in self.capture.text_tables:
             return change_target(applier, plan)
-        natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
         names = [c.name for c in plan.target.columns]
-        if plan.mapping is not None:  # renamed columns: the target's names, back to the source's
-            mapping = plan.mapping
-            source_names = dict(zip(mapping.names, (mapping.read.columns[i].name for i in mapping.keep), strict=True))
-            names = [source_names.get(n, n) for n in names]
+        if plan.mapping is not None:  # as planned: schema following suspends mapped tables instead of altering them
+            return ChangeTarget(plan.target, [None] * len(names), list(plan.native_types))
+        # per the source's columns, which the target's may no longer follow in order once schema changes were followed
+        natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
         return ChangeTarget(plan.target, [None] * len(names), [natives[n] for n in names])
 
     def _plan_stats(self) -> None:

@@ -269,6 +269,24 @@ def test_every_type_streams_as_the_full_load_converts_it(
     assert owners[0] == owners[1] and {name for _, name in owners[1]} == ({"all_types"} if rejects else set())
 
 
+def test_a_cdc_task_stopped_before_its_first_change_resumes_where_it_started(
+    source_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The binlog keeps no place for a task: the start position is stored on the target at once, so the
+    changes made while a run that applied nothing was stopped are not skipped by the next run."""
+    execute_sql(source_url, ["CREATE TABLE a (id int PRIMARY KEY, v int)"])
+    doc = cdc_doc(source_url, sqlite_url, "cdc", "a")
+    first = Running(doc, tmp_path / "state")
+    streaming(first)
+    first.finish()
+    execute_sql(source_url, [f"INSERT INTO a VALUES ({i}, {i})" for i in range(1, 51)])  # while stopped
+    again = Running(doc, tmp_path / "state")
+    streaming(again)
+    execute_sql(source_url, ["INSERT INTO a VALUES (1000, 1)"])
+    wait_equal(again, source_url, sqlite_url, tables=[("a", (0,))])
+    again.finish()
+
+
 # --------------------------------------------------------------------------- schema changes
 #: (the items row whose arrival shows the stream is past them, statements)
 SCHEMA_CHANGES: list[tuple[int, list[str]]] = [

@@ -26,9 +26,10 @@ from oracle import fetch
 from servers import PostgresServer, unique_db_name
 from tasks import cli, task_doc, write_task
 
+from conveyor.endpoints.postgres.capture import PostgresCapture
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
 from conveyor.errors import TransientError
-from conveyor.model.changes import Transaction
+from conveyor.model.changes import Idle, Transaction
 from conveyor.model.schema import TableId
 
 
@@ -312,6 +313,50 @@ def test_a_big_transaction_comes_in_parts_and_lands_whole(
     assert (items.inserts, items.updates, items.deletes) == (12_000, 1_000, 500)
     assert (items.applied_inserts, items.applied_updates, items.applied_deletes) == (12_000, 1_000, 500)
     assert result.cdc is not None and result.cdc.incoming_changes == 0
+
+
+def test_a_stop_amid_a_big_transactions_parts_counts_nothing_of_it(
+    source_url: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked to stop while a transaction's parts are open: they are rolled back, so none of its changes is
+    counted; the next run applies and counts it once. One of exactly two parts' size is one applied
+    transaction, with its latency."""
+    monkeypatch.setattr("conveyor.runner.cdc.PART_CHANGES", 1_000)
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    stream = PostgresCapture.stream
+
+    def stopped_amid_parts(self: PostgresCapture, start: Any) -> Iterator[Any]:
+        events = stream(self, start)
+        try:
+            for event in events:
+                yield event
+                if isinstance(event, Transaction) and event.partial:  # SIGTERM, then a quiet moment
+                    task.stop.set()
+                    yield Idle(None)
+        finally:
+            events.close()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(PostgresCapture, "stream", stopped_amid_parts)
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url) as conn:  # 3,000 changes: parts of 1,000, the commit brings none
+        conn.execute("INSERT INTO items SELECT g, 'big', 1, 1, NULL FROM generate_series(10001, 13000) g")
+    task.thread.join(60)
+    stopped = task.finish()
+    assert stopped.stopped == "asked to stop"
+    items = next(t for t in stopped.tables if t.table == "items")
+    assert (items.inserts, items.applied_inserts) == (0, 0)
+    assert stopped.cdc is not None and stopped.cdc.incoming_changes == 0
+    assert len(fetch(pg_url, "items", ["id"], schema="public")) == 3000  # nothing of it on the target
+
+    monkeypatch.setattr(PostgresCapture, "stream", stream)
+    again = Running(doc, tmp_path / "state")
+    wait_equal(again, source_url, pg_url)
+    result = again.finish()
+    items = next(t for t in result.tables if t.table == "items")
+    assert (items.inserts, items.applied_inserts) == (3000, 3000)
+    assert result.cdc is not None and result.cdc.applied_transactions == 1
+    assert result.cdc.latency_source > 0 and result.cdc.latency_target > 0
 
 
 @pytest.mark.parametrize("batch_apply", [False, True], ids=["transactional", "batch"])
