@@ -32,10 +32,10 @@ from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from conveyor.convert.plan import TablePlan
-from conveyor.endpoints.base import Capture, PrepMode, Snapshot
+from conveyor.endpoints.base import Capture, ErrorPolicy, PrepMode, Snapshot
 from conveyor.endpoints.registry import engine_for
 from conveyor.endpoints.sql.applier import SqlApplier
-from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget, NetPlan
+from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget, NetPlan, rejected_change
 from conveyor.endpoints.watchdog import Watchdog
 from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
 from conveyor.model.changes import CREATED, STATEMENT_LOGGED, Idle, Op, Transaction
@@ -668,10 +668,15 @@ class ChangeProcessing:
             else:
                 stats.applied_ddls += count
             stats.last_update = st.now()
+        policy = self.task.settings.ErrorBehavior.DataErrorPolicy
         for reject in result.failed:
             stats = self._table_stats(reject.table)
             if stats is not None:
                 stats.apply_error_rows += 1
+            if policy is ErrorPolicy.SUSPEND_TABLE:  # stored with the commit that rejected it (ChangeApplier)
+                self.schema.suspend(reject.table, rejected_change(reject))
+            if policy is ErrorPolicy.IGNORE_RECORD:
+                continue  # only counted
             said = self._rejects_said[reject.table] = self._rejects_said.get(reject.table, 0) + 1
             if said <= REJECT_LINES:
                 self.listener.message(
@@ -740,7 +745,7 @@ class ChangeProcessing:
                 p.source.id for p in self.plans if p.passthrough and (p.mapping is None or not p.mapping.filters)
             )
         targets = {plan.source.id: self._target_for(applier, plan) for plan in self.plans}
-        return ChangeApplier(applier, targets, self.schema.unsaved)
+        return ChangeApplier(applier, targets, self.schema.unsaved, self.task.settings.ErrorBehavior.DataErrorPolicy)
 
     def _target_for(self, applier: SqlApplier, plan: TablePlan) -> ChangeTarget:
         if plan.source.id not in self.capture.text_tables:

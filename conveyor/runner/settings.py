@@ -214,7 +214,12 @@ class ChangeProcessingTuningSection(BaseModel):
 
 class ErrorBehaviorSection(BaseModel):
     model_config = _STRICT
-    DataErrorPolicy: ErrorPolicy = Field(ErrorPolicy.LOG_ERROR, description="What to do with a row the target rejects.")
+    DataErrorPolicy: ErrorPolicy = Field(
+        ErrorPolicy.LOG_ERROR,
+        description="What to do with a row (full load) or change (CDC) the target rejects: LOG_ERROR records it in "
+        "conveyor_apply_exceptions; IGNORE_RECORD only counts it; SUSPEND_TABLE fails (full load) or suspends (CDC) "
+        "its table; STOP_TASK stops the task.",
+    )
     TableErrorPolicy: ErrorPolicy = Field(ErrorPolicy.SUSPEND_TABLE, description="What to do when a table fails.")
 
 

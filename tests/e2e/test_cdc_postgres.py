@@ -28,7 +28,7 @@ from tasks import cli, task_doc, write_task
 
 from conveyor.endpoints.postgres.capture import PostgresCapture
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
-from conveyor.errors import TransientError
+from conveyor.errors import StopTask, TransientError
 from conveyor.model.changes import Idle, Transaction
 from conveyor.model.schema import TableId
 
@@ -563,3 +563,51 @@ def test_a_target_that_lost_the_position_loads_again_and_says_why(
     result = again.finish()
     assert any("full load finished before, but the target holds no position" in w for w in result.warnings)
     assert not any("did not finish before" in w for w in result.warnings), result.warnings
+
+
+@pytest.mark.parametrize("batch_apply", [False, True], ids=["transactional", "batch"])
+@pytest.mark.parametrize("policy", ["LOG_ERROR", "IGNORE_RECORD", "SUSPEND_TABLE", "STOP_TASK"])
+def test_data_error_policy_governs_the_changes_the_target_rejects(
+    source_url: str, pg_url: str, tmp_path: Path, policy: str, batch_apply: bool
+) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the target refuses what the source allows
+        conn.execute(
+            "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(100) NOT NULL, qty int CHECK (qty >= 0), "
+            "price numeric(10,2), big text)"
+        )
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "cdc"}
+    doc["settings"] = {
+        "ErrorBehavior": {"DataErrorPolicy": policy},
+        "TargetMetadata": {"BatchApplyEnabled": batch_apply},
+    }
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO items VALUES (-1, 'fine', 1, 1, NULL)")
+        with conn.transaction():
+            conn.execute("INSERT INTO items VALUES (-2, 'refused', -5, 1, NULL), (-3, 'fine too', 3, 1, NULL)")
+        conn.execute("INSERT INTO bag VALUES (-1, 'other table')")
+        conn.execute("INSERT INTO items VALUES (-4, 'after', 4, 1, NULL)")
+        conn.execute("INSERT INTO bag VALUES (-2, 'past -4')")
+    ids = lambda: {r[0] for r in fetch(pg_url, "items", ["id"], schema="public")}  # noqa: E731
+    bag = lambda: {r[0] for r in fetch(pg_url, "bag", ["a"], schema="public")}  # noqa: E731
+    if policy == "STOP_TASK":
+        task.thread.join(60)
+        with pytest.raises(StopTask, match=r"items: the target rejected a change \(key \{'id': '-2'\}\): insert: "):
+            task.finish()
+        # nothing of the refused change's window (-1 too, where a window held it) nor after it
+        assert ids() <= {-1} and not bag() & {-1, -2}
+        return
+    wait_until(task, lambda: -2 in bag())
+    result = task.finish()
+    items = next(t for t in result.tables if t.table == "items")
+    assert items.apply_error_rows == 1
+    with psycopg.connect(pg_url) as conn:
+        recorded = conn.execute("SELECT count(*) FROM conveyor_apply_exceptions").fetchone()
+        stored = conn.execute("SELECT table_name, reason FROM conveyor_cdc_suspended").fetchall()
+    assert recorded == ((0,) if policy == "IGNORE_RECORD" else (1,))
+    if policy == "SUSPEND_TABLE":
+        assert [name for name, _ in stored] == ["items"] and "qty" in stored[0][1]
+        assert -4 not in ids()  # skipped from the suspension on
+    else:
+        assert stored == [] and ids() >= {-1, -3, -4} and -2 not in ids()

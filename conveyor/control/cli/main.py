@@ -105,7 +105,8 @@ def report(result: RunResult, as_json: bool, console: Console | None = None) -> 
 
     from conveyor.control.cli.progress import statistics_table
 
-    console = console or Console()
+    # piped: as wide as the table needs (a terminal's default 80 columns would cut its names short)
+    console = console or (Console() if sys.stdout.isatty() else Console(width=240))
     console.print(statistics_table(result.tables, cdc=result.cdc is not None))
     if result.cdc is not None and result.cdc.checkpoint:
         console.print(f"checkpoint: {result.cdc.checkpoint}", markup=False, highlight=False)

@@ -109,7 +109,7 @@ def statistics_table(tables: list[st.TableStats], cdc: bool = False) -> RichTabl
     table = RichTable(title="Table statistics")
     names = ["Table", "State", "FullLoadRows", "ErrorRows", "Seconds", "Rows/s"]
     if cdc:
-        names += ["Inserts", "Updates", "Deletes", "Ddls", "ApplyErrors"]
+        names += ["AppliedInserts", "AppliedUpdates", "AppliedDeletes", "AppliedDdls", "ApplyErrorRows"]
     for name in names:
         table.add_column(name, justify="left" if name in ("Table", "State") else "right")
     for t in tables:

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from conveyor.endpoints.base import Encoder, RejectedRow
+from conveyor.endpoints.base import Encoder, ErrorPolicy, RejectedRow
 from conveyor.endpoints.sql.applier import BulkLoadRefused, SqlApplier, first_line, written_bytes
 from conveyor.endpoints.sql.netting import Key, NetChanges, net_changes
-from conveyor.errors import RowRejected, TerminalError
+from conveyor.errors import RowRejected, StopTask, TerminalError
 from conveyor.model.changes import UNCHANGED, Change, Op, Transaction
 from conveyor.model.rows import Row
 from conveyor.model.schema import Table, TableId
@@ -143,9 +143,17 @@ class ChangeApplier:
         applier: SqlApplier,
         targets: dict[TableId, ChangeTarget],
         suspensions: dict[TableId, str] | None = None,
+        on_reject: ErrorPolicy = ErrorPolicy.LOG_ERROR,
     ) -> None:
         self.applier = applier
         self.targets = targets
+        #: DataErrorPolicy for the changes the target rejects: LOG_ERROR records each in the exceptions
+        #: table; IGNORE_RECORD only leaves it out; SUSPEND_TABLE suspends its table in the same commit;
+        #: STOP_TASK commits nothing of the window and stops the task (the run again meets the change)
+        self.on_reject = on_reject
+        #: SUSPEND_TABLE: the tables that rejected a change; nothing more of theirs is applied, in the window
+        #: that rejected it or after (those the stream had already read when they were suspended)
+        self.refused: set[TableId] = set()
         #: source table -> why it was suspended, not stored yet: written in the next commit, with the
         #: position (which may be past the change that suspended it), then removed from here. The caller
         #: may share the dict and add to it between commits.
@@ -368,6 +376,8 @@ class ChangeApplier:
         (``netting``); in source order otherwise, and whenever the bulk path meets a row it cannot place.
         ``prepared``: ``prepare_net(transactions)``, done earlier."""
         a = self.applier
+        if self.refused:
+            transactions, prepared = self._without_refused(transactions), None
         if net and not self._parts:
             try:
                 plan = prepared if prepared is not None else self.prepare_net(transactions)
@@ -387,7 +397,14 @@ class ChangeApplier:
         target transaction, uncommitted: the ``apply`` of its last part commits them all, with the
         position, so the target never shows the source transaction half done."""
         self._parts = True
-        return self._run_ordered([transaction])
+        return self._run_ordered(self._without_refused([transaction]) if self.refused else [transaction])
+
+    def _without_refused(self, transactions: Sequence[Transaction]) -> list[Transaction]:
+        refused = self.refused
+        return [
+            Transaction(t.txid, t.commit_position, t.commit_ts, [c for c in t.changes if c.table not in refused])
+            for t in transactions
+        ]
 
     def _run_ordered(self, transactions: Sequence[Transaction]) -> ApplyResult:
         """Source order; the fast path first, then change by change where it failed. Inside a
@@ -424,10 +441,20 @@ class ChangeApplier:
         ``_send_stamp`` returned where its statements were already sent with the changes."""
         a = self.applier
         suspended = dict(self.suspensions)
+        failed = self._part_failed
         try:
+            if failed and self.on_reject is ErrorPolicy.STOP_TASK:
+                raise StopTask(
+                    f"{failed[0].table}: {rejected_change(failed[0])} (DataErrorPolicy STOP_TASK: nothing after the "
+                    "last commit is applied; the task meets the change again when it runs again)"
+                )
+            if self.on_reject is ErrorPolicy.SUSPEND_TABLE:
+                for bad in failed:
+                    suspended.setdefault(bad.table, rejected_change(bad))
             shared = (stamped or self._send_stamp(task_name, lease, position))()
             self._save_suspensions(task_name, suspended)
-            if failed := self._part_failed:  # recorded under the target's table, as the full load records its rejects
+            if failed and self.on_reject is not ErrorPolicy.IGNORE_RECORD:
+                # recorded under the target's table, as the full load records its rejects
                 targets = self.targets
                 on_target = [replace(r, table=targets[r.table].table.id) if r.table in targets else r for r in failed]
                 a.record_rejects(task_name, on_target)
@@ -666,13 +693,18 @@ class ChangeApplier:
     def _run_careful(self, statements: list[_Statement]) -> ApplyResult:
         a = self.applier
         result = ApplyResult()
+        suspends = self.on_reject is ErrorPolicy.SUSPEND_TABLE
         for s in statements:
+            if suspends and s.change.table in self.refused:
+                continue
             a.savepoint("conveyor_change")
             try:
                 cur = a.execute(s.sql, s.params)
                 if s.expect is not None and cur.rowcount != s.expect:
                     a.rollback_to("conveyor_change")
                     result.failed.append(self._failure(s.change, f"{s.change.op} matched {cur.rowcount} target rows"))
+                    if suspends:
+                        self.refused.add(s.change.table)
                     continue
                 a.release("conveyor_change")
                 _count(result, s.change)
@@ -681,18 +713,25 @@ class ChangeApplier:
                 if not a.is_data_error(exc):
                     raise
                 result.failed.append(self._failure(s.change, first_line(exc)))
+                if suspends:
+                    self.refused.add(s.change.table)
         return result
 
     # ------------------------------------------------------------------ statements
     def _statements(self, transactions: Sequence[Transaction]) -> tuple[list[_Statement], list[RejectedRow]]:
         out: list[_Statement] = []
         failed: list[RejectedRow] = []
+        suspends = self.on_reject is ErrorPolicy.SUSPEND_TABLE
         for txn in transactions:
             for change in txn.changes:
+                if suspends and change.table in self.refused:
+                    continue
                 try:
                     out.append(self._statement(change))
                 except RowRejected as exc:
                     failed.append(self._failure(change, str(exc), exc.column))
+                    if suspends:
+                        self.refused.add(change.table)
         return out, failed
 
     def _statement(self, change: Change) -> _Statement:
@@ -759,6 +798,11 @@ class ChangeApplier:
         key_cols = table.row_key() if table else ()
         key = {k: row.get(k) for k in key_cols} if key_cols else row
         return RejectedRow(change.table, key, column, f"{change.op}: {reason}", row)
+
+
+def rejected_change(bad: RejectedRow) -> str:
+    """A change the target rejected, for people (a suspension's or a stop's reason)."""
+    return f"the target rejected a change (key {bad.key}): {(bad.column + ': ') if bad.column else ''}{bad.reason}"
 
 
 def _encode(encoders: Sequence[Encoder | None], values: Sequence[Any]) -> list[Any]:
