@@ -42,6 +42,11 @@ class StopTask(TerminalError):
     """The task's policy says stop the whole task (e.g. ``DataErrorPolicy: STOP_TASK``)."""
 
 
+class PassThroughRefused(TerminalError):
+    """The target refused a row of a raw (pass-through) copy, which cannot tell which: the segment can be
+    copied again decoded, row by row where needed."""
+
+
 class RowRejected(ConveyorError):
     """A single row cannot be written to the target; handled by the task's error policy."""
 

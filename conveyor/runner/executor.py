@@ -49,13 +49,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.convert.plan import encoder_for
 from conveyor.endpoints.base import Applier, Encoder, RejectedRow, Snapshot, SnapshotReader
 from conveyor.endpoints.registry import EngineSpec, engine_for
-from conveyor.errors import ConveyorError, StopTask, TerminalError, TransientError, UserActionError
+from conveyor.errors import (
+    ConveyorError,
+    PassThroughRefused,
+    StopTask,
+    TerminalError,
+    TransientError,
+    UserActionError,
+)
 from conveyor.model.rows import RowBatch
 from conveyor.model.schema import Table
 from conveyor.model.segments import Segment
@@ -196,7 +203,7 @@ class UnitRunner:
         self._reader: SnapshotReader | None = None
         self._applier: Applier | None = None
         self._joined = False
-        self._encoders: dict[str, list[Encoder | None]] = {}
+        self._encoders: dict[tuple[str, bool], list[Encoder | None]] = {}
         #: the truncations of the unit's last pass over its rows (a careful reload reads them again)
         self._truncated: dict[str, int] = {}
 
@@ -222,7 +229,7 @@ class UnitRunner:
         self._joined = True
 
     def encoders(self, unit: Unit) -> list[Encoder | None]:
-        found = self._encoders.get(unit.key)
+        found = self._encoders.get((unit.key, unit.passthrough))
         if found is None:
             if unit.passthrough:
                 found = [None] * len(unit.target.columns)
@@ -231,7 +238,7 @@ class UnitRunner:
             else:
                 encoder = encoder_for(self.applier())
                 found = [encoder(c.type, n) for c, n in zip(unit.source.columns, unit.native_types, strict=True)]
-            self._encoders[unit.key] = found
+            self._encoders[unit.key, unit.passthrough] = found
         return found
 
     def batches(self, unit: Unit, segment: Segment, batch_rows: int) -> Iterable[RowBatch]:
@@ -267,6 +274,10 @@ class UnitRunner:
             except Exception as exc:
                 if loaded:
                     self.emit(Progress(unit.key, -loaded, 0))  # the transaction rolled back: uncount
+                if isinstance(exc, PassThroughRefused) and unit.passthrough:
+                    # the raw stream cannot say which row: the segment again, decoded, where the task's
+                    # DataErrorPolicy meets each row the target refuses
+                    return self.run(replace(unit, passthrough=False))
                 error = classify(exc, (self.source, self.target))
                 if isinstance(error, TransientError) and attempt < RETRIES and not self.stopping():
                     self.drop_connections()

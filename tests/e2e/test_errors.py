@@ -173,3 +173,35 @@ def test_suspend_table_policy_fails_only_that_table(pg_url: str, tmp_path: Path)
     assert states == {"bad": "Table error", "good": "Table completed"}
     assert fetch(pg_url, "bad", schema="public") == []  # the segment rolled back whole
     assert sorted(fetch(pg_url, "good", schema="public")) == [(1, "ok"), (2, "fine")]
+
+
+def test_a_row_a_postgresql_target_refuses_in_a_pass_through_copy_is_rejected_alone(
+    pg_server,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """pg -> pg copies the source's COPY stream untouched, which cannot say which row the target refused (a
+    CHECK the source lacks): the segment is copied again decoded, and only that row is rejected."""
+    import psycopg
+
+    source, target = pg_server.create_database("pt_src"), pg_server.create_database("pt_dst")
+    try:
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("CREATE TABLE r (id int PRIMARY KEY, v int, t text)")
+            conn.execute(
+                "INSERT INTO r SELECT g, CASE WHEN g % 100 = 0 THEN -1 ELSE g END, 't' || g "
+                "FROM generate_series(1, 5000) g"
+            )
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute("CREATE TABLE r (id int PRIMARY KEY, v int CHECK (v >= 0), t text)")
+        doc = task_doc(source, target, FullLoadSettings={"TargetTablePrepMode": "TRUNCATE_BEFORE_LOAD"})
+        code, out = cli_json("run", str(write_task(doc, tmp_path / "t.yaml")), "--state-dir", str(tmp_path / "s"))
+        assert code == 3, out
+        (stats,) = out["TableStatistics"]
+        assert (stats["FullLoadRows"], stats["FullLoadErrorRows"]) == (4950, 50)
+        assert len(fetch(target, "conveyor_apply_exceptions", ["row_key"], schema="public")) == 50
+        assert sorted(r[0] for r in fetch(target, "r", ["id"], schema="public")) == [
+            g for g in range(1, 5001) if g % 100
+        ]
+    finally:
+        pg_server.drop_database("pt_src")
+        pg_server.drop_database("pt_dst")

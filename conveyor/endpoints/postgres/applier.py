@@ -27,7 +27,7 @@ from conveyor.endpoints.postgres.arrays import array_literal, copy_text, joined_
 from conveyor.endpoints.postgres.connect import copy, literal, quote, run
 from conveyor.endpoints.postgres.errors import first_line, privilege_message
 from conveyor.endpoints.sql.applier import SEGMENTS_TABLE, BulkLoadRefused, SqlApplier, shutdown_socket
-from conveyor.errors import TerminalError, UserActionError
+from conveyor.errors import PassThroughRefused, UserActionError
 from conveyor.model.rows import Row, RowBatch
 from conveyor.model.schema import Column, Table, TableId
 from conveyor.model.types import ColumnType
@@ -441,8 +441,8 @@ class PostgresApplier(SqlApplier):
         except psycopg.Error as exc:
             if not self.is_data_error(exc):
                 raise
-            # the stream cannot be re-read row by row: the whole segment fails, with the reason
-            raise TerminalError(
+            # the stream cannot be re-read row by row: the runner copies the segment again, decoded
+            raise PassThroughRefused(
                 f"{table.id}: the target rejected a row of the PostgreSQL pass-through copy: {first_line(exc)} "
                 "(the target table must have the source's column types and accept every row)"
             ) from exc
