@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from oracle import fetch
+from servers import PostgresServer
 from tasks import cli, cli_json, task_doc, write_task
 
 PASSWORD = "secret"
@@ -176,8 +177,7 @@ def test_suspend_table_policy_fails_only_that_table(pg_url: str, tmp_path: Path)
 
 
 def test_a_row_a_postgresql_target_refuses_in_a_pass_through_copy_is_rejected_alone(
-    pg_server,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     """pg -> pg copies the source's COPY stream untouched, which cannot say which row the target refused (a
     CHECK the source lacks): the segment is copied again decoded, and only that row is rejected."""
