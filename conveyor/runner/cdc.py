@@ -366,6 +366,10 @@ class ChangeProcessing:
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         try:
             self._follow_with(applier, stored, watchdog, executor)
+        except KeyboardInterrupt:  # a second SIGTERM or Ctrl-C: the batch in flight fails now, not waited for
+            with contextlib.suppress(Exception):
+                applier.interrupt()
+            raise
         finally:
             executor.shutdown(wait=True)  # a batch in flight ends (commits or fails) before the connection closes
             sys.setswitchinterval(switch)

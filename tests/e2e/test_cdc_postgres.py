@@ -4,6 +4,9 @@ and the target follows the source under concurrent writes (TOAST values, key upd
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -611,3 +614,39 @@ def test_data_error_policy_governs_the_changes_the_target_rejects(
         assert -4 not in ids()  # skipped from the suspension on
     else:
         assert stored == [] and ids() >= {-1, -3, -4} and -2 not in ids()
+
+
+def test_a_second_sigterm_interrupts_and_json_still_says_so(source_url: str, pg_url: str, tmp_path: Path) -> None:
+    """The first SIGTERM asks the stream to stop after its commit; a second one, while that commit waits
+    (on a lock held here), interrupts at once: exit 143, and --json readers still get a status document."""
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    path = write_task(doc, tmp_path / "task.yaml")
+    errors = tmp_path / "stderr.log"
+    with errors.open("w") as err:
+        state = ["--state-dir", str(tmp_path / "state")]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor.control.cli.main", "run", str(path), "--json", "--no-progress", *state],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "streaming changes" not in errors.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, errors.read_text()
+            time.sleep(0.1)
+        with psycopg.connect(pg_url) as blocker:  # the next commit waits for this lock
+            blocker.execute("SELECT * FROM conveyor_cdc_state FOR UPDATE")
+            with psycopg.connect(source_url, autocommit=True) as conn:
+                conn.execute("INSERT INTO items VALUES (-1, 'waits', 1, 1, NULL)")
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=20)  # at once: the commit in flight is cancelled
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, errors.read_text()
+    status = json.loads(out)
+    assert status["Status"] == "failed" and "interrupted" in status["StopReason"]
+    assert "Traceback" not in errors.read_text()

@@ -192,15 +192,17 @@ def run(
 
 
 def execute_task_reporting(task_file: str, state_dir: str, resume: bool, as_json: bool, show_progress: bool) -> int:
-    """``execute_task``; with ``--json``, a task that fails before it has statistics still prints a status
-    document (its reason as ``StopReason``) for whatever reads stdout, then the error goes on to stderr."""
+    """``execute_task``; with ``--json``, a task that fails before it has statistics, or is interrupted (a
+    second SIGTERM or Ctrl-C), still prints a status document (its reason as ``StopReason``) for whatever
+    reads stdout, then the error goes on to stderr."""
     from conveyor.errors import ConveyorError
 
     try:
         return execute_task(task_file, state_dir, resume, as_json, show_progress)
-    except ConveyorError as exc:
+    except (ConveyorError, KeyboardInterrupt) as exc:
         if as_json:
-            doc = {"Status": "failed", "StopReason": str(exc), "TableStatistics": [], "Warnings": []}
+            why = str(exc) if isinstance(exc, ConveyorError) else "interrupted; run again to continue"
+            doc = {"Status": "failed", "StopReason": why, "TableStatistics": [], "Warnings": []}
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         raise
 
