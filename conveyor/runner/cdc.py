@@ -188,7 +188,7 @@ class ChangeProcessing:
                     for table, reason in ChangeApplier(applier, {}).read_suspended(self.task.name).items():
                         self.schema.suspend(table, reason, stored=True)
                     self.schema.reconcile(applier, self.capture, set(known))
-            self.schema.record_columns(applier, self.plans)
+            self.schema.record_columns(applier, self.plans, every=True)
             if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
                 from conveyor.validate.intask import ChangedRows  # only here: ~50 ms of imports (validation's dialects)
 
@@ -312,7 +312,6 @@ class ChangeProcessing:
             try:
                 if current is None:
                     current = self._reopened = self._open_applier()
-                    stored = ChangeApplier(current, {}).read_position(self.task.name) or stored
                 self._stream(current, stored)
                 return
             except ConveyorError as exc:
@@ -378,6 +377,10 @@ class ChangeProcessing:
         self, applier: SqlApplier, stored: dict[str, Any], watchdog: Watchdog, executor: ThreadPoolExecutor
     ) -> None:
         lease = applier.start_task(self.task.name, fresh=False)
+        # Another run of this task may have committed after this one read the position: the lease fences it
+        # from here on (taking it waited for any commit of its in progress), so the position now is final.
+        # (A PostgreSQL slot admits one reader anyway; a binlog admits any number.)
+        stored = ChangeApplier(applier, {}).read_position(self.task.name) or stored
         durable = DurableAcks(applier)  # the source is acknowledged what the target holds on disk
         applier.bound_idle_session(TARGET_IDLE_SECONDS)
         ping_every = applier.idle_timeout / 4 if applier.idle_timeout else None

@@ -367,7 +367,9 @@ class FullLoad:
             if finisher is not None:
                 finisher.shutdown(wait=True, cancel_futures=True)
         failed = self._stop_reason if self._stop.is_set() else None
-        return RunResult(list(self.stats.tables.values()), self.warnings, failed)
+        # set without a reason: asked to stop (full-load-and-cdc's first SIGTERM or Ctrl-C)
+        asked = "asked to stop during the full load" if self._stop.is_set() and failed is None else None
+        return RunResult(list(self.stats.tables.values()), self.warnings, failed, stopped=asked)
 
     _stop_reason: str | None = None
 

@@ -45,9 +45,10 @@ def definitions_at(task: Task, source: EngineSpec, stored: dict[str, Any] | None
 
 #: said of a table the task's selection matches that was not among its tables when it first ran
 NOT_REPLICATED = (
-    "matches the table mappings but came after this task first ran (its tables are chosen then, and the "
-    f"stream holds only the changes since): it is not replicated; {NeedsResync.RECOVERY} (or replicate it with "
-    "a task of its own)"
+    "matches the table mappings but is not one of the tables this task's stream has followed throughout (it was "
+    "created on the source, or selected, after the task started, or left out of an earlier run): the stream holds "
+    f"only some of its changes, so it is not replicated; {NeedsResync.RECOVERY} (or replicate it with a task of "
+    "its own)"
 )
 
 
@@ -215,12 +216,14 @@ class SchemaFollowing:
         if kept:
             self.warn(f"target columns the source never had are left as they are: {', '.join(kept)}")
 
-    def record_columns(self, applier: SqlApplier, plans: list[TablePlan]) -> None:
+    def record_columns(self, applier: SqlApplier, plans: list[TablePlan], every: bool = False) -> None:
         """Record the planned tables' columns on the target (``conveyor_cdc_columns``): the next run's
         reconcile drops only target columns in that record, never one the user added. A suspended table
-        keeps its record: its plan may not be what the target holds."""
+        keeps its record: its plan may not be what the target holds. ``every``: ``plans`` are all the task's
+        tables, and a table no longer among them loses its record (``ChangeApplier.save_columns``)."""
         columns = {p.source.id: p.target.column_names for p in plans if p.source.id not in self.suspended}
-        ChangeApplier(applier, {}).save_columns(self.task.name, columns)
+        tables = [p.source.id for p in plans] if every else None
+        ChangeApplier(applier, {}).save_columns(self.task.name, columns, tables)
 
     # ------------------------------------------------------------------ helpers
     def _gained(

@@ -22,7 +22,9 @@ from servers import MariaDBServer, PostgresServer, unique_db_name
 from tasks import cli, run_task, task_doc, write_task
 from workload import Workload
 
+from conveyor.endpoints.sql.applier import StaleLease
 from conveyor.errors import UserActionError
+from conveyor.runner.cdc import ChangeProcessing
 
 SOURCE_SQL = [
     "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(100) NOT NULL, qty int, price decimal(10,2), big text)",
@@ -287,6 +289,62 @@ def test_a_cdc_task_stopped_before_its_first_change_resumes_where_it_started(
     again.finish()
 
 
+def test_a_second_run_of_the_task_goes_on_from_what_the_first_committed_last(
+    source_url: str, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same task started again while it runs (a binlog admits any number of readers): the new run takes
+    the lease, which stops the first at its next commit, and goes on from the position the first stored
+    last, even where that moved after the new run first read it; nothing is applied twice (bag has no key)."""
+    execute_sql(source_url, SOURCE_SQL)
+    doc = cdc_doc(source_url, sqlite_url, "full-load-and-cdc")
+    first = Running(doc, tmp_path / "state")
+    streaming(first)
+    open_capture = ChangeProcessing._open_capture
+
+    def meanwhile(self: ChangeProcessing) -> None:  # the second run has read the position; the first goes on
+        execute_sql(
+            source_url, ["INSERT INTO bag VALUES (-1, 'once')", "INSERT INTO items (id, name) VALUES (-1, 'x')"]
+        )
+        wait_until(first, lambda: (-1,) in {tuple(r) for r in fetch(sqlite_url, "items", ["id"])})
+        open_capture(self)
+
+    monkeypatch.setattr(ChangeProcessing, "_open_capture", meanwhile)
+    second = Running(doc, tmp_path / "state")
+    streaming(second)
+    execute_sql(source_url, ["INSERT INTO bag VALUES (-2, 'after')"])
+    wait_equal(second, source_url, sqlite_url)
+    result = second.finish()
+    assert not any(t.apply_error_rows for t in result.tables)
+    first.thread.join(60)  # stopped: fenced at its next commit, or told by the server that a newer reader came
+    assert isinstance(first.error, StaleLease) or "another run of task 'cdc'" in str(first.error), first.error
+
+
+def test_a_table_left_out_of_a_run_and_selected_again_is_named_not_followed(
+    source_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A run that did not select a table skipped its changes: selected again, it is left out with a warning
+    (reload it), never streamed on as if nothing were missing."""
+    execute_sql(
+        source_url, ["CREATE TABLE a (id int PRIMARY KEY, v int)", "CREATE TABLE b (id int PRIMARY KEY, v int)"]
+    )
+    execute_sql(source_url, ["INSERT INTO a VALUES (1, 1)", "INSERT INTO b VALUES (1, 1)"])
+    both, only_a = (
+        cdc_doc(source_url, sqlite_url, "full-load-and-cdc", "a", "b"),
+        cdc_doc(source_url, sqlite_url, "cdc", "a"),
+    )
+    for doc, statements in ((both, []), (only_a, ["UPDATE b SET v = 2", "UPDATE a SET v = 2"])):
+        run = Running(doc, tmp_path / "state")
+        streaming(run)
+        execute_sql(source_url, statements)
+        wait_equal(run, source_url, sqlite_url, tables=[("a", (0,))])
+        run.finish()
+    again = Running({**both, "migration_type": "cdc"}, tmp_path / "state")
+    streaming(again)
+    result = again.finish()
+    assert any("b matches the table mappings but is not one of the tables" in w for w in result.warnings), result
+    assert "b" not in {t.table for t in result.tables}
+
+
 # --------------------------------------------------------------------------- schema changes
 #: (the items row whose arrival shows the stream is past them, statements)
 SCHEMA_CHANGES: list[tuple[int, list[str]]] = [
@@ -397,13 +455,15 @@ def test_a_table_created_after_the_task_started_is_named_and_left_out(
     execute_sql(source_url, ["INSERT INTO items (id, name) VALUES (-1, 'after the create')"])
     wait_until(task, lambda: (-1,) in {tuple(r) for r in fetch(pg_url, "items", ["id"], schema="public")})
     first = task.finish()
-    assert any("newt matches the table mappings but came after this task first ran" in w for w in first.warnings)
+    assert any("newt matches the table mappings but is not one of the tables this task" in w for w in first.warnings)
     assert not any("elsewhere" in w for w in first.warnings), first.warnings
     execute_sql(source_url, ["INSERT INTO newt VALUES (2)", "INSERT INTO items (id, name) VALUES (-2, 'again')"])
     again = Running(doc, tmp_path / "state")
     wait_until(again, lambda: (-2,) in {tuple(r) for r in fetch(pg_url, "items", ["id"], schema="public")})
     result = again.finish()
-    assert any("newt matches the table mappings but came after" in w for w in result.warnings), result.warnings
+    assert any("newt matches the table mappings but is not one of the tables" in w for w in result.warnings), (
+        result.warnings
+    )
     assert "newt" not in {t.table for t in result.tables}
     assert not diff_tables(source_url, pg_url, [("items", (0,))])
 

@@ -34,6 +34,7 @@ from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier
 from conveyor.errors import StopTask, TransientError
 from conveyor.model.changes import Idle, Transaction
 from conveyor.model.schema import TableId
+from conveyor.runner.fullload import FullLoad
 
 
 @pytest.fixture(params=["postgresql", "mysql", "sqlite"])
@@ -650,3 +651,23 @@ def test_a_second_sigterm_interrupts_and_json_still_says_so(source_url: str, pg_
     status = json.loads(out)
     assert status["Status"] == "failed" and "interrupted" in status["StopReason"]
     assert "Traceback" not in errors.read_text()
+
+
+def test_asked_to_stop_during_the_full_load_says_so(
+    source_url: str, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while full-load-and-cdc still loads: the result says it was asked to stop (the command line
+    exits 143 or 130 with that reason), not that zero tables failed."""
+    prepare = FullLoad._prepare
+
+    def asked(self: FullLoad, *args: Any) -> None:
+        task.stop.set()  # the first SIGTERM, as the first table is prepared
+        prepare(self, *args)
+
+    monkeypatch.setattr(FullLoad, "_prepare", asked)
+    doc = {**task_doc(source_url, sqlite_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    task.thread.join(60)
+    result = task.finish()
+    assert result.stopped == "asked to stop during the full load" and not result.complete
+    assert result.failed is None

@@ -65,6 +65,10 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _terminated)
 
 
+#: the signal that asked change processing to stop (``stop_gracefully``)
+_asked_by: list[int] = []
+
+
 def stop_gracefully(stop: threading.Event) -> None:
     """Change processing: the first SIGTERM or Ctrl-C asks the stream to stop after its current target
     commit (the position is saved; exit code 0); a second one interrupts at once."""
@@ -75,6 +79,7 @@ def stop_gracefully(stop: threading.Event) -> None:
         if stop.is_set():
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         say("stopping after the current commit (again to interrupt now)")
+        _asked_by.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, request)
@@ -112,7 +117,7 @@ def report(result: RunResult, as_json: bool, console: Console | None = None) -> 
         console.print(f"checkpoint: {result.cdc.checkpoint}", markup=False, highlight=False)
     if result.failed:
         say(f"error: task stopped: {result.failed}")
-    elif not result.complete:
+    elif not result.complete and not result.stopped:
         failed = [t for t in result.tables if t.error]
         say(f"error: {len(failed)} table(s) failed: " + "; ".join(f"{t.schema}.{t.table}: {t.error}" for t in failed))
     elif result.rejected_rows:
@@ -171,6 +176,9 @@ def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, sh
     else:
         result = runner.run()
     report(result, as_json, loader_listener.console if loader_listener else None)
+    if result.stopped and not result.complete:  # asked to stop before the full load of full-load-and-cdc ended
+        say(f"interrupted ({result.stopped}); run the task again: its full load starts over")
+        return 143 if _asked_by[-1:] == [signal.SIGTERM] else 130
     return exit_code(result)
 
 

@@ -844,8 +844,14 @@ class MySQLCapture:
         return classify(exc) or TerminalError(f"MySQL change data capture on {self.where}: {message(exc)}")
 
     def _binlog_error(self, exc: BinlogError, start: BinlogPosition) -> ConveyorError:
+        text = exc.message.lower()
+        if "same server_uuid/server_id" in text:  # MariaDB and MySQL say so
+            # the server let the newer of two readers that register as this task's replica id read on
+            return TerminalError(
+                f"another run of task {self.task!r} started reading the binlog on {self.where}, as the same replica "
+                "(server_id), so this run stops; run one copy of a task at a time"
+            )
         if exc.code == 1236:
-            text = exc.message.lower()
             if "could not find first log file" in text or "purged" in text or "not find" in text:
                 return NeedsResync(
                     f"the server no longer has binlog file {start.file} ({exc.message}): the changes since {start} "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -241,7 +241,7 @@ class ChangeApplier:
         a.commit()
         return {TableId(schema, name): reason for schema, name, reason in rows}
 
-    def read_columns(self, task_name: str) -> dict[TableId, list[str]]:
+    def read_columns(self, task_name: str, commit: bool = True) -> dict[TableId, list[str]]:
         """The task's recorded columns per source table (``save_columns``; ``read_position`` made the
         table). A table without a record was last planned before records were kept."""
         a = self.applier
@@ -250,15 +250,26 @@ class ChangeApplier:
             f"WHERE task_name = {a.param}",
             (task_name,),
         ).fetchall()
-        a.commit()
+        if commit:
+            a.commit()
         return {TableId(schema, name): json.loads(columns) for schema, name, columns in rows}
 
-    def save_columns(self, task_name: str, columns: Mapping[TableId, Sequence[str]]) -> None:
-        """Record each source table's columns as the target names them, in a transaction of its own."""
+    def save_columns(
+        self, task_name: str, columns: Mapping[TableId, Sequence[str]], tables: Collection[TableId] | None = None
+    ) -> None:
+        """Record each source table's columns as the target names them, in a transaction of its own.
+        ``tables``: all the task's tables now; the records of others (no longer selected) go, so that a table
+        selected again later counts as new (its changes in between were not followed)."""
         a = self.applier
         try:
             for source, names in columns.items():
                 self._put_table_row(COLUMNS_TABLE, task_name, source, {"column_names": json.dumps(list(names))})
+            for source in set(self.read_columns(task_name, commit=False)) - set(tables) if tables is not None else ():
+                a.execute(
+                    f"DELETE FROM {a.control(COLUMNS_TABLE)} WHERE task_name = {a.param} AND table_schema = {a.param} "
+                    f"AND table_name = {a.param}",
+                    (task_name, source.schema, source.name),
+                )
             a.commit()
         except Exception:
             a.rollback()
