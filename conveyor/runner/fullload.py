@@ -48,6 +48,10 @@ if TYPE_CHECKING:
     from conveyor.validate.intask import AfterLoad
 
 
+#: ``RunResult.stopped`` of a full load asked to stop (full-load-and-cdc's first SIGTERM or Ctrl-C)
+STOPPED_LOADING = "asked to stop during the full load"
+
+
 @dataclass
 class RunResult:
     tables: list[st.TableStats]
@@ -368,7 +372,7 @@ class FullLoad:
                 finisher.shutdown(wait=True, cancel_futures=True)
         failed = self._stop_reason if self._stop.is_set() else None
         # set without a reason: asked to stop (full-load-and-cdc's first SIGTERM or Ctrl-C)
-        asked = "asked to stop during the full load" if self._stop.is_set() and failed is None else None
+        asked = STOPPED_LOADING if self._stop.is_set() and failed is None else None
         return RunResult(list(self.stats.tables.values()), self.warnings, failed, stopped=asked)
 
     _stop_reason: str | None = None

@@ -170,13 +170,26 @@ class SchemaFollowing:
         recorded = ChangeApplier(applier, {}).read_columns(self.task.name)
         kept: list[str] = []  # target columns the source never had (as far as the record goes): the user's
         for i, plan in enumerate(self.plans):
-            if plan.source.id in known or plan.source.id in self.suspended:
+            if plan.source.id in self.suspended:
                 continue
             present = [r[0] for r in applier.execute(applier.columns_sql, (plan.target.id.schema, plan.target.id.name))]
             applier.commit()
             if not present:
                 continue  # no such table: DO_NOTHING created nothing, or it was dropped; the apply will say
             missing = [c for c in plan.target.columns if c.name not in present]
+            if missing and (plan.mapping is not None or plan.source.id in known):
+                # not a column the source gained (a mapped table's changes are not followed; a known table's
+                # stream names every change): the table mappings changed, or the target lost it
+                names = ", ".join(c.name for c in missing)
+                self.suspend(
+                    plan.source.id,
+                    f"target table {plan.target.id} has no column {names}, which the task plans (its table "
+                    "mappings changed since the table was loaded, or the column was dropped on the target); reload "
+                    "the table",
+                )
+                continue
+            if plan.source.id in known:
+                continue
             gone = [n for n in present if n not in plan.target.column_names] if remembers is not None else []
             if plan.source.id in recorded:
                 kept += [f"{plan.target.id}.{n}" for n in gone if n not in recorded[plan.source.id]]

@@ -345,6 +345,35 @@ def test_a_table_left_out_of_a_run_and_selected_again_is_named_not_followed(
     assert "b" not in {t.table for t in result.tables}
 
 
+def test_a_rename_rule_added_between_runs_suspends_the_table_with_the_reason(
+    source_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The target table was loaded under the old mappings: a column the new ones name is not on it. That
+    table is suspended (reload it), named, instead of every change failing with the driver's error."""
+    execute_sql(source_url, SOURCE_SQL)
+    doc = cdc_doc(source_url, sqlite_url, "full-load-and-cdc")
+    first = Running(doc, tmp_path / "state")
+    streaming(first)
+    first.finish()
+    rename = {
+        "rule-type": "transformation", "rule-id": "9", "rule-name": "title", "rule-target": "column",
+        "rule-action": "rename", "value": "title",
+        "object-locator": {"schema-name": "%", "table-name": "items", "column-name": "name"},
+    }  # fmt: skip
+    selection = {
+        "rule-type": "selection", "rule-id": "1", "rule-name": "all", "rule-action": "include",
+        "object-locator": {"schema-name": "%", "table-name": "%"},
+    }  # fmt: skip
+    again = Running({**doc, "table_mappings": {"rules": [selection, rename]}}, tmp_path / "state")
+    streaming(again)
+    execute_sql(source_url, ["INSERT INTO items (id, name) VALUES (-1, 'x')", "INSERT INTO bag VALUES (-1, 'y')"])
+    wait_equal(again, source_url, sqlite_url, tables=[("bag", ())])
+    result = again.finish()
+    assert [t.name for t in again.runner.suspended] == ["items"]
+    assert any("has no column title, which the task plans" in w for w in result.warnings), result.warnings
+    assert not any(t.apply_error_rows for t in result.tables)
+
+
 # --------------------------------------------------------------------------- schema changes
 #: (the items row whose arrival shows the stream is past them, statements)
 SCHEMA_CHANGES: list[tuple[int, list[str]]] = [

@@ -94,6 +94,8 @@ def exit_code(result: RunResult) -> int:
 
 def report(result: RunResult, as_json: bool, console: Console | None = None) -> None:
     """The statistics: as JSON on stdout, or as a table on ``console`` (the progress bars'), by default stdout."""
+    from conveyor.runner.fullload import STOPPED_LOADING
+
     if as_json:
         done = "stopped" if result.cdc is not None else "finished"
         doc: dict[str, Any] = {
@@ -117,7 +119,7 @@ def report(result: RunResult, as_json: bool, console: Console | None = None) -> 
         console.print(f"checkpoint: {result.cdc.checkpoint}", markup=False, highlight=False)
     if result.failed:
         say(f"error: task stopped: {result.failed}")
-    elif not result.complete and not result.stopped:
+    elif not result.complete and result.stopped != STOPPED_LOADING:
         failed = [t for t in result.tables if t.error]
         say(f"error: {len(failed)} table(s) failed: " + "; ".join(f"{t.schema}.{t.table}: {t.error}" for t in failed))
     elif result.rejected_rows:
@@ -140,7 +142,7 @@ def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, sh
     from conveyor.assess.assessment import require_blocking
     from conveyor.control.cli.lines import LineListener
     from conveyor.runner.cdc import ChangeProcessing
-    from conveyor.runner.fullload import FullLoad
+    from conveyor.runner.fullload import STOPPED_LOADING, FullLoad
     from conveyor.runner.task import load_task
 
     task = load_task(task_file)
@@ -176,7 +178,7 @@ def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, sh
     else:
         result = runner.run()
     report(result, as_json, loader_listener.console if loader_listener else None)
-    if result.stopped and not result.complete:  # asked to stop before the full load of full-load-and-cdc ended
+    if result.stopped == STOPPED_LOADING:  # asked to stop before the full load of full-load-and-cdc ended
         say(f"interrupted ({result.stopped}); run the task again: its full load starts over")
         return 143 if _asked_by[-1:] == [signal.SIGTERM] else 130
     return exit_code(result)
