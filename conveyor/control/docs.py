@@ -58,8 +58,9 @@ def task_file_page() -> str:
         "have that binlog file). PostgreSQL cannot: logical decoding starts at its slot.",
         "- `cdc_stop_position`: `server_time:2026-11-27T10:00:00` stops once Conveyor's clock passes that "
         "time (UTC); `commit_time:...` stops after the last source transaction committed at or before it.",
-        "- SIGTERM or Ctrl-C stops after the current target commit (exit code 0); a second one interrupts "
-        "at once. The stored position is where the next run continues. `conveyor cleanup TASK_FILE` drops "
+        "- SIGTERM or Ctrl-C stops after the current target commit (exit code 0; during the full load of "
+        "full-load-and-cdc: 143 / 130, and the next run loads again); a second one interrupts at once "
+        "(143 / 130). The stored position is where the next run continues. `conveyor cleanup TASK_FILE` drops "
         "the replication slot and publication and the stored position: a stopped task's slot makes "
         "PostgreSQL keep WAL.",
         "",
