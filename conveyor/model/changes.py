@@ -88,7 +88,7 @@ class Transaction:
 #: its CREATE TABLE statement; the capture follows the tables selected when the task first ran)
 CREATED = "created on the source"
 #: ``SchemaChanged.description`` (its start) of a table a statement changed whose rows the log does not
-#: hold (MySQL: DML logged as SQL by a session whose binlog_format is not ROW): the table is suspended
+#: hold (MySQL: DML logged as SQL by a session whose binlog_format is not ROW); such an event ``suspends``
 STATEMENT_LOGGED = "changed by a statement logged as SQL, not as rows"
 
 
@@ -110,6 +110,10 @@ class SchemaChanged:
     #: clauses; PostgreSQL: the catalog's column numbers), so any other column gone was dropped; None
     #: where it does not (a column gone while another came of its type is then taken for a rename)
     renamed: tuple[tuple[str, str], ...] | None = None
+    #: the change cannot be followed on the target (rows it removed are not in the log, the key the target
+    #: finds rows by changed, the table was dropped): the consumer suspends the table, ``description``
+    #: saying why
+    suspends: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from conveyor.endpoints.sql.applier import SqlApplier
 from conveyor.endpoints.sql.changes import ApplyResult, ChangeApplier, ChangeTarget, NetPlan, rejected_change
 from conveyor.endpoints.watchdog import Watchdog
 from conveyor.errors import ConveyorError, TerminalError, TransientError, UserActionError
-from conveyor.model.changes import CREATED, STATEMENT_LOGGED, Idle, Op, Transaction
+from conveyor.model.changes import CREATED, Idle, Op, Transaction
 from conveyor.model.schema import TableId
 from conveyor.runner import stats as st
 from conveyor.runner.durability import DurableAcks
@@ -559,7 +559,7 @@ class ChangeProcessing:
                             break
                 elif event.description == CREATED:  # a table outside the task: nothing to commit or follow
                     self.schema.created(event)
-                elif event.description.startswith(STATEMENT_LOGGED):  # its changes from here on are skipped
+                elif event.suspends:  # its changes from here on are skipped
                     self.schema.suspend(event.old_table, event.description)
                 elif in_parts:
                     # target DDL commits, and the open target transaction holds parts of this source

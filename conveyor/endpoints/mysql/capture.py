@@ -71,6 +71,7 @@ from conveyor.endpoints.mysql.ddl import (
     Unfollowable,
     column_changes,
     parse_ddl,
+    partition_rows,
     table_name,
     tokens,
 )
@@ -1250,7 +1251,7 @@ class _Reader:
         )
         position = self.position()
         return [
-            SchemaChanged(table, table, self.schemas[table].table.columns, position, why, sql)
+            SchemaChanged(table, table, self.schemas[table].table.columns, position, why, sql, suspends=True)
             for table in _statement_tables(sql, database, self.selected)
             if table in self.schemas
         ]
@@ -1318,17 +1319,29 @@ class _Reader:
                 change = Change(Op.TRUNCATE, old, names, None, None, position)
                 out.append(Transaction(self.group_gtid or None, position, commit_ts, [change]))
                 continue
+            if ddl.kind == "alter" and (partitions := partition_rows(sql, database)) is not None:
+                clause, others = partitions
+                lost = f"{clause} changed rows the binlog does not list; reload the table"
+                for table in (old, *others):
+                    if table in self.schemas:
+                        columns = self.schemas[table].table.columns
+                        out.append(SchemaChanged(table, table, columns, position, lost, sql, suspends=True))
+                continue
             before = schema.table.columns if schema is not None else ()
             self.schemas.pop(old, None)
             changed = True
             fresh = None if ddl.kind == "drop" else self._after(schema, sql, new)
             if fresh is None:
-                out.append(SchemaChanged(old, old, (), position, "dropped the table", sql))
+                gone = "dropped the table on the source; reload it, or leave it out of the task"
+                out.append(SchemaChanged(old, old, (), position, gone, sql, suspends=True))
                 continue
             fresh.version = next(self.versions)
             self.schemas[new] = fresh
             if new != old:
                 description = f"renamed to {new}"
+            elif schema is not None and (rekeyed := _key_changed(sql, schema.table)) is not None:
+                out.append(SchemaChanged(new, old, fresh.table.columns, position, rekeyed, sql, suspends=True))
+                continue
             elif [_column_key(c) for c in fresh.table.columns] == [_column_key(c) for c in before]:
                 continue
             else:
@@ -1359,6 +1372,26 @@ class _Reader:
             return derived
         fresh.charset, fresh.unfollowed = derived.charset, derived.unfollowed
         return fresh
+
+
+def _key_changed(sql: str, table: Table) -> str | None:
+    """Why an ALTER TABLE that replaces or drops the primary key cannot be followed (None: it keeps it): the
+    target finds the rows of updates and deletes by the key it was loaded with."""
+    try:
+        clauses = column_changes(sql)
+    except Unfollowable:
+        return None
+    before = table.primary_key.columns if table.primary_key is not None else ()
+    after = before
+    for clause in clauses:
+        if isinstance(clause, PrimaryKey):
+            after = clause.columns
+    if after == before:
+        return None
+    return (
+        f"the primary key changed from ({', '.join(before)}) to ({', '.join(after)}): the target finds rows by the "
+        "one it was loaded with; reload the table"
+    )
 
 
 def _renamed(sql: str) -> tuple[tuple[str, str], ...] | None:

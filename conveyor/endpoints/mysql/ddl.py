@@ -116,6 +116,22 @@ def parse_ddl(sql: str, database: str) -> Ddl | None:
     return None
 
 
+def partition_rows(sql: str, database: str) -> tuple[str, list[TableId]] | None:
+    """An ALTER TABLE clause that removes rows from the table, or brings rows in, that no row event lists
+    (TRUNCATE / DROP / EXCHANGE PARTITION): the clause, and the table an EXCHANGE swaps rows with."""
+    toks = tokens(sql)
+    upper = [t.upper() for t in toks]
+    if _alter_table(toks, database) is None:
+        return None
+    for i in range(len(upper) - 1):
+        if upper[i] in ("TRUNCATE", "DROP", "EXCHANGE") and upper[i + 1] == "PARTITION":
+            others = []
+            if upper[i] == "EXCHANGE" and "TABLE" in upper[i:]:
+                others.append(table_name(toks, upper.index("TABLE", i) + 1, database)[0])
+            return f"{upper[i]} PARTITION", others
+    return None
+
+
 # --------------------------------------------------------------------------- ALTER TABLE column clauses
 class Unfollowable(Exception):
     """A statement whose effect on the columns is not known exactly (the message names the clause)."""
