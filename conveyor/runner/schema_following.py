@@ -15,7 +15,14 @@ from typing import Any
 
 from conveyor.convert.engines import NotConvertible
 from conveyor.convert.plan import TablePlan
-from conveyor.convert.schema_change import AddColumn, ColumnChange, DropColumn, apply_change, diff_table
+from conveyor.convert.schema_change import (
+    AddColumn,
+    ColumnChange,
+    DropColumn,
+    WidenColumn,
+    apply_change,
+    diff_table,
+)
 from conveyor.endpoints.base import Capture, DroppedColumns, PositionDefinitions
 from conveyor.endpoints.registry import EngineSpec
 from conveyor.endpoints.sql.applier import SqlApplier
@@ -23,6 +30,7 @@ from conveyor.endpoints.sql.changes import ChangeApplier, ChangeTarget
 from conveyor.errors import NeedsResync
 from conveyor.model.changes import SchemaChanged
 from conveyor.model.schema import Column, Table, TableId
+from conveyor.model.types import LogicalType
 from conveyor.runner import stats as st
 from conveyor.runner.task import Task
 
@@ -102,6 +110,7 @@ class SchemaFollowing:
             self.suspend(event.table, f"{event.description} (HandleSourceTableAltered is false)")
             return
         column_changes, reasons = diff_table(plan.source, event.columns, event.renamed)
+        reasons += _checked_enums(plan, column_changes)
         if reasons:
             self.suspend(event.table, f"{event.description}: {'; '.join(reasons)}")
             return
@@ -293,3 +302,17 @@ class SchemaFollowing:
             reason = f"column {column.name} was added with a default the target cannot follow: {exc}"
             raise NotConvertible(reason) from None
         return AddColumn(replace(column, default=default))
+
+
+def _checked_enums(plan: TablePlan, changes: list[ColumnChange]) -> list[str]:
+    """Why enums that gained values cannot be widened on the target: where it is no enum type (text on
+    PostgreSQL and SQLite), a CHECK holds the values it was loaded with, and would refuse the new ones."""
+    natives = dict(zip(plan.source.column_names, plan.native_types, strict=True))
+    return [
+        f"enum column {change.column.name} gained values, which the target's CHECK of its values would refuse; "
+        "reload the table"
+        for change in changes
+        if isinstance(change, WidenColumn)
+        and change.column.type.logical is LogicalType.ENUM
+        and not natives.get(change.column.name, "").lower().startswith("enum(")
+    ]

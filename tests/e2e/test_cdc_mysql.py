@@ -378,8 +378,9 @@ def test_ddl_the_binlog_holds_no_rows_or_keys_for_suspends_its_table(
     source_url: str, sqlite_url: str, tmp_path: Path
 ) -> None:
     """Partition TRUNCATE / DROP / EXCHANGE remove or bring rows no row event lists; a new primary key makes
-    the target's key the wrong one; a dropped table (keyless here) cannot be followed column by column. Each
-    suspends its table, saying why, and the others go on exactly."""
+    the target's key the wrong one; a dropped table (keyless here) cannot be followed column by column; an
+    enum's new values would be refused by the target's CHECK. Each suspends its table, saying why, and the
+    others go on exactly."""
     execute_sql(
         source_url,
         [
@@ -388,6 +389,7 @@ def test_ddl_the_binlog_holds_no_rows_or_keys_for_suspends_its_table(
             "CREATE TABLE swap (id int PRIMARY KEY, v int)",
             "CREATE TABLE rekeyed (id int PRIMARY KEY, code varchar(5) NOT NULL, v int)",
             "CREATE TABLE keyless (a int, b int)",
+            "CREATE TABLE en (id int PRIMARY KEY, e enum('a', 'b'))",
             "CREATE TABLE steady (id int PRIMARY KEY, v int)",
             "INSERT INTO parts SELECT seq, seq FROM seq_1_to_150",
             "INSERT INTO swap VALUES (500, 5)",
@@ -407,18 +409,21 @@ def test_ddl_the_binlog_holds_no_rows_or_keys_for_suspends_its_table(
             "DELETE FROM rekeyed WHERE code = 'B'",
             "DROP TABLE keyless",
             "CREATE TABLE keyless (a int, b int)",
+            "ALTER TABLE en MODIFY e enum('a', 'b', 'c')",  # SQLite keeps the values in a CHECK
+            "INSERT INTO en VALUES (1, 'c')",
             "INSERT INTO steady VALUES (1, 1)",
         ],
     )
     wait_equal(task, source_url, sqlite_url, tables=[("steady", (0,))])
-    wait_until(task, lambda: len(task.runner.suspended) == 3)
+    wait_until(task, lambda: len(task.runner.suspended) == 4)
     # autocommit: MariaDB's partition check waits on the statement's own transaction otherwise
     query(source_url, "ALTER TABLE parts EXCHANGE PARTITION p1 WITH TABLE swap")
     execute_sql(source_url, ["INSERT INTO steady VALUES (2, 2)"])
     wait_equal(task, source_url, sqlite_url, tables=[("steady", (0,))])
     result = task.finish()
     reasons = {t.name: why for t, why in task.runner.suspended.items()}
-    assert set(reasons) == {"parts", "rekeyed", "keyless", "swap"}, reasons
+    assert set(reasons) == {"parts", "rekeyed", "keyless", "swap", "en"}, reasons
+    assert "enum column e gained values" in reasons["en"]
     assert reasons["swap"].startswith("EXCHANGE PARTITION changed rows the binlog does not list")
     assert reasons["parts"].startswith("TRUNCATE PARTITION changed rows the binlog does not list")
     assert reasons["rekeyed"].startswith("the primary key changed from (id) to (code)")
