@@ -213,6 +213,17 @@ def mysql_source(flavor: str) -> tuple[Spec, ...]:
             blocking=True,
         ),
     ]
+    if flavor == "mariadb":
+        specs.append(
+            Spec(
+                "mariadb-check-system-versioned-tables",
+                "no selected table is system-versioned",
+                "leave it out of the task, or ALTER TABLE <table> DROP SYSTEM VERSIONING",
+                Scope.CDC,
+                blocking=True,
+                conveyor=True,
+            )
+        )
     if flavor == "mysql":
         specs += [
             Spec(

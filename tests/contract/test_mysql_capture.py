@@ -1144,3 +1144,16 @@ def test_the_history_agrees_with_the_catalog_statement_by_statement(mysql_url: s
         schema = capture.refresh(table_id)
         assert schema is not None and described(followed) == described(schema), sql
     capture.close()
+
+
+def test_system_versioned_tables_are_refused_with_the_fix(mysql_url: str) -> None:
+    """Their binlog rows carry hidden row_start / row_end columns and log a DELETE as an UPDATE of history."""
+    execute(mysql_url, "CREATE TABLE hist (id int PRIMARY KEY, v int) WITH SYSTEM VERSIONING")
+    execute(mysql_url, "CREATE TABLE plain (id int PRIMARY KEY, v int)")
+    capture = capture_for(mysql_url, "hist", "plain")
+    with pytest.raises(UserActionError, match=r"hist is system-versioned: .*DROP SYSTEM VERSIONING"):
+        capture.check()
+    capture.close()
+    capture = capture_for(mysql_url, "plain")
+    capture.check()
+    capture.close()

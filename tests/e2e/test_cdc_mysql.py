@@ -23,7 +23,7 @@ from tasks import cli, run_task, task_doc, write_task
 from workload import Workload
 
 from conveyor.endpoints.sql.applier import StaleLease
-from conveyor.errors import UserActionError
+from conveyor.errors import NeedsResync, UserActionError
 from conveyor.runner.cdc import ChangeProcessing
 
 SOURCE_SQL = [
@@ -560,6 +560,30 @@ def kill_binlog_readers(url: str) -> None:
     for (thread,) in query(url, "SELECT id FROM information_schema.PROCESSLIST WHERE command = 'Binlog Dump'"):
         with contextlib.suppress(pymysql.err.MySQLError):
             query(url, f"KILL {int(thread)}")
+
+
+def test_a_binlog_written_anew_while_stopped_stops_the_task_with_needs_resync(
+    source_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """RESET MASTER while the task is stopped: its file name and offset exist again, holding other
+    transactions. The GTID state there is not the stored one (here the offset is not even an event's start,
+    which used to fail with a confusing server error; where it is one, the stream resumed silently):
+    NEEDS_RESYNC."""
+    execute_sql(source_url, ["CREATE TABLE a (id int PRIMARY KEY, v int)"])
+    doc = cdc_doc(source_url, sqlite_url, "cdc", "a")
+    task = Running(doc, tmp_path / "state")
+    streaming(task)
+    for i in range(1, 6):
+        execute_sql(source_url, [f"INSERT INTO a VALUES ({i}, {i})"])
+    wait_equal(task, source_url, sqlite_url, tables=[("a", (0,))])
+    task.finish()
+    kill_binlog_readers(source_url)
+    execute_sql(source_url, ["RESET MASTER"])
+    execute_sql(source_url, [f"INSERT INTO a VALUES ({i}, {i})" for i in range(101, 400)])  # one transaction
+    again = Running(doc, tmp_path / "state")
+    again.thread.join(30)
+    with pytest.raises(NeedsResync):
+        again.finish()
 
 
 def test_a_purged_binlog_stops_the_task_with_needs_resync(source_url: str, pg_url: str, tmp_path: Path) -> None:

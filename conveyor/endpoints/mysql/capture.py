@@ -166,6 +166,11 @@ CHARSET_SQL = (
     "DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s))"
 )
 SERVER_SQL = "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, @@GLOBAL.server_id"
+#: MariaDB's system-versioned tables among the task's schemas (MySQL has none: no rows)
+VERSIONED_SQL = (
+    "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'SYSTEM VERSIONED' "
+    "AND TABLE_SCHEMA IN %s"
+)
 EXPIRY_SQL = "SELECT @@GLOBAL.binlog_expire_logs_seconds"
 #: MySQL: JSON partial updates log only the changed part of a value
 ROW_VALUE_SQL = "SELECT @@GLOBAL.binlog_row_value_options"
@@ -518,7 +523,21 @@ class MySQLCapture:
                 )
             ]
         found = []
+        versioned = {
+            TableId(str(schema), str(name))
+            for schema, name in self._query(VERSIONED_SQL, (sorted({t.id.schema for t in self.tables}) or [""],))
+        }
         for table in self.tables:
+            if table.id in versioned:
+                found.append(
+                    Finding(
+                        "mariadb-check-system-versioned-tables",
+                        f"{table.id} is system-versioned: its binlog rows carry hidden row_start / row_end columns, "
+                        "and a DELETE is logged as an UPDATE of the history, which change data capture cannot follow; "
+                        f"leave it out of the task, or run ALTER TABLE {quote(table.id.name)} DROP SYSTEM VERSIONING",
+                    )
+                )
+                continue
             try:
                 current = self.introspector.table(table.id)
             except UserActionError as exc:  # gone, or no SELECT privilege
@@ -808,6 +827,16 @@ class MySQLCapture:
                 f"the task resumes at {start}, past the end of binlog file {start.file} ({size} bytes) on "
                 f"{self.where}: the source was restored from a backup or is another server"
             )
+        if start.gtid and is_mariadb(self.conn):
+            # the same file name and offset, other transactions before them: the binlog was written anew
+            # (RESET MASTER) since the task read there, so what it held after is not what the task missed
+            there = self._query("SELECT BINLOG_GTID_POS(%s, %s)", (start.file, start.pos))[0][0]
+            if there is None or set(str(there).split(",")) != set(start.gtid.split(",")):
+                raise NeedsResync(
+                    f"binlog file {start.file} on {self.where} is not the one the task read: at {start.pos} its "
+                    f"GTID state is {there or 'no event boundary'}, where the task stored {start.gtid} (the binlog "
+                    "was reset, or the source restored from a backup): the changes since are lost"
+                )
 
     def stream(self, start: BinlogPosition) -> Iterator[Transaction | SchemaChanged | Idle]:
         """Whole transactions committed after ``start`` on the selected tables, in commit order;
