@@ -35,6 +35,9 @@ def convert_default(column: Column, native: str, source: str, target: str) -> st
     tree = _boolean(tree, column, target)
     if isinstance(tree, exp.Uuid) and target == "sqlite":
         raise NotConvertible("SQLite has no UUID function for a default")
+    if source == "mysql" and any(tree.find_all(exp.Column)):
+        # MySQL and MariaDB let a default read the row's other columns; PostgreSQL and SQLite do not
+        raise NotConvertible(f"the default {column.default} reads other columns, which a {target} default cannot")
     if isinstance(tree, _TIME_FUNCTIONS):
         return _time_default(tree, native, target)
     text = transpile(column.default, source, target, rewrite=lambda _: tree)

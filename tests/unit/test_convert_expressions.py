@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,11 @@ def test_report_statuses_json_and_html(tmp_path: Path) -> None:
     assert doc["objects"][2]["issues"][0]["effort"] == "medium"
     page = as_html.read_text()
     assert "public.&lt;t&gt;" in page and "<t>" not in page  # source names are escaped
+
+
+@pytest.mark.parametrize("target", ["postgresql", "sqlite"])
+def test_a_mysql_default_that_reads_another_column_does_not_convert(target: str) -> None:
+    column = Column("d2", ColumnType(L.INTEGER), default="(`a` + 100)")
+    with pytest.raises(NotConvertible, match=r"reads other columns"):
+        convert_default(column, "integer", "mysql", target)
+    assert convert_default(replace(column, default="(1 + 100)"), "integer", "mysql", target) == "(1 + 100)"
