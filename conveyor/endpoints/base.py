@@ -47,6 +47,9 @@ class Capabilities:
     #: the capture can deliver a table's values as the engine's own text form (``Capture.text_tables``),
     #: which the same engine's applier takes as they are: no parsing into Python values and back
     cdc_text_values: bool = False
+    #: the change log holds the rows a foreign key's ON DELETE / ON UPDATE action changed (PostgreSQL's
+    #: WAL does; MySQL's binlog does not: a replica's own foreign keys make them)
+    logs_foreign_key_actions: bool = False
 
 
 class PrepMode(StrEnum):

@@ -189,6 +189,7 @@ class ChangeProcessing:
                         self.schema.suspend(table, reason, stored=True)
                     self.schema.reconcile(applier, self.capture, set(known))
             self.schema.record_columns(applier, self.plans, every=True)
+            self._warn_unlogged_actions()
             if self.task.settings.ValidationSettings.EnableValidation:  # changed rows validated again (intask)
                 from conveyor.validate.intask import ChangedRows  # only here: ~50 ms of imports (validation's dialects)
 
@@ -230,10 +231,33 @@ class ChangeProcessing:
                 self._warn(f"table {plan.source.id} {NOT_REPLICATED}")
         self.plans[:] = [plan for plan in self.plans if plan.source.id in recorded]
 
+    def _warn_unlogged_actions(self) -> None:
+        """MySQL's binlog leaves out the rows its foreign keys' actions changed (a replica's own keys make
+        them); Conveyor applies net changes per key (a key update is a delete and an insert), which a
+        target's ON UPDATE CASCADE would turn into deletes, so the target's keys stay quiet: say which
+        tables may then keep rows the source changed."""
+        if self.source.capabilities.logs_foreign_key_actions:
+            return
+        selected = {plan.source.id for plan in self.plans}
+        for plan in self.plans:
+            for fk in plan.source.foreign_keys:
+                actions = [
+                    f"ON {what} {action}" for what, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update))
+                ]
+                acting = [a for a in actions if not a.endswith(("NO ACTION", "RESTRICT"))]
+                if acting and fk.ref_table in selected:
+                    self._warn(
+                        f"{plan.source.id}: foreign key {fk.name} has {' and '.join(acting)}, and the source's binlog "
+                        "leaves out the rows such actions change: after a DELETE or UPDATE of a "
+                        f"{fk.ref_table} row the target keeps them until {plan.source.id} is reloaded"
+                    )
+
     def _open_applier(self) -> SqlApplier:
         applier = self.target.open_applier(self.task.target, control_schema(self.task, self.target))
         if not isinstance(applier, SqlApplier):  # every target is one today; a file target would not be
             raise UserActionError(f"change data capture into {self.target.name} is not available")
+        if (warning := applier.foreign_key_actions(self.source.capabilities.logs_foreign_key_actions)) is not None:
+            self._warn(warning)
         return applier
 
     def _open_capture(self) -> None:

@@ -431,6 +431,25 @@ def test_ddl_the_binlog_holds_no_rows_or_keys_for_suspends_its_table(
     assert not any(t.apply_error_rows for t in result.tables)
 
 
+def test_foreign_key_actions_the_binlog_leaves_out_are_named(source_url: str, sqlite_url: str, tmp_path: Path) -> None:
+    """The binlog holds the parent's DELETE but not the rows its ON DELETE CASCADE removed: the task says at
+    its start which tables can keep such rows, rather than leaving the difference unsaid."""
+    execute_sql(
+        source_url,
+        [
+            "CREATE TABLE parent (id int PRIMARY KEY)",
+            "CREATE TABLE child (id int PRIMARY KEY, p int, FOREIGN KEY fk_parent (p) REFERENCES parent (id) "
+            "ON DELETE CASCADE)",
+            "CREATE TABLE plain (id int PRIMARY KEY, p int, FOREIGN KEY (p) REFERENCES parent (id))",
+        ],
+    )
+    task = Running(cdc_doc(source_url, sqlite_url, "full-load-and-cdc", "parent", "child", "plain"), tmp_path / "state")
+    streaming(task)
+    result = task.finish()
+    named = [w for w in result.warnings if "leaves out the rows such actions change" in w]
+    assert len(named) == 1 and "child: foreign key fk_parent has ON DELETE CASCADE" in named[0], result.warnings
+
+
 # --------------------------------------------------------------------------- schema changes
 #: (the items row whose arrival shows the stream is past them, statements)
 SCHEMA_CHANGES: list[tuple[int, list[str]]] = [

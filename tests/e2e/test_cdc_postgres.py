@@ -671,3 +671,21 @@ def test_asked_to_stop_during_the_full_load_says_so(
     result = task.finish()
     assert result.stopped == "asked to stop during the full load" and not result.complete
     assert result.failed is None
+
+
+def test_foreign_key_actions_the_wal_holds_are_not_made_twice(source_url: str, pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL's WAL holds the rows ON DELETE CASCADE deleted: the target's own foreign key must not act
+    first (the children's DELETEs then found nothing: apply errors)."""
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE child (id int PRIMARY KEY, p int REFERENCES parent ON DELETE CASCADE)")
+        conn.execute("INSERT INTO parent VALUES (1), (2)")
+        conn.execute("INSERT INTO child VALUES (10, 1), (20, 2)")
+    doc = {**task_doc(source_url, pg_url, name="cdc"), "migration_type": "full-load-and-cdc"}
+    task = Running(doc, tmp_path / "state")
+    wait_until(task, lambda: task.runner.cdc.started is not None)
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM parent WHERE id = 1")
+    wait_equal(task, source_url, pg_url, tables=[("parent", (0,)), ("child", (0,))])
+    result = task.finish()
+    assert not any(t.apply_error_rows for t in result.tables), [t.error for t in result.tables]

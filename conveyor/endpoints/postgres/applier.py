@@ -136,6 +136,25 @@ class PostgresApplier(SqlApplier):
     def interrupt(self) -> None:
         shutdown_socket(self.conn.pgconn.socket)
 
+    def foreign_key_actions(self, logged: bool) -> str | None:
+        """PostgreSQL's foreign keys act in every session; a source whose log holds their rows already
+        (a PostgreSQL source) needs them quiet, as its own replicas are: session_replication_role replica
+        (superuser, or GRANT SET ON PARAMETER session_replication_role), which quiets the target's
+        triggers too."""
+        if not logged:
+            return None
+        try:
+            self.execute("SET session_replication_role = replica")
+            self.commit()
+        except psycopg.errors.InsufficientPrivilege:
+            self.rollback()
+            return (
+                "the target's foreign keys with ON DELETE / ON UPDATE actions act again on rows the source's log "
+                "already changed (a DELETE of a row already gone becomes an apply error); to prevent it run "
+                f"GRANT SET ON PARAMETER session_replication_role TO {self.conn.info.user}"
+            )
+        return None
+
     @contextlib.contextmanager
     def pipeline(self) -> Iterator[Any]:
         """psycopg's pipeline; a failure inside the block is what the caller gets. psycopg would log

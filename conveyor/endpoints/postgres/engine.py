@@ -47,6 +47,7 @@ ENGINE = EngineSpec(
         late_primary_key=True,
         raw_copy=True,
         cdc_text_values=True,
+        logs_foreign_key_actions=True,
     ),
     open_introspector=_introspector,
     open_snapshot=_snapshot,

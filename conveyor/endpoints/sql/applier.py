@@ -238,6 +238,13 @@ class SqlApplier:
         (``idle_timeout``); the caller then keeps the session busier (``ping``). Nothing elsewhere
         (PostgreSQL asks for TCP keepalives, ``postgres.connect.SESSION``; SQLite has no server)."""
 
+    def foreign_key_actions(self, logged: bool) -> str | None:
+        """For change processing from a source whose log holds the rows its foreign keys' ON DELETE / ON
+        UPDATE actions changed (``logged``): keep the target's own keys from acting on them a second time; a
+        warning where it cannot (None: done). Here nothing to do: these sessions run without foreign-key
+        checks. (A log without them, MySQL's, leaves rows those actions changed behind: see ``cdc``.)"""
+        return None
+
     def ping(self) -> None:
         """A round trip that keeps an idle session alive."""
         self.execute("SELECT 1").fetchall()
