@@ -1029,9 +1029,9 @@ def test_alters_faster_than_the_stream_decode_each_row_by_its_own_definition(mys
         ("changed n from int(11) to bigint unsigned", ["n", "id", "email", "val"]),
         (40, 4, "d@x", "d"),
         (50, 5, "e@x", "café"),  # latin1 then, utf8mb4 in the catalog now; the column list did not change
-        (
-            "added label (varchar(20)), added price (decimal(14,2)), added tag (enum('x','y')), dropped email, "
-            "dropped val",
+        (  # CHANGE val label varchar(20): the statement names the rename
+            "renamed val to label, added price (decimal(14,2)), added tag (enum('x','y')), dropped email, "
+            "changed label from varchar(10) to varchar(20)",
             ["n", "id", "label", "price", "tag"],
         ),
         (60, 6, "f", Decimal("1.25"), "y"),

@@ -340,16 +340,24 @@ def _statement_tables(sql: str, database: str, selected: set[TableId]) -> list[T
     return found
 
 
-def describe_change(old: Sequence[Column], new: Sequence[Column]) -> str:
-    """What changed between two definitions of a table, for people."""
+def describe_change(
+    old: Sequence[Column], new: Sequence[Column], renamed: Sequence[tuple[str, str]] | None = None
+) -> str:
+    """What changed between two definitions of a table, for people; ``renamed``: the statement's renames
+    where it names them (``SchemaChanged.renamed``), else a lone drop and add of one type reads as one."""
     before = {c.name: c for c in old}
     after = {c.name: c for c in new}
     dropped = [c for c in old if c.name not in after]
     added = [c for c in new if c.name not in before]
     parts = []
-    if len(dropped) == len(added) == 1 and shape(dropped[0].type) == shape(added[0].type):
-        parts.append(f"renamed {dropped[0].name} to {added[0].name}")
-        dropped, added = [], []
+    if renamed is None and len(dropped) == len(added) == 1 and shape(dropped[0].type) == shape(added[0].type):
+        renamed = [(dropped[0].name, added[0].name)]
+    for was, now in renamed or ():
+        if was in before and now in after:
+            parts.append(f"renamed {was} to {now}")
+            dropped = [c for c in dropped if c.name != was]
+            added = [c for c in added if c.name != now]
+            before[now] = before[was]
     parts += [f"added {c.name} ({c.type.native or c.type.describe()})" for c in added]
     parts += [f"dropped {c.name}" for c in dropped]
     for c in new:
@@ -1374,7 +1382,7 @@ class _Reader:
             elif [_column_key(c) for c in fresh.table.columns] == [_column_key(c) for c in before]:
                 continue
             else:
-                description = describe_change(before, fresh.table.columns)
+                description = describe_change(before, fresh.table.columns, _renamed(sql))
             out.append(SchemaChanged(new, old, fresh.table.columns, position, description, sql, _renamed(sql)))
         if changed:  # the positions from here on carry the new definitions
             self.history = history_json(self.schemas)
