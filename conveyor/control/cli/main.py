@@ -92,6 +92,15 @@ def exit_code(result: RunResult) -> int:
     return EXIT_REJECTED if result.rejected_rows else EXIT_OK
 
 
+def wide_console(stderr: bool = False) -> Console:
+    """A rich console; piped, as wide as the statistics table needs (rich's 80 columns for a file would
+    cut its names and figures short)."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=240)
+
+
 def report(result: RunResult, as_json: bool, console: Console | None = None) -> None:
     """The statistics: as JSON on stdout, or as a table on ``console`` (the progress bars'), by default stdout."""
     from conveyor.runner.fullload import STOPPED_LOADING
@@ -108,12 +117,10 @@ def report(result: RunResult, as_json: bool, console: Console | None = None) -> 
             doc["CdcStatistics"] = result.cdc.dms()
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    from rich.console import Console
 
     from conveyor.control.cli.progress import statistics_table
 
-    # piped: as wide as the table needs (a terminal's default 80 columns would cut its names short)
-    console = console or (Console() if sys.stdout.isatty() else Console(width=240))
+    console = console or wide_console()
     console.print(statistics_table(result.tables, cdc=result.cdc is not None))
     if result.cdc is not None and result.cdc.checkpoint:
         console.print(f"checkpoint: {result.cdc.checkpoint}", markup=False, highlight=False)
@@ -157,11 +164,9 @@ def execute_task(task_file: str, state_dir: str, resume: bool, as_json: bool, sh
     require_blocking(task)  # every blocking premigration assessment that fails, named at once, before any work
     loader_listener = None
     if show_progress:  # rich only for the bars: without them a run prints plain lines
-        from rich.console import Console
-
         from conveyor.control.cli.progress import ProgressListener
 
-        loader_listener = ProgressListener(Console(stderr=as_json))
+        loader_listener = ProgressListener(wide_console(stderr=as_json))
     listener = loader_listener or LineListener()
     runner: FullLoad | ChangeProcessing
     if task.migration_type == "full-load":
