@@ -352,12 +352,12 @@ def describe_change(
     parts = []
     if renamed is None and len(dropped) == len(added) == 1 and shape(dropped[0].type) == shape(added[0].type):
         renamed = [(dropped[0].name, added[0].name)]
-    for was, now in renamed or ():
-        if was in before and now in after:
-            parts.append(f"renamed {was} to {now}")
-            dropped = [c for c in dropped if c.name != was]
-            added = [c for c in added if c.name != now]
-            before[now] = before[was]
+    for old_name, new_name in renamed or ():
+        if old_name in before and new_name in after:
+            parts.append(f"renamed {old_name} to {new_name}")
+            dropped = [c for c in dropped if c.name != old_name]
+            added = [c for c in added if c.name != new_name]
+            before[new_name] = before[old_name]
     parts += [f"added {c.name} ({c.type.native or c.type.describe()})" for c in added]
     parts += [f"dropped {c.name}" for c in dropped]
     for c in new:
