@@ -1157,3 +1157,30 @@ def test_system_versioned_tables_are_refused_with_the_fix(mysql_url: str) -> Non
     capture = capture_for(mysql_url, "plain")
     capture.check()
     capture.close()
+
+
+def test_rows_logged_without_every_column_suspend_their_table_only(mysql_url: str) -> None:
+    """A session with binlog_row_image MINIMAL logs an update's changed columns only: that table's change
+    cannot be applied, so it is named (``suspends``) and its rows left out; other tables' rows come."""
+    execute(
+        mysql_url, "CREATE TABLE slim (id int PRIMARY KEY, a int, b int)", "CREATE TABLE whole (id int PRIMARY KEY)"
+    )
+    execute(mysql_url, "INSERT INTO slim VALUES (1, 1, 1)")
+    capture = capture_for(mysql_url, "slim", "whole")
+    stream = capture.stream(capture.begin())
+    until_idle(stream)
+    execute(
+        mysql_url,
+        "SET SESSION binlog_row_image = 'MINIMAL'",
+        "BEGIN",
+        "UPDATE slim SET a = 2 WHERE id = 1",
+        "INSERT INTO whole VALUES (1)",
+        "COMMIT",
+    )
+    events = until_idle(stream)
+    stream.close()  # type: ignore[attr-defined]
+    capture.close()
+    refused, txn = events
+    assert isinstance(refused, SchemaChanged) and refused.suspends and refused.table.name == "slim"
+    assert "binlog_row_image" in refused.description
+    assert isinstance(txn, Transaction) and [c.table.name for c in txn.changes] == ["whole"]

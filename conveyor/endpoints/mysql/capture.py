@@ -1075,8 +1075,8 @@ class _Reader:
         if event.end > start and not event.flags & bl.ARTIFICIAL:
             self.pos = event.end
         if kind in bl.ROWS_EVENTS:
-            self._rows(event, start)
-            return self._part(event)
+            refused = self._rows(event, start)
+            return self._part(event) if refused is None else [refused, *self._part(event)]
         if kind == bl.TABLE_MAP:
             self._table_map(event)
             return []
@@ -1188,7 +1188,9 @@ class _Reader:
         names = schema.table.column_names if schema is not None else ()
         return _Mapped(table_map.table_id, table, schema, decoder, names)
 
-    def _rows(self, event: Event, start: int) -> None:
+    def _rows(self, event: Event, start: int) -> SchemaChanged | None:
+        """The event's row changes, pending until the commit; a table whose rows came without every column
+        (a session's binlog_row_image not FULL) instead: its suspension (``SchemaChanged.suspends``)."""
         op_code, update, compressed, v2 = bl.ROWS_EVENTS[event.type]
         data = event.data
         p = bl.HEADER_SIZE
@@ -1200,7 +1202,7 @@ class _Reader:
         if mapped is None:
             raise TerminalError(f"a rows event at {self.file}:{start} names table id {table_id} without a TABLE_MAP")
         if mapped.decoder is None or mapped.schema is None:
-            return
+            return None
         width, p = lenenc(data, p)
         full = (1 << width) - 1
         nbytes = (width + 7) // 8
@@ -1210,11 +1212,12 @@ class _Reader:
             present &= int.from_bytes(data[p : p + nbytes], "little")
             p += nbytes
         if present != full:
-            raise NeedsResync(
-                f"rows of {mapped.table} at {self.file}:{start} were logged without every column (binlog_row_image "
-                "is not FULL for some session): their changes cannot be applied; run SET GLOBAL binlog_row_image = "
-                "'FULL' and reload the table"
+            why = (
+                f"rows at {self.file}:{start} were logged without every column (a session's binlog_row_image is not "
+                "FULL), so their changes cannot be applied; SET GLOBAL binlog_row_image = 'FULL' and reload the table"
             )
+            columns = mapped.schema.table.columns
+            return SchemaChanged(mapped.table, mapped.table, columns, self.position(), why, suspends=True)
         if compressed:
             data, p = self._uncompress(data, p), 0
         try:
@@ -1238,6 +1241,7 @@ class _Reader:
                 append(change_from_fields((op, table, names, row, None, position)))
         if not self.in_group:
             self.in_group = True  # rows without BEGIN: a user's start position inside a transaction
+        return None
 
     def _uncompress(self, data: bytes, p: int) -> bytes:
         try:
