@@ -264,7 +264,8 @@ class ChangeApplier:
         try:
             for source, names in columns.items():
                 self._put_table_row(COLUMNS_TABLE, task_name, source, {"column_names": json.dumps(list(names))})
-            for source in set(self.read_columns(task_name, commit=False)) - set(tables) if tables is not None else ():
+            gone = set(self.read_columns(task_name, commit=False)) - set(tables) if tables is not None else set()
+            for source in gone:
                 a.execute(
                     f"DELETE FROM {a.control(COLUMNS_TABLE)} WHERE task_name = {a.param} AND table_schema = {a.param} "
                     f"AND table_name = {a.param}",
@@ -412,10 +413,12 @@ class ChangeApplier:
 
     def _without_refused(self, transactions: Sequence[Transaction]) -> list[Transaction]:
         refused = self.refused
-        return [
-            Transaction(t.txid, t.commit_position, t.commit_ts, [c for c in t.changes if c.table not in refused])
-            for t in transactions
-        ]
+        return [replace(t, changes=[c for c in t.changes if c.table not in refused]) for t in transactions]
+
+    def _refuse(self, table: TableId) -> None:
+        """A change of ``table`` was rejected: under SUSPEND_TABLE nothing more of it is applied."""
+        if self.on_reject is ErrorPolicy.SUSPEND_TABLE:
+            self.refused.add(table)
 
     def _run_ordered(self, transactions: Sequence[Transaction]) -> ApplyResult:
         """Source order; the fast path first, then change by change where it failed. Inside a
@@ -704,9 +707,8 @@ class ChangeApplier:
     def _run_careful(self, statements: list[_Statement]) -> ApplyResult:
         a = self.applier
         result = ApplyResult()
-        suspends = self.on_reject is ErrorPolicy.SUSPEND_TABLE
         for s in statements:
-            if suspends and s.change.table in self.refused:
+            if self.refused and s.change.table in self.refused:
                 continue
             a.savepoint("conveyor_change")
             try:
@@ -714,8 +716,7 @@ class ChangeApplier:
                 if s.expect is not None and cur.rowcount != s.expect:
                     a.rollback_to("conveyor_change")
                     result.failed.append(self._failure(s.change, f"{s.change.op} matched {cur.rowcount} target rows"))
-                    if suspends:
-                        self.refused.add(s.change.table)
+                    self._refuse(s.change.table)
                     continue
                 a.release("conveyor_change")
                 _count(result, s.change)
@@ -724,25 +725,23 @@ class ChangeApplier:
                 if not a.is_data_error(exc):
                     raise
                 result.failed.append(self._failure(s.change, first_line(exc)))
-                if suspends:
-                    self.refused.add(s.change.table)
+                self._refuse(s.change.table)
         return result
 
     # ------------------------------------------------------------------ statements
     def _statements(self, transactions: Sequence[Transaction]) -> tuple[list[_Statement], list[RejectedRow]]:
         out: list[_Statement] = []
         failed: list[RejectedRow] = []
-        suspends = self.on_reject is ErrorPolicy.SUSPEND_TABLE
+        refused = self.refused
         for txn in transactions:
             for change in txn.changes:
-                if suspends and change.table in self.refused:
+                if refused and change.table in refused:
                     continue
                 try:
                     out.append(self._statement(change))
                 except RowRejected as exc:
                     failed.append(self._failure(change, str(exc), exc.column))
-                    if suspends:
-                        self.refused.add(change.table)
+                    self._refuse(change.table)
         return out, failed
 
     def _statement(self, change: Change) -> _Statement:
